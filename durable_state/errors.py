@@ -1,0 +1,326 @@
+"""The exceptions of durable_state.
+
+Every exception the library raises derives from :class:`DurableStateError`.
+They are grouped in families so that callers can catch at the level they care
+about:
+
+* :class:`StatechartError` -- a machine config, an event or a snapshot does not
+  fit the statechart (:class:`InvalidMachine`, :class:`InvalidEvent`,
+  :class:`SnapshotIncompatible`, :class:`NotSerializable`,
+  :class:`MicrostepLimitExceeded`, :class:`ActorStopped`).
+* :class:`StorageError` -- the snapshot store refused or failed
+  (:class:`VersionConflict`, :class:`SnapshotCorrupt`, :class:`ActorNotFound`,
+  :class:`InvalidKey`, :class:`StorageUnavailable`).
+* :class:`LockError` -- a lease could not be had or was lost
+  (:class:`LockTimeout`, :class:`LockLost`, :class:`LockUnavailable`).
+
+Exceptions carry structured attributes (the key, the versions, the holder) and
+build their message from them, so that logs and handlers need not parse text.
+Driver exceptions (``botocore.exceptions.ClientError``, ``OSError``) are
+translated at the boundary and chained with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ActorNotFound",
+    "ActorStopped",
+    "DurableStateError",
+    "InvalidEvent",
+    "InvalidKey",
+    "InvalidMachine",
+    "LockError",
+    "LockLost",
+    "LockTimeout",
+    "LockUnavailable",
+    "MicrostepLimitExceeded",
+    "MissingDependency",
+    "NotSerializable",
+    "SnapshotCorrupt",
+    "SnapshotIncompatible",
+    "StatechartError",
+    "StorageError",
+    "StorageUnavailable",
+    "VersionConflict",
+)
+
+
+class DurableStateError(Exception):
+    """Root of every exception raised by durable_state."""
+
+
+class MissingDependency(DurableStateError, ImportError):
+    """An optional extra is needed for the feature that was used.
+
+    Attributes:
+        feature: what was used, e.g. ``"S3Storage"``.
+        extra: the extra that provides it, e.g. ``"aws"``.
+    """
+
+    def __init__(self, feature: str, extra: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the optional dependencies of the {extra!r} extra: "
+            f'pip install "durable-state[{extra}]"'
+        )
+
+
+# --------------------------------------------------------------------------- #
+# Statechart
+# --------------------------------------------------------------------------- #
+
+
+class StatechartError(DurableStateError):
+    """A machine config, an event or a snapshot does not fit the statechart."""
+
+
+class InvalidMachine(StatechartError, ValueError):
+    """A machine config is invalid; raised when the :class:`Machine` is built.
+
+    Attributes:
+        path: dotted path of the offending key, e.g. ``"states.cart.on.CHECKOUT.target"``.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class InvalidEvent(StatechartError, ValueError):
+    """An event is not a mapping with a string ``"type"`` (or a bare type string).
+
+    Attributes:
+        event: the rejected value.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, event: object, reason: str) -> None:
+        self.event = event
+        self.reason = reason
+        super().__init__(f"invalid event {event!r}: {reason}")
+
+
+class NotSerializable(StatechartError, TypeError):
+    """A value in a snapshot (usually in the context) cannot be encoded as JSON.
+
+    Attributes:
+        path: where the value sits, e.g. ``"context.items[2].price"``.
+        value_type: the name of the offending value's type.
+    """
+
+    def __init__(self, path: str, value_type: str, reason: str = "") -> None:
+        self.path = path
+        self.value_type = value_type
+        detail = reason or f"a {value_type} cannot be stored as JSON"
+        super().__init__(f"{path}: {detail}")
+
+
+class MicrostepLimitExceeded(StatechartError, RuntimeError):
+    """A macrostep did not settle: eventless transitions or raised events loop.
+
+    Attributes:
+        limit: the number of microsteps that were allowed.
+        event_type: the type of the event whose macrostep did not settle.
+    """
+
+    def __init__(self, limit: int, event_type: str) -> None:
+        self.limit = limit
+        self.event_type = event_type
+        super().__init__(
+            f"the macrostep for event {event_type!r} did not settle after {limit} "
+            "microsteps (an 'always' or raised-event loop?)"
+        )
+
+
+class SnapshotIncompatible(StatechartError, ValueError):
+    """A snapshot does not fit the machine it is restored into.
+
+    Raised for another machine's snapshot, a snapshot written by a newer
+    machine version, a state the machine no longer has, or a failed migration.
+    The stored bytes are never modified when this is raised.
+
+    Attributes:
+        reason: what does not fit.
+        key: the storage key the snapshot came from, when known.
+    """
+
+    def __init__(self, reason: str, *, key: str | None = None) -> None:
+        self.reason = reason
+        self.key = key
+        where = f" (stored at {key!r})" if key is not None else ""
+        super().__init__(f"snapshot does not fit the machine{where}: {reason}")
+
+
+class ActorStopped(StatechartError, RuntimeError):
+    """An event was sent to an actor that is stopped (or not started)."""
+
+    def __init__(self, machine_id: str, status: str) -> None:
+        self.machine_id = machine_id
+        self.status = status
+        super().__init__(f"actor of machine {machine_id!r} is {status}; it takes no events")
+
+
+# --------------------------------------------------------------------------- #
+# Storage
+# --------------------------------------------------------------------------- #
+
+
+class StorageError(DurableStateError):
+    """The snapshot store refused an operation or failed to perform it.
+
+    Attributes:
+        key: the key the operation was about, when there is one.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class VersionConflict(StorageError):
+    """A conditional write or delete found another version than expected.
+
+    Attributes:
+        key: the key.
+        expected: the version the caller expected (``None``: "must not exist").
+        actual: the version found, when the backend can tell (``None`` when the
+            key does not exist or the backend does not say).
+    """
+
+    def __init__(
+        self, key: str, *, expected: str | None, actual: str | None = None
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        want = "absent" if expected is None else f"version {expected!r}"
+        found = f"; found version {actual!r}" if actual is not None else ""
+        super().__init__(f"version conflict on {key!r}: expected {want}{found}", key=key)
+
+
+class SnapshotCorrupt(StorageError, ValueError):
+    """Stored bytes are not a snapshot this library can decode.
+
+    The stored bytes are left untouched.
+
+    Attributes:
+        key: where the bytes were read from.
+        reason: why they could not be decoded.
+    """
+
+    def __init__(self, key: str | None, reason: str) -> None:
+        self.reason = reason
+        where = f" at {key!r}" if key is not None else ""
+        super().__init__(f"corrupt snapshot{where}: {reason}", key=key)
+
+
+class ActorNotFound(StorageError, LookupError):
+    """No snapshot is stored for the actor and creating one was not allowed."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no actor stored at {key!r}", key=key)
+
+
+class InvalidKey(StorageError, ValueError):
+    """A key is empty, contains NUL, is too long for the backend, or is not a str.
+
+    Attributes:
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, key: object, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid key {key!r}: {reason}", key=key if isinstance(key, str) else None)
+
+
+class StorageUnavailable(StorageError):
+    """The backend failed (I/O error, network, permissions, throttling).
+
+    The original driver exception is chained as ``__cause__``.
+
+    Attributes:
+        operation: ``"read"``, ``"write"``, ``"delete"``, ``"exists"`` or ``"list"``.
+    """
+
+    def __init__(self, operation: str, key: str | None, detail: str) -> None:
+        self.operation = operation
+        self.detail = detail
+        where = f" {key!r}" if key is not None else ""
+        super().__init__(f"storage {operation}{where} failed: {detail}", key=key)
+
+
+# --------------------------------------------------------------------------- #
+# Locks
+# --------------------------------------------------------------------------- #
+
+
+class LockError(DurableStateError):
+    """A lease could not be acquired, renewed or released.
+
+    Attributes:
+        key: the locked key.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class LockTimeout(LockError, TimeoutError):
+    """The lease is held by someone else and did not become free in time.
+
+    Attributes:
+        key: the key.
+        holder: the current holder's owner id, when known.
+        expires_at: when the current lease runs out (epoch seconds), when known.
+        waited: how long the caller waited, in seconds.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        holder: str | None = None,
+        expires_at: float | None = None,
+        waited: float = 0.0,
+    ) -> None:
+        self.holder = holder
+        self.expires_at = expires_at
+        self.waited = waited
+        who = f" by {holder!r}" if holder else ""
+        until = f" until {expires_at:.3f}" if expires_at is not None else ""
+        super().__init__(
+            f"lock on {key!r} is held{who}{until}; gave up after {waited:.3f}s", key=key
+        )
+
+
+class LockLost(LockError):
+    """A lease is no longer held by its owner (expired and taken over, or removed).
+
+    Attributes:
+        key: the key.
+        owner: the owner id of the lost lease.
+        token: the fencing token of the lost lease.
+        reason: what was observed.
+    """
+
+    def __init__(self, key: str, *, owner: str, token: int, reason: str = "") -> None:
+        self.owner = owner
+        self.token = token
+        self.reason = reason
+        tail = f": {reason}" if reason else ""
+        super().__init__(f"lease on {key!r} (owner {owner!r}, token {token}) was lost{tail}", key=key)
+
+
+class LockUnavailable(LockError):
+    """The lock backend failed (I/O error, network, throttling).
+
+    The original driver exception is chained as ``__cause__``.
+    """
+
+    def __init__(self, operation: str, key: str, detail: str) -> None:
+        self.operation = operation
+        self.detail = detail
+        super().__init__(f"lock {operation} on {key!r} failed: {detail}", key=key)
