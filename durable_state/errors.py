@@ -190,9 +190,7 @@ class VersionConflict(StorageError):
             key does not exist or the backend does not say).
     """
 
-    def __init__(
-        self, key: str, *, expected: str | None, actual: str | None = None
-    ) -> None:
+    def __init__(self, key: str, *, expected: str | None, actual: str | None = None) -> None:
         self.expected = expected
         self.actual = actual
         want = "absent" if expected is None else f"version {expected!r}"
@@ -232,7 +230,9 @@ class InvalidKey(StorageError, ValueError):
 
     def __init__(self, key: object, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"invalid key {key!r}: {reason}", key=key if isinstance(key, str) else None)
+        super().__init__(
+            f"invalid key {key!r}: {reason}", key=key if isinstance(key, str) else None
+        )
 
 
 class StorageUnavailable(StorageError):
@@ -311,7 +311,9 @@ class LockLost(LockError):
         self.token = token
         self.reason = reason
         tail = f": {reason}" if reason else ""
-        super().__init__(f"lease on {key!r} (owner {owner!r}, token {token}) was lost{tail}", key=key)
+        super().__init__(
+            f"lease on {key!r} (owner {owner!r}, token {token}) was lost{tail}", key=key
+        )
 
 
 class LockUnavailable(LockError):
