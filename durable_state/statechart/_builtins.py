@@ -1,0 +1,258 @@
+"""Built-in actions and guards, and the effect records the pure core returns.
+
+Implementations written by users are plain callables ``fn(context, event,
+**params)``. The built-ins below wrap such callables (or constant values) and
+tell the interpreter what to do with their result:
+
+* :func:`assign` merges the mapping its function returns into the context;
+* :func:`raise_event` puts an event on the internal queue (or schedules it);
+* :func:`emit` hands an event to the actor's outside listeners after the
+  macrostep;
+* :func:`state_in` is a guard that holds while a state is active.
+
+Every other action is a *custom* action: the pure core does not run it, it
+returns an :class:`ActionEffect` that the actor executes after the macrostep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, Union
+
+__all__ = (
+    "ActionEffect",
+    "Assign",
+    "CancelTimerEffect",
+    "Effect",
+    "Emit",
+    "EmitEffect",
+    "Event",
+    "InvokeEffect",
+    "RaiseEvent",
+    "ScheduleTimerEffect",
+    "StateIn",
+    "StopInvokeEffect",
+    "assign",
+    "emit",
+    "raise_event",
+    "state_in",
+)
+
+Event: TypeAlias = Mapping[str, Any]
+"""An event: a mapping with at least a string ``"type"``."""
+
+EventOrFn: TypeAlias = Union[Mapping[str, Any], Callable[..., Mapping[str, Any]]]
+
+
+class Assign:
+    """An action that merges a mapping into the context (see :func:`assign`)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> None:
+        self.fn = fn
+
+    def __repr__(self) -> str:
+        return f"assign({self.fn!r})"
+
+
+class RaiseEvent:
+    """An action that raises an event (see :func:`raise_event`)."""
+
+    __slots__ = ("delay", "event", "id")
+
+    def __init__(
+        self, event: EventOrFn, *, delay: float | str | None = None, id: str | None = None
+    ) -> None:
+        self.event = event
+        self.delay = delay
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"raise_event({self.event!r})"
+
+
+class Emit:
+    """An action that emits an event to outside listeners (see :func:`emit`)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: EventOrFn) -> None:
+        self.event = event
+
+    def __repr__(self) -> str:
+        return f"emit({self.event!r})"
+
+
+class StateIn:
+    """A guard that holds while the state with the given id is active."""
+
+    __slots__ = ("state_id",)
+
+    def __init__(self, state_id: str) -> None:
+        self.state_id = state_id
+
+    def __repr__(self) -> str:
+        return f"state_in({self.state_id!r})"
+
+
+def assign(fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> Assign:
+    """Build an action that merges a mapping into the context.
+
+    Args:
+        fn: called as ``fn(context, event, **params)``; the mapping it returns
+            is merged (shallowly) into a new context. A constant mapping is
+            merged as is.
+
+    Returns:
+        An action to use in ``actions=`` or inline in a config.
+
+    Example:
+        >>> add = assign(lambda context, event, by=1: {"items": context["items"] + by})
+    """
+    return Assign(fn)
+
+
+def raise_event(
+    event: EventOrFn, *, delay: float | str | None = None, id: str | None = None
+) -> RaiseEvent:
+    """Build an action that raises an event to the machine itself.
+
+    Without ``delay`` the event goes on the internal queue and is processed
+    in the same macrostep, before the next external event. With ``delay``
+    (milliseconds, or the name of an entry of ``delays=``) it becomes a
+    durable timer, cancelled with its ``id`` when the raising state exits
+    only if it was scheduled by an ``after`` transition.
+
+    Args:
+        event: an event mapping (or a type string), or
+            ``fn(context, event, **params) -> event``.
+        delay: optional delay in ms or a delay name.
+        id: optional id of the scheduled event (defaults to its type).
+
+    Returns:
+        An action.
+    """
+    if isinstance(event, str):
+        event = {"type": event}
+    return RaiseEvent(event, delay=delay, id=id)
+
+
+def emit(event: EventOrFn) -> Emit:
+    """Build an action that emits an event to the actor's listeners.
+
+    Emitted events are delivered after the macrostep (and, for a persisted
+    actor, only after its snapshot was saved), never to the machine itself.
+
+    Args:
+        event: an event mapping (or a type string), or
+            ``fn(context, event, **params) -> event``.
+
+    Returns:
+        An action.
+    """
+    if isinstance(event, str):
+        event = {"type": event}
+    return Emit(event)
+
+
+def state_in(state_id: str) -> StateIn:
+    """Build a guard that holds while the state ``state_id`` is active.
+
+    Args:
+        state_id: a state id such as ``"#order.paid"`` (the ``#`` is optional).
+
+    Returns:
+        A guard, usable in ``guards=`` or inline in a config.
+    """
+    return StateIn(state_id)
+
+
+# --------------------------------------------------------------------------- #
+# Effects: what the pure core asks the shell to do after a macrostep
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEffect:
+    """Run a custom action implementation.
+
+    Attributes:
+        type: the action's name.
+        exec: the implementation.
+        context: the context at the point the action was reached.
+        event: the event being processed.
+        params: keyword arguments from the config's ``params``.
+    """
+
+    type: str
+    exec: Callable[..., Any]
+    context: Mapping[str, Any]
+    event: Event
+    params: Mapping[str, Any] | None = None
+
+    def run(self) -> Any:
+        """Call the implementation as ``exec(context, event, **params)``."""
+        if self.params:
+            return self.exec(self.context, self.event, **self.params)
+        return self.exec(self.context, self.event)
+
+
+@dataclass(frozen=True, slots=True)
+class EmitEffect:
+    """Deliver an emitted event to outside listeners."""
+
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimerEffect:
+    """Arm a durable timer: deliver ``event`` at ``due_ms`` (epoch ms)."""
+
+    id: str
+    event: Event
+    due_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimerEffect:
+    """Disarm the timer with this id."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeEffect:
+    """Start an invoked actor ``src`` with ``input`` under ``id``."""
+
+    id: str
+    src: str
+    input: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopInvokeEffect:
+    """Stop the invoked actor with this id."""
+
+    id: str
+
+
+Effect: TypeAlias = Union[
+    ActionEffect,
+    EmitEffect,
+    ScheduleTimerEffect,
+    CancelTimerEffect,
+    InvokeEffect,
+    StopInvokeEffect,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A pending delayed event, due at an absolute time (epoch ms)."""
+
+    id: str
+    event: Event
+    due_ms: float
+    seq: int = field(default=0, compare=False)

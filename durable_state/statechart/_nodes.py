@@ -1,0 +1,743 @@
+"""Parsing an xstate v5 machine config into a tree of precompiled state nodes.
+
+Everything that does not depend on run-time data is resolved here, once, when
+a :class:`~durable_state.Machine` is built: state ids and document order,
+ancestors, transition targets, action and guard references, delays. A config
+error raises :class:`~durable_state.errors.InvalidMachine` carrying the path of
+the offending key (``states.cart.on.CHECKOUT.target``), never at run time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from ..errors import InvalidMachine
+from ._builtins import Assign, Emit, RaiseEvent, StateIn
+
+__all__ = ("ActionDef", "InvokeDef", "StateNode", "Transition", "build_tree")
+
+ATOMIC: Final = "atomic"
+COMPOUND: Final = "compound"
+PARALLEL: Final = "parallel"
+FINAL: Final = "final"
+HISTORY: Final = "history"
+
+_STATE_TYPES = frozenset({ATOMIC, COMPOUND, PARALLEL, FINAL, HISTORY})
+_STATE_KEYS = frozenset(
+    {
+        "id",
+        "initial",
+        "context",
+        "states",
+        "type",
+        "history",
+        "target",
+        "on",
+        "always",
+        "after",
+        "onDone",
+        "entry",
+        "exit",
+        "invoke",
+        "tags",
+        "output",
+        "meta",
+        "description",
+        "version",
+    }
+)
+_TRANSITION_KEYS = frozenset(
+    {"target", "guard", "actions", "reenter", "description", "meta", "internal"}
+)
+
+# Action kinds, dispatched on by the interpreter's inner loop.
+K_ASSIGN: Final = 0
+K_RAISE: Final = 1
+K_EMIT: Final = 2
+K_CUSTOM: Final = 3
+K_SCHEDULE: Final = 4
+K_CANCEL: Final = 5
+K_INVOKE: Final = 6
+K_STOP: Final = 7
+
+GuardFn = Callable[[Mapping[str, Any], Mapping[str, Any], Any], bool]
+"""A compiled guard: ``check(context, event, active_nodes) -> bool``."""
+
+
+class ActionDef:
+    """A compiled action reference: its kind, implementation and params."""
+
+    __slots__ = ("delay", "fn", "id", "kind", "name", "params")
+
+    def __init__(
+        self,
+        kind: int,
+        name: str,
+        fn: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        delay: Any = None,
+        id: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.fn = fn
+        self.params = params or None
+        self.delay = delay
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"<action {self.name}>"
+
+
+class InvokeDef:
+    """A compiled ``invoke`` entry of a state."""
+
+    __slots__ = ("id", "input", "src")
+
+    def __init__(self, id: str, src: str, input: Any) -> None:
+        self.id = id
+        self.src = src
+        self.input = input
+
+
+class Transition:
+    """A compiled transition. Identity matters: transitions are cache keys."""
+
+    __slots__ = (
+        "actions",
+        "description",
+        "event_type",
+        "guard",
+        "has_history_target",
+        "meta",
+        "reenter",
+        "source",
+        "targets",
+    )
+
+    def __init__(
+        self,
+        source: StateNode,
+        event_type: str,
+        targets: tuple[StateNode, ...] | None,
+        guard: GuardFn | None,
+        actions: tuple[ActionDef, ...],
+        reenter: bool,
+        description: str | None = None,
+        meta: Any = None,
+    ) -> None:
+        self.source = source
+        self.event_type = event_type
+        self.targets = targets
+        self.guard = guard
+        self.actions = actions
+        self.reenter = reenter
+        self.description = description
+        self.meta = meta
+        self.has_history_target = bool(targets) and any(t.type == HISTORY for t in targets or ())
+
+    def __repr__(self) -> str:
+        tgt = ",".join("#" + t.id for t in self.targets) if self.targets else "-"
+        return f"<transition #{self.source.id} --{self.event_type or '(always)'}--> {tgt}>"
+
+
+class StateNode:
+    """One state of a machine, with everything precomputed for the interpreter."""
+
+    __slots__ = (
+        "after",
+        "always",
+        "ancestor_set",
+        "ancestors",
+        "children",
+        "config",
+        "description",
+        "entry",
+        "exit",
+        "history",
+        "history_default",
+        "history_nodes",
+        "id",
+        "initial",
+        "initial_actions",
+        "invoke",
+        "is_atomic",
+        "key",
+        "meta",
+        "order",
+        "output",
+        "parent",
+        "path",
+        "states",
+        "tags",
+        "transitions",
+        "type",
+        "wildcards",
+    )
+
+    def __init__(self, key: str, parent: StateNode | None) -> None:
+        self.key = key
+        self.parent = parent
+        self.path: tuple[str, ...] = (*parent.path, key) if parent else ()
+        self.id = ""
+        self.type = ATOMIC
+        self.order = -1
+        self.config: Mapping[str, Any] = {}
+        self.states: dict[str, StateNode] = {}
+        self.children: tuple[StateNode, ...] = ()
+        self.history_nodes: tuple[StateNode, ...] = ()
+        self.history: str | None = None
+        self.history_default: tuple[StateNode, ...] = ()
+        self.initial: StateNode | None = None
+        self.initial_actions: tuple[ActionDef, ...] = ()
+        self.entry: tuple[ActionDef, ...] = ()
+        self.exit: tuple[ActionDef, ...] = ()
+        self.transitions: dict[str, list[Transition]] = {}
+        self.wildcards: tuple[str, ...] = ()
+        self.always: tuple[Transition, ...] = ()
+        self.after: tuple[Transition, ...] = ()
+        self.invoke: tuple[InvokeDef, ...] = ()
+        self.tags: tuple[str, ...] = ()
+        self.meta: Any = None
+        self.output: Any = None
+        self.description: str | None = None
+        self.ancestors: tuple[StateNode, ...] = ()
+        self.ancestor_set: frozenset[StateNode] = frozenset()
+        self.is_atomic = True
+
+    def __repr__(self) -> str:
+        return f"<state #{self.id}>"
+
+
+# --------------------------------------------------------------------------- #
+# Building
+# --------------------------------------------------------------------------- #
+
+
+class _Builder:
+    """Two passes: create nodes (ids, order, types), then resolve references."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        actions: Mapping[str, Any],
+        guards: Mapping[str, Any],
+        delays: Mapping[str, Any],
+        actors: Mapping[str, Any],
+    ) -> None:
+        self.config = config
+        self.actions = actions
+        self.guards = guards
+        self.delays = delays
+        self.actors = actors
+        self.id_map: dict[str, StateNode] = {}
+        self.nodes: list[StateNode] = []
+        self.machine_id = ""
+
+    # -- pass 1 ------------------------------------------------------------ #
+
+    def create(self, cfg: Any, key: str, parent: StateNode | None, where: str) -> StateNode:
+        if not isinstance(cfg, Mapping):
+            raise InvalidMachine(where or "(root)", f"a state must be a mapping, not {_tn(cfg)}")
+        for k in cfg:
+            if k not in _STATE_KEYS:
+                raise InvalidMachine(_join(where, str(k)), "unknown state property")
+        node = StateNode(key, parent)
+        node.config = cfg
+        cfg_id = cfg.get("id")
+        if cfg_id is not None and (not isinstance(cfg_id, str) or not cfg_id):
+            raise InvalidMachine(_join(where, "id"), "an id must be a non-empty string")
+        if parent is None:
+            self.machine_id = cfg_id or "(machine)"
+            node.id = self.machine_id
+        else:
+            node.id = cfg_id or ".".join((self.machine_id, *node.path))
+        if node.id in self.id_map:
+            raise InvalidMachine(_join(where, "id"), f"duplicate state id {node.id!r}")
+        node.order = len(self.nodes)
+        self.nodes.append(node)
+        self.id_map[node.id] = node
+
+        states = cfg.get("states")
+        if states is not None and not isinstance(states, Mapping):
+            raise InvalidMachine(_join(where, "states"), f"must be a mapping, not {_tn(states)}")
+        declared = cfg.get("type")
+        if declared is not None and declared not in _STATE_TYPES:
+            raise InvalidMachine(
+                _join(where, "type"),
+                f"unknown state type {declared!r} (expected one of {sorted(_STATE_TYPES)})",
+            )
+        if declared is not None:
+            node.type = declared
+        elif states:
+            node.type = COMPOUND
+        elif cfg.get("history"):
+            node.type = HISTORY
+        else:
+            node.type = ATOMIC
+        if node.type in (ATOMIC, FINAL, HISTORY) and states:
+            raise InvalidMachine(_join(where, "states"), f"a {node.type} state has no child states")
+        if node.type == COMPOUND and not states:
+            raise InvalidMachine(_join(where, "states"), "a compound state needs child states")
+        if node.type == HISTORY:
+            if parent is None:
+                raise InvalidMachine(where or "(root)", "the root cannot be a history state")
+            hist = cfg.get("history", "shallow")
+            if hist is True:
+                hist = "shallow"
+            if hist not in ("shallow", "deep"):
+                raise InvalidMachine(_join(where, "history"), "must be 'shallow' or 'deep'")
+            node.history = hist
+        node.is_atomic = node.type in (ATOMIC, FINAL)
+
+        if states:
+            for child_key, child_cfg in states.items():
+                if not isinstance(child_key, str) or not child_key:
+                    raise InvalidMachine(
+                        _join(where, "states"), f"state keys must be non-empty strings: {child_key!r}"
+                    )
+                if "." in child_key:
+                    raise InvalidMachine(
+                        _join(where, f"states.{child_key}"),
+                        "a state key cannot contain '.' (it separates path segments)",
+                    )
+                node.states[child_key] = self.create(
+                    child_cfg, child_key, node, _join(where, f"states.{child_key}")
+                )
+        node.children = tuple(c for c in node.states.values() if c.type != HISTORY)
+        node.history_nodes = tuple(c for c in node.states.values() if c.type == HISTORY)
+        if node.type == PARALLEL and not node.children:
+            raise InvalidMachine(_join(where, "states"), "a parallel state needs child states")
+        ancestors: list[StateNode] = []
+        p = parent
+        while p is not None:
+            ancestors.append(p)
+            p = p.parent
+        node.ancestors = tuple(ancestors)
+        node.ancestor_set = frozenset(ancestors)
+        return node
+
+    # -- pass 2 ------------------------------------------------------------ #
+
+    def resolve(self, node: StateNode, where: str) -> None:
+        cfg = node.config
+        if node.type == COMPOUND:
+            initial = cfg.get("initial")
+            initial_actions: Any = None
+            if isinstance(initial, Mapping):
+                initial_actions = initial.get("actions")
+                initial = initial.get("target")
+            if initial is None:
+                first = next(iter(node.states), "?")
+                raise InvalidMachine(
+                    _join(where, "initial"),
+                    f"a compound state needs an initial state (e.g. {first!r})",
+                )
+            if not isinstance(initial, str) or initial not in node.states:
+                raise InvalidMachine(_join(where, "initial"), f"no child state {initial!r}")
+            node.initial = node.states[initial]
+            node.initial_actions = self.action_list(initial_actions, _join(where, "initial.actions"))
+
+        if node.type == HISTORY:
+            assert node.parent is not None
+            raw = cfg.get("target")
+            if raw is None:
+                if node.parent.type == PARALLEL:
+                    node.history_default = (node.parent,)
+                elif node.parent.initial is not None:
+                    node.history_default = (node.parent.initial,)
+                else:
+                    # The parent's initial is resolved before its children.
+                    raise InvalidMachine(_join(where, "target"), "a history state needs a target")
+            else:
+                tlist = [raw] if isinstance(raw, str) else list(raw)
+                resolved = []
+                for t in tlist:
+                    if not isinstance(t, str):
+                        raise InvalidMachine(_join(where, "target"), "targets are strings")
+                    resolved.append(
+                        self.lookup_path(node.parent, t, _join(where, "target"))
+                        if not t.startswith("#")
+                        else self.lookup_id(t, _join(where, "target"))
+                    )
+                node.history_default = tuple(resolved)
+
+        entry = list(self.action_list(cfg.get("entry"), _join(where, "entry")))
+        exit_ = list(self.action_list(cfg.get("exit"), _join(where, "exit")))
+
+        tags = cfg.get("tags")
+        if tags is None:
+            node.tags = ()
+        elif isinstance(tags, str):
+            node.tags = (tags,)
+        elif isinstance(tags, Sequence) and all(isinstance(t, str) for t in tags):
+            node.tags = tuple(tags)
+        else:
+            raise InvalidMachine(_join(where, "tags"), "tags are a string or a list of strings")
+        node.meta = cfg.get("meta")
+        desc = cfg.get("description")
+        if desc is not None and not isinstance(desc, str):
+            raise InvalidMachine(_join(where, "description"), "must be a string")
+        node.description = desc
+        if node.type == FINAL or node.parent is None:
+            node.output = cfg.get("output")
+        elif "output" in cfg:
+            raise InvalidMachine(_join(where, "output"), "only final states and the root have output")
+
+        transitions: dict[str, list[Transition]] = {}
+        on = cfg.get("on")
+        if on is not None:
+            if not isinstance(on, Mapping):
+                raise InvalidMachine(_join(where, "on"), f"must be a mapping, not {_tn(on)}")
+            for desc_key, tcfg in on.items():
+                if not isinstance(desc_key, str):
+                    raise InvalidMachine(_join(where, "on"), f"event types are strings: {desc_key!r}")
+                if desc_key == "":
+                    raise InvalidMachine(
+                        _join(where, "on"), "an empty event type is not allowed; use 'always'"
+                    )
+                if "*" in desc_key and not (desc_key == "*" or desc_key.endswith(".*")):
+                    raise InvalidMachine(
+                        _join(where, f"on.{desc_key}"),
+                        "a wildcard is the whole descriptor ('*') or its last token ('a.*')",
+                    )
+                if "*" in desc_key[:-1]:
+                    raise InvalidMachine(
+                        _join(where, f"on.{desc_key}"), "only a trailing wildcard is allowed"
+                    )
+                transitions[desc_key] = self.transition_list(
+                    node, desc_key, tcfg, _join(where, f"on.{desc_key}")
+                )
+        if "onDone" in cfg:
+            if node.type not in (COMPOUND, PARALLEL):
+                raise InvalidMachine(
+                    _join(where, "onDone"), "only compound and parallel states have onDone"
+                )
+            dkey = f"xstate.done.state.{node.id}"
+            transitions[dkey] = self.transition_list(node, dkey, cfg["onDone"], _join(where, "onDone"))
+
+        invokes = []
+        raw_inv = cfg.get("invoke")
+        if raw_inv is not None:
+            inv_list = [raw_inv] if isinstance(raw_inv, Mapping) else raw_inv
+            if not isinstance(inv_list, Sequence):
+                raise InvalidMachine(_join(where, "invoke"), "must be a mapping or a list")
+            for i, icfg in enumerate(inv_list):
+                iw = _join(where, f"invoke[{i}]" if isinstance(raw_inv, Sequence) else "invoke")
+                if not isinstance(icfg, Mapping):
+                    raise InvalidMachine(iw, "an invoke entry must be a mapping")
+                src = icfg.get("src")
+                if not isinstance(src, str):
+                    raise InvalidMachine(_join(iw, "src"), "src must be the name of an actor")
+                if src not in self.actors:
+                    raise InvalidMachine(_join(iw, "src"), f"no actor named {src!r} in actors=")
+                inv_id = icfg.get("id") or f"{i}.{node.id}"
+                if not isinstance(inv_id, str):
+                    raise InvalidMachine(_join(iw, "id"), "must be a string")
+                invokes.append(InvokeDef(inv_id, src, icfg.get("input")))
+                if "onDone" in icfg:
+                    k = f"xstate.done.actor.{inv_id}"
+                    transitions[k] = self.transition_list(node, k, icfg["onDone"], _join(iw, "onDone"))
+                if "onError" in icfg:
+                    k = f"xstate.error.actor.{inv_id}"
+                    transitions[k] = self.transition_list(
+                        node, k, icfg["onError"], _join(iw, "onError")
+                    )
+        node.invoke = tuple(invokes)
+
+        after = cfg.get("after")
+        delayed: list[Transition] = []
+        if after is not None:
+            if not isinstance(after, Mapping):
+                raise InvalidMachine(_join(where, "after"), "must be a mapping of delay -> transition")
+            for delay_key, tcfg in after.items():
+                aw = _join(where, f"after.{delay_key}")
+                delay = self.delay_ref(delay_key, aw)
+                label = _delay_label(delay)
+                ev = f"xstate.after.{label}.{node.id}"
+                entry.append(ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev))
+                exit_.append(ActionDef(K_CANCEL, "xstate.cancel", None, id=ev))
+                ts = self.transition_list(node, ev, tcfg, aw)
+                transitions.setdefault(ev, []).extend(ts)
+                delayed.extend(ts)
+        node.after = tuple(delayed)
+
+        for inv in node.invoke:
+            entry.append(ActionDef(K_INVOKE, "xstate.spawnChild", inv))
+            exit_.append(ActionDef(K_STOP, "xstate.stopChild", None, id=inv.id))
+        node.entry = tuple(entry)
+        node.exit = tuple(exit_)
+
+        always = cfg.get("always")
+        if always is not None:
+            node.always = tuple(self.transition_list(node, "", always, _join(where, "always")))
+
+        node.transitions = transitions
+        node.wildcards = tuple(k for k in transitions if k.endswith("*"))
+
+        for key, child in node.states.items():
+            self.resolve(child, _join(where, f"states.{key}"))
+
+    # -- references -------------------------------------------------------- #
+
+    def transition_list(
+        self, node: StateNode, event_type: str, raw: Any, where: str
+    ) -> list[Transition]:
+        items = raw if isinstance(raw, list | tuple) else [raw]
+        out = []
+        for i, item in enumerate(items):
+            iw = f"{where}[{i}]" if isinstance(raw, list | tuple) else where
+            out.append(self.transition(node, event_type, item, iw))
+        return out
+
+    def transition(self, node: StateNode, event_type: str, raw: Any, where: str) -> Transition:
+        if raw is None or isinstance(raw, str):
+            raw = {"target": raw}
+        if not isinstance(raw, Mapping):
+            raise InvalidMachine(where, f"a transition is a target string or a mapping, not {_tn(raw)}")
+        for k in raw:
+            if k not in _TRANSITION_KEYS:
+                raise InvalidMachine(_join(where, str(k)), "unknown transition property")
+        if "internal" in raw:
+            raise InvalidMachine(
+                _join(where, "internal"), "'internal' was replaced by 'reenter' in xstate v5"
+            )
+        target = raw.get("target")
+        targets: tuple[StateNode, ...] | None
+        if target is None or target == "":
+            targets = None
+        else:
+            tlist = [target] if isinstance(target, str) else target
+            if not isinstance(tlist, list | tuple) or not all(isinstance(t, str) for t in tlist):
+                raise InvalidMachine(_join(where, "target"), "a target is a string or a list of strings")
+            targets = tuple(self.resolve_target(node, t, _join(where, "target")) for t in tlist)
+        reenter = raw.get("reenter", False)
+        if not isinstance(reenter, bool):
+            raise InvalidMachine(_join(where, "reenter"), "must be true or false")
+        guard = self.guard(raw.get("guard"), _join(where, "guard")) if "guard" in raw else None
+        actions = self.action_list(raw.get("actions"), _join(where, "actions"))
+        desc = raw.get("description")
+        return Transition(node, event_type, targets, guard, actions, reenter, desc, raw.get("meta"))
+
+    def resolve_target(self, node: StateNode, target: str, where: str) -> StateNode:
+        if target.startswith("#"):
+            return self.lookup_id(target, where)
+        if target.startswith("."):
+            return self.lookup_path(node, target[1:], where)
+        if node.parent is None:
+            raise InvalidMachine(
+                where, f"no state {target!r} from the root (did you mean '.{target}'?)"
+            )
+        return self.lookup_path(node.parent, target, where)
+
+    def lookup_id(self, ref: str, where: str) -> StateNode:
+        raw = ref[1:] if ref.startswith("#") else ref
+        found = self.id_map.get(raw)
+        if found is not None:
+            return found
+        # "#machine.a.b": an id followed by a relative path, as xstate resolves it.
+        head, _, rest = raw.partition(".")
+        base = self.id_map.get(head)
+        if base is None or not rest:
+            raise InvalidMachine(where, f"no state with id {ref!r}")
+        return self.lookup_path(base, rest, where)
+
+    def lookup_path(self, base: StateNode, path: str, where: str) -> StateNode:
+        node = base
+        for part in path.split("."):
+            if part == "":
+                break
+            child = node.states.get(part)
+            if child is None:
+                raise InvalidMachine(where, f"no state {path!r}" + _in(base))
+            node = child
+        return node
+
+    def action_list(self, raw: Any, where: str) -> tuple[ActionDef, ...]:
+        if raw is None:
+            return ()
+        items = raw if isinstance(raw, list | tuple) else [raw]
+        multi = isinstance(raw, list | tuple)
+        return tuple(
+            self.action(item, f"{where}[{i}]" if multi else where) for i, item in enumerate(items)
+        )
+
+    def action(self, ref: Any, where: str) -> ActionDef:
+        params: Mapping[str, Any] | None = None
+        name: str
+        impl: Any
+        if isinstance(ref, str):
+            name = ref
+            if ref not in self.actions:
+                raise InvalidMachine(where, f"no action named {ref!r} in actions=")
+            impl = self.actions[ref]
+        elif isinstance(ref, Mapping):
+            name = ref.get("type")  # type: ignore[assignment]
+            if not isinstance(name, str):
+                raise InvalidMachine(_join(where, "type"), "an action reference needs a string type")
+            params = ref.get("params")
+            if params is not None and not isinstance(params, Mapping):
+                raise InvalidMachine(_join(where, "params"), "params must be a mapping")
+            if name not in self.actions:
+                raise InvalidMachine(_join(where, "type"), f"no action named {name!r} in actions=")
+            impl = self.actions[name]
+        elif isinstance(ref, Assign | RaiseEvent | Emit) or callable(ref):
+            impl = ref
+            name = getattr(ref, "__name__", type(ref).__name__)
+        else:
+            raise InvalidMachine(where, f"an action is a name, a mapping or a callable, not {_tn(ref)}")
+        return self.compile_action(impl, name, params, where)
+
+    def compile_action(
+        self, impl: Any, name: str, params: Mapping[str, Any] | None, where: str
+    ) -> ActionDef:
+        if isinstance(impl, Assign):
+            return ActionDef(K_ASSIGN, "xstate.assign", impl.fn, params)
+        if isinstance(impl, RaiseEvent):
+            delay = None
+            if impl.delay is not None:
+                delay = self.delay_ref(impl.delay, where)
+            ev = impl.event
+            ident = impl.id
+            return ActionDef(K_RAISE, "xstate.raise", ev, params, delay=delay, id=ident)
+        if isinstance(impl, Emit):
+            return ActionDef(K_EMIT, "xstate.emit", impl.event, params)
+        if callable(impl):
+            return ActionDef(K_CUSTOM, name, impl, params)
+        raise InvalidMachine(where, f"action {name!r} is not callable")
+
+    def delay_ref(self, ref: Any, where: str) -> Any:
+        """A delay is a number of ms (or its string form) or a name in delays=."""
+        if isinstance(ref, bool):
+            raise InvalidMachine(where, "a delay is a number of ms or a delay name")
+        if isinstance(ref, int | float):
+            value = float(ref)
+        elif isinstance(ref, str):
+            try:
+                value = float(ref)
+            except ValueError:
+                if ref not in self.delays:
+                    raise InvalidMachine(where, f"no delay named {ref!r} in delays=") from None
+                d = self.delays[ref]
+                if not callable(d) and not (isinstance(d, int | float) and not isinstance(d, bool)):
+                    raise InvalidMachine(where, f"delay {ref!r} must be a number or a callable")
+                return ref
+        else:
+            raise InvalidMachine(where, "a delay is a number of ms or a delay name")
+        if not math.isfinite(value) or value < 0:
+            raise InvalidMachine(where, f"a delay must be a finite number >= 0, not {ref!r}")
+        return value
+
+    def guard(self, ref: Any, where: str) -> GuardFn:
+        if isinstance(ref, StateIn):
+            return self.state_in_guard(ref.state_id, where)
+        if isinstance(ref, str):
+            return self.named_guard(ref, None, where)
+        if isinstance(ref, Mapping):
+            gtype = ref.get("type")
+            if gtype in ("and", "or", "not"):
+                subs = ref.get("guards")
+                if not isinstance(subs, list | tuple) or not subs:
+                    raise InvalidMachine(_join(where, "guards"), f"{gtype!r} needs a list of guards")
+                compiled = tuple(
+                    self.guard(g, _join(where, f"guards[{i}]")) for i, g in enumerate(subs)
+                )
+                return _combinator(str(gtype), compiled, where)
+            if gtype == "stateIn":
+                params = ref.get("params") or {}
+                sid = ref.get("stateId", params.get("stateId") if isinstance(params, Mapping) else None)
+                if not isinstance(sid, str):
+                    raise InvalidMachine(where, "stateIn needs a stateId")
+                return self.state_in_guard(sid, where)
+            if not isinstance(gtype, str):
+                raise InvalidMachine(_join(where, "type"), "a guard reference needs a string type")
+            params = ref.get("params")
+            if params is not None and not isinstance(params, Mapping):
+                raise InvalidMachine(_join(where, "params"), "params must be a mapping")
+            return self.named_guard(gtype, params, _join(where, "type"))
+        if callable(ref):
+            fn = ref
+            return lambda c, e, n: bool(fn(c, e))
+        raise InvalidMachine(where, f"a guard is a name, a mapping or a callable, not {_tn(ref)}")
+
+    def named_guard(self, name: str, params: Mapping[str, Any] | None, where: str) -> GuardFn:
+        if name not in self.guards:
+            raise InvalidMachine(where, f"no guard named {name!r} in guards=")
+        impl = self.guards[name]
+        if isinstance(impl, StateIn):
+            return self.state_in_guard(impl.state_id, where)
+        if isinstance(impl, Mapping):
+            return self.guard(impl, where)
+        if not callable(impl):
+            raise InvalidMachine(where, f"guard {name!r} is not callable")
+        fn = impl
+        if params:
+            kw = dict(params)
+            return lambda c, e, n: bool(fn(c, e, **kw))
+        return lambda c, e, n: bool(fn(c, e))
+
+    def state_in_guard(self, state_id: str, where: str) -> GuardFn:
+        target = self.lookup_id(state_id, where)
+        return lambda c, e, nodes: target in nodes
+
+
+def _combinator(kind: str, guards: tuple[GuardFn, ...], where: str) -> GuardFn:
+    if kind == "and":
+        return lambda c, e, n: all(g(c, e, n) for g in guards)
+    if kind == "or":
+        return lambda c, e, n: any(g(c, e, n) for g in guards)
+    if len(guards) != 1:
+        raise InvalidMachine(where, "'not' takes exactly one guard")
+    only = guards[0]
+    return lambda c, e, n: not only(c, e, n)
+
+
+def _delay_label(delay: Any) -> str:
+    """The delay as it appears in xstate's after-event type (``1000``, ``1.5``, ``name``)."""
+    if isinstance(delay, float):
+        return str(int(delay)) if delay.is_integer() else repr(delay)
+    return str(delay)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _in(node: StateNode) -> str:
+    return f" in #{node.id}"
+
+
+def _tn(value: object) -> str:
+    return type(value).__name__
+
+
+def build_tree(
+    config: Mapping[str, Any],
+    *,
+    actions: Mapping[str, Any],
+    guards: Mapping[str, Any],
+    delays: Mapping[str, Any],
+    actors: Mapping[str, Any],
+) -> tuple[StateNode, dict[str, StateNode], list[StateNode]]:
+    """Build and validate the state tree of a machine config.
+
+    Returns:
+        The root node, the map of ids to nodes, and all nodes in document order.
+
+    Raises:
+        InvalidMachine: with the path of the first offending key.
+    """
+    for label, mapping in (("actions", actions), ("guards", guards), ("delays", delays)):
+        if not isinstance(mapping, Mapping):
+            raise InvalidMachine(label, "must be a mapping of names to implementations")
+    if not isinstance(actors, Mapping):
+        raise InvalidMachine("actors", "must be a mapping of names to async callables")
+    b = _Builder(config, actions, guards, delays, actors)
+    root = b.create(config, config.get("id") or "(machine)" if isinstance(config, Mapping) else "", None, "")
+    if root.type == HISTORY or root.type == FINAL and root.parent is not None:
+        raise InvalidMachine("type", "the root must be a compound, parallel or atomic state")
+    b.resolve(root, "")
+    return root, b.id_map, b.nodes
