@@ -82,8 +82,7 @@ class ManualClock:
 
     Behaves like xstate's ``SimulatedClock``: advancing moves time forward and
     fires every callback due by the new time, in due order (ties in scheduling
-    order). A callback scheduled while firing counts from the time of the timer
-    being fired and fires within the same advance if it falls due.
+    order). A callback scheduled while firing counts from the new time.
 
     Args:
         start_ms: the initial time in epoch milliseconds (default 0).
@@ -128,8 +127,10 @@ class ManualClock:
     async def set(self, now_ms: float) -> None:
         """Move time forward to ``now_ms`` and fire everything that falls due.
 
-        Between callbacks the event loop runs, so work they start (tasks,
-        queued events) makes progress in due order.
+        Time jumps to ``now_ms`` first, as xstate's ``SimulatedClock`` does:
+        callbacks fire in due order (ties in scheduling order) and a timer
+        scheduled by a callback counts from ``now_ms``. Between callbacks the
+        event loop runs, so the work they start makes progress in order.
 
         Raises:
             ValueError: if ``now_ms`` is earlier than the current time.
@@ -137,16 +138,14 @@ class ManualClock:
         if now_ms < self._now:
             raise ValueError(f"a clock cannot go backwards ({now_ms} < {self._now})")
         target = float(now_ms)
+        self._now = target
         await asyncio.sleep(0)
         while self._heap and self._heap[0].due_ms <= target:
             timer = heapq.heappop(self._heap)
             if timer.cancelled:
                 continue
-            self._now = max(self._now, timer.due_ms)
             timer.cancelled = True
             timer.callback()
             # Let the callback's consequences (actor mailboxes, tasks) settle.
             for _ in range(3):
                 await asyncio.sleep(0)
-        self._now = target
-        await asyncio.sleep(0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, Union
+from typing import Any, TypeAlias
 
 __all__ = (
     "ActionEffect",
@@ -42,7 +42,7 @@ __all__ = (
 Event: TypeAlias = Mapping[str, Any]
 """An event: a mapping with at least a string ``"type"``."""
 
-EventOrFn: TypeAlias = Union[Mapping[str, Any], Callable[..., Mapping[str, Any]]]
+EventOrFn: TypeAlias = Mapping[str, Any] | Callable[..., Mapping[str, Any]]
 
 
 class Assign:
@@ -115,7 +115,7 @@ def assign(fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> Assign:
 
 
 def raise_event(
-    event: EventOrFn, *, delay: float | str | None = None, id: str | None = None
+    event: EventOrFn | str, *, delay: float | str | None = None, id: str | None = None
 ) -> RaiseEvent:
     """Build an action that raises an event to the machine itself.
 
@@ -139,7 +139,7 @@ def raise_event(
     return RaiseEvent(event, delay=delay, id=id)
 
 
-def emit(event: EventOrFn) -> Emit:
+def emit(event: EventOrFn | str) -> Emit:
     """Build an action that emits an event to the actor's listeners.
 
     Emitted events are delivered after the macrostep (and, for a persisted
@@ -238,14 +238,14 @@ class StopInvokeEffect:
     id: str
 
 
-Effect: TypeAlias = Union[
-    ActionEffect,
-    EmitEffect,
-    ScheduleTimerEffect,
-    CancelTimerEffect,
-    InvokeEffect,
-    StopInvokeEffect,
-]
+Effect: TypeAlias = (
+    ActionEffect
+    | EmitEffect
+    | ScheduleTimerEffect
+    | CancelTimerEffect
+    | InvokeEffect
+    | StopInvokeEffect
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,7 +297,8 @@ class _Builder:
             for child_key, child_cfg in states.items():
                 if not isinstance(child_key, str) or not child_key:
                     raise InvalidMachine(
-                        _join(where, "states"), f"state keys must be non-empty strings: {child_key!r}"
+                        _join(where, "states"),
+                        f"state keys must be non-empty strings: {child_key!r}",
                     )
                 if "." in child_key:
                     raise InvalidMachine(
@@ -339,7 +340,9 @@ class _Builder:
             if not isinstance(initial, str) or initial not in node.states:
                 raise InvalidMachine(_join(where, "initial"), f"no child state {initial!r}")
             node.initial = node.states[initial]
-            node.initial_actions = self.action_list(initial_actions, _join(where, "initial.actions"))
+            node.initial_actions = self.action_list(
+                initial_actions, _join(where, "initial.actions")
+            )
 
         if node.type == HISTORY:
             assert node.parent is not None
@@ -385,7 +388,9 @@ class _Builder:
         if node.type == FINAL or node.parent is None:
             node.output = cfg.get("output")
         elif "output" in cfg:
-            raise InvalidMachine(_join(where, "output"), "only final states and the root have output")
+            raise InvalidMachine(
+                _join(where, "output"), "only final states and the root have output"
+            )
 
         transitions: dict[str, list[Transition]] = {}
         on = cfg.get("on")
@@ -394,7 +399,9 @@ class _Builder:
                 raise InvalidMachine(_join(where, "on"), f"must be a mapping, not {_tn(on)}")
             for desc_key, tcfg in on.items():
                 if not isinstance(desc_key, str):
-                    raise InvalidMachine(_join(where, "on"), f"event types are strings: {desc_key!r}")
+                    raise InvalidMachine(
+                        _join(where, "on"), f"event types are strings: {desc_key!r}"
+                    )
                 if desc_key == "":
                     raise InvalidMachine(
                         _join(where, "on"), "an empty event type is not allowed; use 'always'"
@@ -417,7 +424,9 @@ class _Builder:
                     _join(where, "onDone"), "only compound and parallel states have onDone"
                 )
             dkey = f"xstate.done.state.{node.id}"
-            transitions[dkey] = self.transition_list(node, dkey, cfg["onDone"], _join(where, "onDone"))
+            transitions[dkey] = self.transition_list(
+                node, dkey, cfg["onDone"], _join(where, "onDone")
+            )
 
         invokes = []
         raw_inv = cfg.get("invoke")
@@ -440,7 +449,9 @@ class _Builder:
                 invokes.append(InvokeDef(inv_id, src, icfg.get("input")))
                 if "onDone" in icfg:
                     k = f"xstate.done.actor.{inv_id}"
-                    transitions[k] = self.transition_list(node, k, icfg["onDone"], _join(iw, "onDone"))
+                    transitions[k] = self.transition_list(
+                        node, k, icfg["onDone"], _join(iw, "onDone")
+                    )
                 if "onError" in icfg:
                     k = f"xstate.error.actor.{inv_id}"
                     transitions[k] = self.transition_list(
@@ -452,13 +463,17 @@ class _Builder:
         delayed: list[Transition] = []
         if after is not None:
             if not isinstance(after, Mapping):
-                raise InvalidMachine(_join(where, "after"), "must be a mapping of delay -> transition")
+                raise InvalidMachine(
+                    _join(where, "after"), "must be a mapping of delay -> transition"
+                )
             for delay_key, tcfg in after.items():
                 aw = _join(where, f"after.{delay_key}")
                 delay = self.delay_ref(delay_key, aw)
                 label = _delay_label(delay)
                 ev = f"xstate.after.{label}.{node.id}"
-                entry.append(ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev))
+                entry.append(
+                    ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev)
+                )
                 exit_.append(ActionDef(K_CANCEL, "xstate.cancel", None, id=ev))
                 ts = self.transition_list(node, ev, tcfg, aw)
                 transitions.setdefault(ev, []).extend(ts)
@@ -497,7 +512,9 @@ class _Builder:
         if raw is None or isinstance(raw, str):
             raw = {"target": raw}
         if not isinstance(raw, Mapping):
-            raise InvalidMachine(where, f"a transition is a target string or a mapping, not {_tn(raw)}")
+            raise InvalidMachine(
+                where, f"a transition is a target string or a mapping, not {_tn(raw)}"
+            )
         for k in raw:
             if k not in _TRANSITION_KEYS:
                 raise InvalidMachine(_join(where, str(k)), "unknown transition property")
@@ -512,7 +529,9 @@ class _Builder:
         else:
             tlist = [target] if isinstance(target, str) else target
             if not isinstance(tlist, list | tuple) or not all(isinstance(t, str) for t in tlist):
-                raise InvalidMachine(_join(where, "target"), "a target is a string or a list of strings")
+                raise InvalidMachine(
+                    _join(where, "target"), "a target is a string or a list of strings"
+                )
             targets = tuple(self.resolve_target(node, t, _join(where, "target")) for t in tlist)
         reenter = raw.get("reenter", False)
         if not isinstance(reenter, bool):
@@ -577,7 +596,9 @@ class _Builder:
         elif isinstance(ref, Mapping):
             name = ref.get("type")  # type: ignore[assignment]
             if not isinstance(name, str):
-                raise InvalidMachine(_join(where, "type"), "an action reference needs a string type")
+                raise InvalidMachine(
+                    _join(where, "type"), "an action reference needs a string type"
+                )
             params = ref.get("params")
             if params is not None and not isinstance(params, Mapping):
                 raise InvalidMachine(_join(where, "params"), "params must be a mapping")
@@ -588,7 +609,9 @@ class _Builder:
             impl = ref
             name = getattr(ref, "__name__", type(ref).__name__)
         else:
-            raise InvalidMachine(where, f"an action is a name, a mapping or a callable, not {_tn(ref)}")
+            raise InvalidMachine(
+                where, f"an action is a name, a mapping or a callable, not {_tn(ref)}"
+            )
         return self.compile_action(impl, name, params, where)
 
     def compile_action(
@@ -623,7 +646,9 @@ class _Builder:
                     raise InvalidMachine(where, f"no delay named {ref!r} in delays=") from None
                 d = self.delays[ref]
                 if not callable(d) and not (isinstance(d, int | float) and not isinstance(d, bool)):
-                    raise InvalidMachine(where, f"delay {ref!r} must be a number or a callable")
+                    raise InvalidMachine(
+                        where, f"delay {ref!r} must be a number or a callable"
+                    ) from None
                 return ref
         else:
             raise InvalidMachine(where, "a delay is a number of ms or a delay name")
@@ -641,14 +666,18 @@ class _Builder:
             if gtype in ("and", "or", "not"):
                 subs = ref.get("guards")
                 if not isinstance(subs, list | tuple) or not subs:
-                    raise InvalidMachine(_join(where, "guards"), f"{gtype!r} needs a list of guards")
+                    raise InvalidMachine(
+                        _join(where, "guards"), f"{gtype!r} needs a list of guards"
+                    )
                 compiled = tuple(
                     self.guard(g, _join(where, f"guards[{i}]")) for i, g in enumerate(subs)
                 )
                 return _combinator(str(gtype), compiled, where)
             if gtype == "stateIn":
                 params = ref.get("params") or {}
-                sid = ref.get("stateId", params.get("stateId") if isinstance(params, Mapping) else None)
+                sid = ref.get(
+                    "stateId", params.get("stateId") if isinstance(params, Mapping) else None
+                )
                 if not isinstance(sid, str):
                     raise InvalidMachine(where, "stateIn needs a stateId")
                 return self.state_in_guard(sid, where)
@@ -736,8 +765,10 @@ def build_tree(
     if not isinstance(actors, Mapping):
         raise InvalidMachine("actors", "must be a mapping of names to async callables")
     b = _Builder(config, actions, guards, delays, actors)
-    root = b.create(config, config.get("id") or "(machine)" if isinstance(config, Mapping) else "", None, "")
-    if root.type == HISTORY or root.type == FINAL and root.parent is not None:
+    root = b.create(
+        config, config.get("id") or "(machine)" if isinstance(config, Mapping) else "", None, ""
+    )
+    if root.type == HISTORY or (root.type == FINAL and root.parent is not None):
         raise InvalidMachine("type", "the root must be a compound, parallel or atomic state")
     b.resolve(root, "")
     return root, b.id_map, b.nodes

@@ -1,0 +1,933 @@
+"""The Machine: an xstate v5 machine config plus Python implementations."""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._json import check_json
+from ..errors import (
+    InvalidEvent,
+    InvalidMachine,
+    MicrostepLimitExceeded,
+    NotSerializable,
+    SnapshotIncompatible,
+)
+from ._algorithm import (
+    ConfigInfo,
+    MicrostepPlan,
+    _Plan,
+    compute_microstep,
+    remove_conflicting,
+    run_plan,
+)
+from ._builtins import (
+    ActionEffect,
+    CancelTimerEffect,
+    Effect,
+    EmitEffect,
+    InvokeEffect,
+    ScheduleTimerEffect,
+    StopInvokeEffect,
+    Timer,
+)
+from ._nodes import (
+    COMPOUND,
+    HISTORY,
+    K_ASSIGN,
+    K_CANCEL,
+    K_CUSTOM,
+    K_EMIT,
+    K_INVOKE,
+    K_RAISE,
+    K_SCHEDULE,
+    K_STOP,
+    ActionDef,
+    StateNode,
+    Transition,
+    build_tree,
+)
+from ._snapshot import ChildRecord, Snapshot, Status
+
+__all__ = ("DURABLE_KEY", "Machine")
+
+DURABLE_KEY = "$durable"
+"""The key of durable_state's own metadata in a persisted snapshot."""
+
+_INIT = "xstate.init"
+_STATUSES = frozenset({"active", "done", "error", "stopped"})
+_CACHE_LIMIT = 4096
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def to_event(event: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    """Normalise an event: a bare type string or a mapping with a string ``type``.
+
+    Raises:
+        InvalidEvent: for anything else, or the reserved wildcard type ``"*"``.
+    """
+    if isinstance(event, str):
+        if not event or event == "*":
+            raise InvalidEvent(event, "an event type must be a non-empty string other than '*'")
+        return {"type": event}
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(event, "an event is a mapping with a 'type' or a type string")
+    etype = event.get("type")
+    if not isinstance(etype, str) or not etype:
+        raise InvalidEvent(event, "the 'type' of an event must be a non-empty string")
+    if etype == "*":
+        raise InvalidEvent(event, "an event cannot have the wildcard type '*'")
+    return event
+
+
+class Machine:
+    """A statechart built from an xstate v5 machine config.
+
+    The machine is the pure core: it computes snapshots from snapshots and
+    events and never performs I/O or reads a clock. Custom actions, emitted
+    events, timers and invoked actors are returned as *effects* for an
+    :class:`~durable_state.Actor` (or your own shell) to carry out.
+
+    Args:
+        config: the machine config, in the JSON shape of an xstate v5 config.
+        actions: action implementations by name. A plain callable is a custom
+            action, called as ``fn(context, event, **params)`` by the actor;
+            :func:`assign`, :func:`raise_event` and :func:`emit` build
+            built-in actions.
+        guards: guard implementations by name, ``fn(context, event, **params)
+            -> bool``, or :func:`state_in` guards.
+        delays: named delays for ``after``: milliseconds, or
+            ``fn(context, event) -> ms``.
+        actors: async callables for ``invoke``, called as ``await fn(input)``.
+        version: the version of this machine, stored in every snapshot.
+        migrations: ``{old_version: fn(persisted_dict) -> persisted_dict}``,
+            applied in order to snapshots of older versions on restore.
+        max_microsteps: how many microsteps one macrostep may take before
+            :class:`MicrostepLimitExceeded` is raised (guards against
+            ``always``/raise loops that never settle).
+
+    Raises:
+        InvalidMachine: when the config is invalid (with the path of the
+            offending key) or an implementation it names is missing.
+
+    Example:
+        >>> m = Machine({"id": "light", "initial": "green",
+        ...              "states": {"green": {"on": {"NEXT": "red"}}, "red": {}}})
+        >>> s, _ = m.transition(m.initial_snapshot(), {"type": "NEXT"})
+        >>> s.value
+        'red'
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        actions: Mapping[str, Any] | None = None,
+        guards: Mapping[str, Any] | None = None,
+        delays: Mapping[str, Any] | None = None,
+        actors: Mapping[str, Callable[..., Any]] | None = None,
+        version: int = 1,
+        migrations: Mapping[int, Migration] | None = None,
+        max_microsteps: int = 1000,
+    ) -> None:
+        if not isinstance(config, Mapping):
+            raise InvalidMachine("", f"a machine config is a mapping, not {type(config).__name__}")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise InvalidMachine("version", "the machine version is an integer >= 1")
+        self.config = config
+        self.actions: Mapping[str, Any] = dict(actions or {})
+        self.guards: Mapping[str, Any] = dict(guards or {})
+        self.delays: Mapping[str, Any] = dict(delays or {})
+        self.actors: Mapping[str, Callable[..., Any]] = dict(actors or {})
+        for name, fn in self.actors.items():
+            if not callable(fn):
+                raise InvalidMachine(f"actors.{name}", "an actor implementation must be callable")
+        self.version = version
+        self.migrations: Mapping[int, Migration] = dict(migrations or {})
+        for v, fn in self.migrations.items():
+            if not isinstance(v, int) or not 1 <= v < version:
+                raise InvalidMachine(
+                    f"migrations.{v}", f"migrations are keyed by versions older than {version}"
+                )
+            if not callable(fn):
+                raise InvalidMachine(f"migrations.{v}", "a migration must be callable")
+        if max_microsteps < 1:
+            raise InvalidMachine("max_microsteps", "must be at least 1")
+        self.max_microsteps = max_microsteps
+        root, id_map, nodes = build_tree(
+            config, actions=self.actions, guards=self.guards, delays=self.delays, actors=self.actors
+        )
+        self.root: StateNode = root
+        self.id: str = root.id
+        self._id_map = id_map
+        self._nodes = nodes
+        ctx = config.get("context")
+        if ctx is not None and not isinstance(ctx, Mapping) and not callable(ctx):
+            raise InvalidMachine("context", "context is a mapping or fn(input) -> mapping")
+        if isinstance(ctx, Mapping):
+            try:
+                check_json(ctx, "context")
+            except NotSerializable as exc:
+                raise InvalidMachine(exc.path, str(exc).split(": ", 1)[-1]) from exc
+        self._configs: dict[frozenset[StateNode], ConfigInfo] = {}
+        # History targets, or a compound whose initial state is a history state,
+        # make a microstep depend on the history value: such plans are not cached.
+        self._history_initial = any(
+            n.type == COMPOUND and n.initial is not None and n.initial.type == HISTORY
+            for n in nodes
+        )
+        self._initial_transition = Transition(root, "", tuple(_initial_nodes(root)), None, (), True)
+
+    def __repr__(self) -> str:
+        return f"Machine(id={self.id!r}, version={self.version})"
+
+    # ------------------------------------------------------------------ #
+    # Public pure API
+    # ------------------------------------------------------------------ #
+
+    def get_state(self, state_id: str) -> StateNode:
+        """The state node with this id (``"#id"`` or ``"id"``).
+
+        Raises:
+            KeyError: if there is no such state.
+        """
+        return self._id_map[state_id.removeprefix("#")]
+
+    @property
+    def state_ids(self) -> tuple[str, ...]:
+        """The ids of all states, in document order."""
+        return tuple(n.id for n in self._nodes)
+
+    def initial_transition(
+        self, input: Any = None, *, now_ms: float = 0.0
+    ) -> tuple[Snapshot, list[Effect]]:
+        """Enter the initial states: the snapshot and the effects of starting.
+
+        Args:
+            input: passed to a context function and carried by ``xstate.init``.
+            now_ms: the time of the step (epoch ms): delayed transitions are
+                due at ``now_ms + delay``. The core never reads a clock.
+
+        Raises:
+            MicrostepLimitExceeded: if the initial macrostep does not settle.
+        """
+        init_event = {"type": _INIT, "input": input}
+        cfg_ctx = self.config.get("context")
+        if callable(cfg_ctx):
+            context = cfg_ctx(input)
+            if not isinstance(context, Mapping):
+                raise TypeError(
+                    f"the context function of machine {self.id!r} returned "
+                    f"{type(context).__name__}, not a mapping"
+                )
+        elif cfg_ctx is None:
+            context = {}
+        else:
+            context = copy.deepcopy(dict(cfg_ctx))
+        run = _Run(self, self._info(frozenset({self.root})), context, {}, (), {}, now_ms)
+        plan = compute_microstep(
+            [self._initial_transition], run.info.nodes, {}, self.root, is_initial=True
+        )
+        run.execute(plan, init_event)
+        run.settle(init_event)
+        return run.snapshot(), run.effects
+
+    def initial_snapshot(self, input: Any = None, *, now_ms: float = 0.0) -> Snapshot:
+        """The initial snapshot (the effects of starting are discarded).
+
+        Args:
+            input: passed to a context function and carried by ``xstate.init``.
+            now_ms: the time of the step (epoch ms), for delayed transitions.
+        """
+        return self.initial_transition(input, now_ms=now_ms)[0]
+
+    def transition(
+        self, snapshot: Snapshot, event: Mapping[str, Any] | str, *, now_ms: float = 0.0
+    ) -> tuple[Snapshot, list[Effect]]:
+        """Process one event to completion (a macrostep).
+
+        Args:
+            snapshot: the current snapshot (not modified).
+            event: a mapping with a string ``"type"``, or a bare type string.
+            now_ms: the time of the step (epoch ms), for delayed transitions.
+
+        Returns:
+            The next snapshot and the effects for the shell to carry out, in
+            order. A snapshot that is not active is returned unchanged.
+
+        Raises:
+            InvalidEvent: if the event is malformed.
+            MicrostepLimitExceeded: if the macrostep does not settle.
+            Exception: whatever an assign, raise or guard implementation
+                raises; the input snapshot stays valid.
+        """
+        ev = to_event(event)
+        self._own(snapshot)
+        if snapshot.status != "active":
+            return snapshot, []
+        run = _Run(
+            self,
+            snapshot._info,
+            snapshot.context,
+            snapshot._history,
+            snapshot.timers,
+            snapshot.children,
+            now_ms,
+        )
+        run.macrostep(ev)
+        return run.snapshot(), run.effects
+
+    def fire_timer(
+        self, snapshot: Snapshot, timer_id: str, *, now_ms: float = 0.0
+    ) -> tuple[Snapshot, list[Effect]]:
+        """Deliver the pending timer ``timer_id``: remove it and process its event.
+
+        A timer that is no longer pending (cancelled, already fired) is ignored
+        and the snapshot returned unchanged.
+
+        Args:
+            snapshot: the current snapshot.
+            timer_id: the id of a timer in ``snapshot.timers``.
+            now_ms: the time of the step (epoch ms).
+        """
+        self._own(snapshot)
+        timer = next((t for t in snapshot.timers if t.id == timer_id), None)
+        if timer is None or snapshot.status != "active":
+            return snapshot, []
+        remaining = tuple(t for t in snapshot.timers if t is not timer)
+        run = _Run(
+            self,
+            snapshot._info,
+            snapshot.context,
+            snapshot._history,
+            remaining,
+            snapshot.children,
+            now_ms,
+        )
+        run.timers_changed = True
+        run.macrostep(timer.event)
+        return run.snapshot(), run.effects
+
+    def can(self, snapshot: Snapshot, event: Mapping[str, Any] | str) -> bool:
+        """Whether ``event`` would select a transition that does something."""
+        ev = to_event(event)
+        if snapshot.status != "active":
+            return False
+        found = self._select(snapshot._info, snapshot.context, ev)
+        return any(t.targets is not None or t.actions for t in found)
+
+    # ------------------------------------------------------------------ #
+    # Persistence
+    # ------------------------------------------------------------------ #
+
+    def persisted_snapshot(self, snapshot: Snapshot) -> dict[str, Any]:
+        """The JSON-able persisted form of a snapshot.
+
+        The shape is xstate v5's ``getPersistedSnapshot()`` (``status``,
+        ``value``, ``historyValue``, ``context``, ``children``, ``output``,
+        ``error``) plus ``"$durable"``: the machine id and version and the
+        pending timers as absolute due times.
+
+        Raises:
+            NotSerializable: if the context (or output) holds a value JSON
+                cannot represent; the error names its path.
+        """
+        self._own(snapshot)
+        check_json(snapshot.context, "context")
+        check_json(snapshot.output, "output")
+        error = snapshot.error
+        if isinstance(error, BaseException):
+            error = {"name": type(error).__name__, "message": str(error)}
+        check_json(error, "error")
+        timers = [{"id": t.id, "event": dict(t.event), "due": t.due_ms} for t in snapshot.timers]
+        check_json(timers, "$durable.timers")
+        children = {
+            cid: {"src": c.src, "snapshot": {"status": "active", "input": c.input}}
+            for cid, c in snapshot.children.items()
+        }
+        check_json(children, "children")
+        return {
+            "status": snapshot.status,
+            "value": _copy_json(snapshot._info.value),
+            "historyValue": {
+                hid: [{"id": n.id} for n in nodes] for hid, nodes in snapshot._history.items()
+            },
+            "context": copy.deepcopy(dict(snapshot.context)),
+            "children": children,
+            "output": copy.deepcopy(snapshot.output),
+            "error": error,
+            DURABLE_KEY: {"machine": self.id, "version": self.version, "timers": timers},
+        }
+
+    def restore_snapshot(self, data: Mapping[str, Any], *, key: str | None = None) -> Snapshot:
+        """Rebuild a snapshot from its persisted form, migrating older versions.
+
+        Args:
+            data: what :meth:`persisted_snapshot` returned (possibly from an
+                older version of this machine).
+            key: where the data came from, for error messages.
+
+        Raises:
+            SnapshotIncompatible: another machine's snapshot, a newer version,
+                a missing migration, a state the machine does not have, or a
+                malformed field.
+        """
+        if not isinstance(data, Mapping):
+            raise SnapshotIncompatible("a persisted snapshot is a mapping", key=key)
+        meta = data.get(DURABLE_KEY)
+        if not isinstance(meta, Mapping):
+            raise SnapshotIncompatible(f"missing {DURABLE_KEY!r} metadata", key=key)
+        if meta.get("machine") != self.id:
+            raise SnapshotIncompatible(
+                f"it belongs to machine {meta.get('machine')!r}, not {self.id!r}", key=key
+            )
+        version = meta.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise SnapshotIncompatible(f"invalid version {version!r}", key=key)
+        if version > self.version:
+            raise SnapshotIncompatible(
+                f"it was written by version {version} of the machine; this is version "
+                f"{self.version} (newer snapshots are never downgraded)",
+                key=key,
+            )
+        if version < self.version:
+            data = self._migrate(dict(data), version, key)
+            meta = data[DURABLE_KEY]
+        return self._restore(data, meta, key)
+
+    def _migrate(self, data: dict[str, Any], version: int, key: str | None) -> dict[str, Any]:
+        for v in range(version, self.version):
+            fn = self.migrations.get(v)
+            if fn is None:
+                raise SnapshotIncompatible(
+                    f"no migration from version {v} to {v + 1} (machine is version {self.version})",
+                    key=key,
+                )
+            try:
+                out = fn(copy.deepcopy(data))
+            except Exception as exc:
+                raise SnapshotIncompatible(
+                    f"migration from version {v} failed: {exc!r}", key=key
+                ) from exc
+            if not isinstance(out, Mapping):
+                raise SnapshotIncompatible(
+                    f"migration from version {v} returned no mapping", key=key
+                )
+            data = dict(out)
+            meta = dict(data.get(DURABLE_KEY) or {})
+            meta["machine"] = self.id
+            meta["version"] = v + 1
+            data[DURABLE_KEY] = meta
+        return data
+
+    def _restore(
+        self, data: Mapping[str, Any], meta: Mapping[str, Any], key: str | None
+    ) -> Snapshot:
+        status = data.get("status", "active")
+        if status not in _STATUSES:
+            raise SnapshotIncompatible(f"unknown status {status!r}", key=key)
+        context = data.get("context", {})
+        if not isinstance(context, Mapping):
+            raise SnapshotIncompatible("context is not a mapping", key=key)
+        nodes = self._nodes_from_value(data.get("value"), key)
+        history: dict[str, tuple[StateNode, ...]] = {}
+        raw_hist = data.get("historyValue") or {}
+        if not isinstance(raw_hist, Mapping):
+            raise SnapshotIncompatible("historyValue is not a mapping", key=key)
+        for hid, entries in raw_hist.items():
+            hnode = self._id_map.get(hid)
+            if hnode is None or hnode.type != HISTORY:
+                raise SnapshotIncompatible(f"no history state {hid!r}", key=key)
+            if not isinstance(entries, list):
+                raise SnapshotIncompatible(f"historyValue[{hid!r}] is not a list", key=key)
+            recorded = []
+            for e in entries:
+                sid = e.get("id") if isinstance(e, Mapping) else None
+                node = self._id_map.get(sid) if isinstance(sid, str) else None
+                if node is None:
+                    raise SnapshotIncompatible(
+                        f"historyValue[{hid!r}] names unknown state {sid!r}", key=key
+                    )
+                recorded.append(node)
+            history[hid] = tuple(recorded)
+        timers = []
+        raw_timers = meta.get("timers") or []
+        if not isinstance(raw_timers, list):
+            raise SnapshotIncompatible("timers is not a list", key=key)
+        for i, t in enumerate(raw_timers):
+            if (
+                not isinstance(t, Mapping)
+                or not isinstance(t.get("id"), str)
+                or not isinstance(t.get("event"), Mapping)
+                or not isinstance(t.get("due"), int | float)
+            ):
+                raise SnapshotIncompatible(f"timer {i} is malformed: {t!r}", key=key)
+            try:
+                ev = to_event(t["event"])
+            except InvalidEvent as exc:
+                raise SnapshotIncompatible(f"timer {i}: {exc}", key=key) from exc
+            timers.append(Timer(t["id"], ev, float(t["due"]), i))
+        timers.sort(key=lambda t: (t.due_ms, t.seq))
+        children: dict[str, ChildRecord] = {}
+        raw_children = data.get("children") or {}
+        if not isinstance(raw_children, Mapping):
+            raise SnapshotIncompatible("children is not a mapping", key=key)
+        for cid, c in raw_children.items():
+            src = c.get("src") if isinstance(c, Mapping) else None
+            if not isinstance(src, str) or src not in self.actors:
+                raise SnapshotIncompatible(f"child {cid!r} has unknown source {src!r}", key=key)
+            snap = c.get("snapshot") if isinstance(c, Mapping) else None
+            if isinstance(snap, Mapping) and snap.get("status", "active") != "active":
+                continue
+            child_input = snap.get("input") if isinstance(snap, Mapping) else None
+            children[cid] = ChildRecord(src, child_input)
+        return Snapshot(
+            self,
+            self._info(nodes),
+            dict(context),
+            status,
+            data.get("output"),
+            data.get("error"),
+            history,
+            tuple(timers),
+            children,
+        )
+
+    def _nodes_from_value(self, value: Any, key: str | None) -> frozenset[StateNode]:
+        nodes: set[StateNode] = {self.root}
+
+        def walk(node: StateNode, v: Any, path: str) -> None:
+            if isinstance(v, str):
+                child = node.states.get(v)
+                if child is None or child.type == HISTORY:
+                    raise SnapshotIncompatible(
+                        f"state {_dot(path, v)!r} does not exist in machine {self.id!r}", key=key
+                    )
+                nodes.add(child)
+                fill(child)
+                return
+            if not isinstance(v, Mapping):
+                raise SnapshotIncompatible(
+                    f"malformed state value at {path or '(root)'!r}", key=key
+                )
+            if not v:
+                fill(node)
+                return
+            if node.type == COMPOUND and len(v) != 1:
+                raise SnapshotIncompatible(
+                    f"compound state {path or '(root)'!r} has {len(v)} active children", key=key
+                )
+            for k, sub in v.items():
+                child = node.states.get(k)
+                if child is None or child.type == HISTORY:
+                    raise SnapshotIncompatible(
+                        f"state {_dot(path, k)!r} does not exist in machine {self.id!r}", key=key
+                    )
+                nodes.add(child)
+                walk(child, sub, _dot(path, k))
+            if node.type == "parallel":
+                for child in node.children:
+                    if child not in nodes:
+                        nodes.add(child)
+                        fill(child)
+
+        def fill(node: StateNode) -> None:
+            # A partial value enters the initial states below it (xstate's resolveState).
+            if node.type == COMPOUND:
+                if not any(c in nodes for c in node.children):
+                    init = node.initial
+                    assert init is not None
+                    nodes.update(_initial_nodes(init))
+            elif node.type == "parallel":
+                for child in node.children:
+                    if child not in nodes:
+                        nodes.update(_initial_nodes(child))
+
+        if value is None:
+            raise SnapshotIncompatible("missing state value", key=key)
+        if isinstance(value, str) and self.root.type != COMPOUND:
+            raise SnapshotIncompatible(f"state {value!r} does not exist", key=key)
+        walk(self.root, value, "")
+        return frozenset(nodes)
+
+    # ------------------------------------------------------------------ #
+    # Internals
+    # ------------------------------------------------------------------ #
+
+    def _own(self, snapshot: Snapshot) -> None:
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"expected a Snapshot, got {type(snapshot).__name__}")
+        if snapshot.machine is not self:
+            raise SnapshotIncompatible(
+                f"snapshot of machine {snapshot.machine.id!r} used with machine {self.id!r}; "
+                "persist it and restore it into this machine instead"
+            )
+
+    def _info(self, nodes: frozenset[StateNode]) -> ConfigInfo:
+        info = self._configs.get(nodes)
+        if info is None:
+            if len(self._configs) >= _CACHE_LIMIT:
+                self._configs.clear()
+            info = ConfigInfo(nodes, self.root)
+            self._configs[nodes] = info
+        return info
+
+    def _select(
+        self, info: ConfigInfo, context: Mapping[str, Any], event: Mapping[str, Any]
+    ) -> tuple[Transition, ...]:
+        etype = event["type"]
+        try:
+            sel = info.selection[etype]
+        except KeyError:
+            if len(info.selection) >= _CACHE_LIMIT:
+                info.selection.clear()
+            sel = info.selection[etype] = info.compile_selection(self.root, etype)
+        if sel is None:
+            return ()
+        if isinstance(sel, _Plan):
+            return run_plan(sel, context, event, info.nodes)
+        return sel
+
+    def _plan(
+        self,
+        info: ConfigInfo,
+        transitions: tuple[Transition, ...],
+        history: Mapping[str, tuple[StateNode, ...]],
+    ) -> MicrostepPlan:
+        cacheable = not self._history_initial and not any(t.has_history_target for t in transitions)
+        if cacheable:
+            plan = info.micro.get(transitions)
+            if plan is not None:
+                return plan
+        plan = compute_microstep(transitions, info.nodes, history, self.root)
+        if cacheable:
+            if len(info.micro) >= _CACHE_LIMIT:
+                info.micro.clear()
+            info.micro[transitions] = plan
+        return plan
+
+
+class _Run:
+    """The mutable working state of one macrostep; becomes a Snapshot at the end."""
+
+    __slots__ = (
+        "changed",
+        "children",
+        "context",
+        "effects",
+        "error",
+        "history",
+        "info",
+        "machine",
+        "now_ms",
+        "output",
+        "queue",
+        "status",
+        "timers",
+        "timers_changed",
+    )
+
+    def __init__(
+        self,
+        machine: Machine,
+        info: ConfigInfo,
+        context: Mapping[str, Any],
+        history: Mapping[str, tuple[StateNode, ...]],
+        timers: tuple[Timer, ...],
+        children: Mapping[str, ChildRecord],
+        now_ms: float,
+    ) -> None:
+        self.machine = machine
+        self.info = info
+        self.context = context
+        self.history = history
+        self.timers = timers
+        self.children = children
+        self.now_ms = now_ms
+        self.status: Status = "active"
+        self.output: Any = None
+        self.error: Any = None
+        self.effects: list[Effect] = []
+        self.queue: deque[Mapping[str, Any]] = deque()
+        self.changed = False
+        self.timers_changed = False
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.machine,
+            self.info,
+            self.context,
+            self.status,
+            self.output,
+            self.error,
+            self.history,
+            self.timers,
+            self.children,
+        )
+
+    # -- macrostep ------------------------------------------------------ #
+
+    def macrostep(self, event: Mapping[str, Any]) -> None:
+        m = self.machine
+        etype = event["type"]
+        if self.children and etype.startswith(("xstate.done.actor.", "xstate.error.actor.")):
+            # A child that finished is no longer running: it must not be
+            # restarted when the snapshot is restored.
+            actor_id = event.get("actorId")
+            if isinstance(actor_id, str) and actor_id in self.children:
+                children = dict(self.children)
+                del children[actor_id]
+                self.children = children
+        transitions = m._select(self.info, self.context, event)
+        if not transitions and etype.startswith("xstate.error.actor"):
+            self.status = "error"
+            self.error = event.get("error")
+            self._stop_children()
+            return
+        if transitions:
+            self.execute(m._plan(self.info, transitions, self.history), event)
+        self.settle(event)
+
+    def settle(self, event: Mapping[str, Any]) -> None:
+        """Run eventless transitions and the internal queue until at rest."""
+        m = self.machine
+        select_eventless = True
+        steps = 0
+        limit = m.max_microsteps
+        current = event
+        while self.status == "active":
+            enabled: tuple[Transition, ...] = ()
+            if select_eventless and self.info.has_always:
+                enabled = self._eventless(current)
+            from_eventless = bool(enabled)
+            if not enabled:
+                if not self.queue:
+                    break
+                current = self.queue.popleft()
+                enabled = m._select(self.info, self.context, current)
+            steps += 1
+            if steps > limit:
+                raise MicrostepLimitExceeded(limit, str(event["type"]))
+            self.changed = False
+            if enabled:
+                self.execute(m._plan(self.info, enabled, self.history), current)
+            # xstate re-selects eventless transitions unless an eventless
+            # microstep left the snapshot exactly as it was.
+            select_eventless = self.changed or not from_eventless
+        if self.status != "active":
+            self._stop_children()
+
+    def _eventless(self, event: Mapping[str, Any]) -> tuple[Transition, ...]:
+        ctx = self.context
+        nodes = self.info.nodes
+        found: dict[Transition, None] = {}
+        for chain in self.info.always_chains:
+            done = False
+            for s in chain:
+                for t in s.always:
+                    g = t.guard
+                    if g is None or g(ctx, event, nodes):
+                        found[t] = None
+                        done = True
+                        break
+                if done:
+                    break
+        if not found:
+            return ()
+        enabled = list(found)
+        if len(enabled) > 1:
+            enabled = remove_conflicting(enabled, nodes, self.history, self.machine.root)
+        return tuple(enabled)
+
+    # -- microstep ------------------------------------------------------ #
+
+    def execute(self, plan: MicrostepPlan, event: Mapping[str, Any]) -> None:
+        if plan.history_changed:
+            merged = dict(self.history)
+            merged.update(plan.history_records)
+            self.history = merged
+            self.changed = True
+        for node in plan.exits:
+            if node.exit:
+                self.run_actions(node.exit, event)
+        for t in plan.transitions:
+            if t.actions:
+                self.run_actions(t.actions, event)
+        if plan.nodes_changed:
+            self.info = self.machine._info(plan.next_nodes)
+            self.changed = True
+        for step in plan.entries:
+            node = step.node
+            if node.entry:
+                self.run_actions(node.entry, event)
+            if step.default and node.initial_actions:
+                self.run_actions(node.initial_actions, event)
+            if node.type == "final":
+                self._complete(step, event)
+        if self.status == "done":
+            # xstate runs the exit actions of every active state on completion.
+            for node in sorted(self.info.nodes, key=_neg_order):
+                if node.exit:
+                    self.run_actions(node.exit, event)
+
+    def _complete(self, step: Any, event: Mapping[str, Any]) -> None:
+        node = step.node
+        if step.compound_done is not None:
+            out = _resolve_output(node.output, self.context, event)
+            self.queue.append({"type": f"xstate.done.state.{step.compound_done.id}", "output": out})
+        for p in step.parallel_done:
+            self.queue.append({"type": f"xstate.done.state.{p.id}", "output": None})
+        completion = step.root_completion
+        if completion is not None:
+            root = self.machine.root
+            output = None
+            if root.output is not None:
+                inner = None
+                if completion.output is not None and completion.parent is not None:
+                    inner = _resolve_output(completion.output, self.context, event)
+                done_event = {"type": f"xstate.done.state.{completion.id}", "output": inner}
+                output = _resolve_output(root.output, self.context, done_event)
+            self.status = "done"
+            self.output = output
+            self.changed = True
+
+    def run_actions(self, actions: tuple[ActionDef, ...], event: Mapping[str, Any]) -> None:
+        for a in actions:
+            kind = a.kind
+            if kind == K_ASSIGN:
+                fn = a.fn
+                if callable(fn):
+                    update = (
+                        fn(self.context, event, **a.params) if a.params else fn(self.context, event)
+                    )
+                else:
+                    update = fn
+                if not isinstance(update, Mapping):
+                    raise TypeError(
+                        f"an assign function must return a mapping, not {type(update).__name__}"
+                    )
+                ctx = dict(self.context)
+                ctx.update(update)
+                self.context = ctx
+                self.changed = True
+            elif kind == K_CUSTOM:
+                self.effects.append(ActionEffect(a.name, a.fn, self.context, event, a.params))
+            elif kind == K_RAISE:
+                raised = self._event_of(a, event)
+                if a.delay is None:
+                    self.queue.append(raised)
+                else:
+                    self._schedule(a.id or raised["type"], raised, a.delay, event)
+            elif kind == K_EMIT:
+                self.effects.append(EmitEffect(self._event_of(a, event)))
+            elif kind == K_SCHEDULE:
+                self._schedule(a.id or "", a.fn, a.delay, event)
+            elif kind == K_CANCEL:
+                self._cancel(a.id or "")
+            elif kind == K_INVOKE:
+                inv = a.fn
+                raw_input = inv.input
+                value = (
+                    raw_input(self.context, event)
+                    if callable(raw_input)
+                    else copy.deepcopy(raw_input)
+                )
+                children = dict(self.children)
+                children[inv.id] = ChildRecord(inv.src, value)
+                self.children = children
+                self.changed = True
+                self.effects.append(InvokeEffect(inv.id, inv.src, value))
+            elif kind == K_STOP and a.id is not None and a.id in self.children:
+                children = dict(self.children)
+                del children[a.id]
+                self.children = children
+                self.changed = True
+                self.effects.append(StopInvokeEffect(a.id))
+
+    def _event_of(self, a: ActionDef, event: Mapping[str, Any]) -> Mapping[str, Any]:
+        spec = a.fn
+        if callable(spec):
+            spec = spec(self.context, event, **a.params) if a.params else spec(self.context, event)
+        return to_event(spec)
+
+    def _schedule(
+        self, timer_id: str, event: Mapping[str, Any], delay: Any, current: Mapping[str, Any]
+    ) -> None:
+        if isinstance(delay, str):
+            ref = self.machine.delays[delay]
+            delay = ref(self.context, current) if callable(ref) else ref
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise TypeError(f"delay function returned {delay!r}, not a number of ms >= 0")
+        due = self.now_ms + float(delay)
+        kept = [t for t in self.timers if t.id != timer_id]
+        if len(kept) != len(self.timers):
+            self.effects.append(CancelTimerEffect(timer_id))
+        seq = max((t.seq for t in kept), default=-1) + 1
+        kept.append(Timer(timer_id, event, due, seq))
+        kept.sort(key=_timer_key)
+        self.timers = tuple(kept)
+        self.timers_changed = True
+        self.effects.append(ScheduleTimerEffect(timer_id, event, due))
+
+    def _cancel(self, timer_id: str) -> None:
+        if any(t.id == timer_id for t in self.timers):
+            self.timers = tuple(t for t in self.timers if t.id != timer_id)
+            self.timers_changed = True
+            self.effects.append(CancelTimerEffect(timer_id))
+
+    def _stop_children(self) -> None:
+        if self.children:
+            for cid in self.children:
+                self.effects.append(StopInvokeEffect(cid))
+            self.children = {}
+        for t in self.timers:
+            self.effects.append(CancelTimerEffect(t.id))
+        self.timers = ()
+
+
+def _timer_key(t: Timer) -> tuple[float, int]:
+    return (t.due_ms, t.seq)
+
+
+def _neg_order(n: StateNode) -> int:
+    return -n.order
+
+
+def _resolve_output(mapper: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:
+    if callable(mapper):
+        return mapper(context, event)
+    return copy.deepcopy(mapper)
+
+
+def _initial_nodes(node: StateNode) -> list[StateNode]:
+    """``node`` and the states its default entry activates (xstate getInitialStateNodes)."""
+    out: list[StateNode] = []
+    seen: set[StateNode] = set()
+
+    def walk(n: StateNode) -> None:
+        if n in seen:
+            return
+        seen.add(n)
+        out.append(n)
+        if n.type == COMPOUND:
+            assert n.initial is not None
+            walk(n.initial)
+        elif n.type == "parallel":
+            for c in n.children:
+                walk(c)
+
+    walk(node)
+    return out
+
+
+def _copy_json(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _copy_json(x) for k, x in v.items()}
+    return v
+
+
+def _dot(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

@@ -1,0 +1,223 @@
+"""The immutable snapshot of a machine's state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._builtins import Timer
+
+if TYPE_CHECKING:
+    from ._algorithm import ConfigInfo
+    from ._machine import Machine
+    from ._nodes import StateNode
+
+__all__ = ("ChildRecord", "Snapshot", "Status")
+
+Status = Literal["active", "done", "error", "stopped"]
+
+
+class ChildRecord:
+    """An invoked child that is running: its source name and input."""
+
+    __slots__ = ("input", "src")
+
+    def __init__(self, src: str, input: Any) -> None:
+        self.src = src
+        self.input = input
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ChildRecord) and other.src == self.src and other.input == self.input
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.src)
+
+    def __repr__(self) -> str:
+        return f"ChildRecord(src={self.src!r}, input={self.input!r})"
+
+
+class Snapshot:
+    """The state of a machine at rest, between two macrosteps. Immutable.
+
+    A snapshot is produced by :meth:`Machine.initial_snapshot`,
+    :meth:`Machine.transition` and :meth:`Machine.restore_snapshot`; it is never
+    changed in place. Its ``context`` is shared with the next snapshot when an
+    event does not assign to it, so treat it as read-only.
+
+    Attributes:
+        machine: the machine this snapshot belongs to.
+        context: the extended state (a JSON-able mapping).
+        status: ``"active"``, ``"done"`` (a top-level final state was reached),
+            ``"error"`` (an invoked actor failed with no ``onError``) or
+            ``"stopped"``.
+        output: the machine's output once ``status == "done"``.
+        error: the error once ``status == "error"``.
+        timers: pending delayed events, sorted by due time.
+    """
+
+    __slots__ = (
+        "_history",
+        "_info",
+        "children",
+        "context",
+        "error",
+        "machine",
+        "output",
+        "status",
+        "timers",
+    )
+
+    machine: Machine
+    _info: ConfigInfo
+    _history: Mapping[str, tuple[StateNode, ...]]
+    context: Mapping[str, Any]
+    status: Status
+    output: Any
+    error: Any
+    timers: tuple[Timer, ...]
+    children: Mapping[str, ChildRecord]
+
+    def __init__(
+        self,
+        machine: Machine,
+        info: ConfigInfo,
+        context: Mapping[str, Any],
+        status: Status,
+        output: Any,
+        error: Any,
+        history: Mapping[str, tuple[StateNode, ...]],
+        timers: tuple[Timer, ...],
+        children: Mapping[str, ChildRecord],
+    ) -> None:
+        object.__setattr__(self, "machine", machine)
+        object.__setattr__(self, "_info", info)
+        object.__setattr__(self, "context", context)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "output", output)
+        object.__setattr__(self, "error", error)
+        object.__setattr__(self, "_history", history)
+        object.__setattr__(self, "timers", timers)
+        object.__setattr__(self, "children", children)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Snapshot is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Snapshot is immutable (cannot delete {name!r})")
+
+    # -- views ---------------------------------------------------------- #
+
+    @property
+    def value(self) -> str | dict[str, Any]:
+        """The state value in xstate's shape: ``"cart"`` or ``{"checkout": "paying"}``."""
+        v = self._info.value
+        return v if isinstance(v, str) else _copy_value(v)
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The tags of all active states."""
+        return self._info.tags
+
+    @property
+    def active_state_ids(self) -> tuple[str, ...]:
+        """The ids of all active states, in document order."""
+        return tuple(n.id for n in sorted(self._info.nodes, key=_order))
+
+    @property
+    def history_value(self) -> dict[str, tuple[str, ...]]:
+        """Recorded history: history state id -> ids of the states it remembers."""
+        return {k: tuple(n.id for n in v) for k, v in self._history.items()}
+
+    @property
+    def next_timer_at(self) -> float | None:
+        """The due time (epoch ms) of the earliest pending timer, if any."""
+        return self.timers[0].due_ms if self.timers else None
+
+    def meta(self) -> dict[str, Any]:
+        """The ``meta`` of every active state that has one, by state id."""
+        return {n.id: n.meta for n in sorted(self._info.nodes, key=_order) if n.meta is not None}
+
+    def has_tag(self, tag: str) -> bool:
+        """Whether an active state carries ``tag``."""
+        return tag in self._info.tags
+
+    def matches(self, value: str | Mapping[str, Any]) -> bool:
+        """Whether the state matches a (partial) state value.
+
+        Args:
+            value: ``"a.b"`` (a dotted path), ``"a"`` or ``{"a": "b"}``.
+
+        Returns:
+            True when every state named in ``value`` is active.
+        """
+        return _matches(value, self._info.value)
+
+    def can(self, event: Mapping[str, Any] | str) -> bool:
+        """Whether sending ``event`` would take a transition (guards evaluated).
+
+        Raises:
+            InvalidEvent: if ``event`` is not a valid event.
+        """
+        return self.machine.can(self, event)
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot(value={self._info.value!r}, status={self.status!r}, "
+            f"context={self.context!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return (
+            self.machine is other.machine
+            and self._info.nodes == other._info.nodes
+            and self.context == other.context
+            and self.status == other.status
+            and self.output == other.output
+            and self.error == other.error
+            and dict(self._history) == dict(other._history)
+            and [(t.id, t.event, t.due_ms) for t in self.timers]
+            == [(t.id, t.event, t.due_ms) for t in other.timers]
+            and dict(self.children) == dict(other.children)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equality is by value; not hashable
+
+
+def _order(n: StateNode) -> int:
+    return n.order
+
+
+def _copy_value(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _copy_value(x) for k, x in v.items()}
+    return v
+
+
+def _to_value(value: str | Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        parts = value.split(".")
+        out: Any = parts[-1]
+        for p in reversed(parts[:-1]):
+            out = {p: out}
+        return out
+    return value
+
+
+def _matches(test: str | Mapping[str, Any], actual: Any) -> bool:
+    t = _to_value(test)
+    if isinstance(actual, str):
+        return isinstance(t, str) and t == actual
+    if isinstance(t, str):
+        return t in actual
+    if not isinstance(t, Mapping):
+        return False
+    for k, sub in t.items():
+        if k not in actual:
+            return False
+        if not _matches(sub, actual[k]):
+            return False
+    return True
