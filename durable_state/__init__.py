@@ -1,7 +1,9 @@
 """durable_state: asyncio-native persistence for statechart actors."""
 
+from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
+from .actor import Actor as Actor
 from .errors import ActorNotFound as ActorNotFound
 from .errors import ActorStopped as ActorStopped
 from .errors import DurableStateError as DurableStateError
@@ -21,12 +23,20 @@ from .errors import StatechartError as StatechartError
 from .errors import StorageError as StorageError
 from .errors import StorageUnavailable as StorageUnavailable
 from .errors import VersionConflict as VersionConflict
+from .statechart import Machine as Machine
+from .statechart import Snapshot as Snapshot
+from .statechart import assign as assign
+from .statechart import emit as emit
+from .statechart import raise_event as raise_event
+from .statechart import state_in as state_in
 
 __version__ = "0.1.0.dev0"
 
 __all__ = (
+    "Actor",
     "ActorNotFound",
     "ActorStopped",
+    "Clock",
     "DurableStateError",
     "InvalidEvent",
     "InvalidKey",
@@ -35,10 +45,12 @@ __all__ = (
     "LockLost",
     "LockTimeout",
     "LockUnavailable",
+    "Machine",
     "ManualClock",
     "MicrostepLimitExceeded",
     "MissingDependency",
     "NotSerializable",
+    "Snapshot",
     "SnapshotCorrupt",
     "SnapshotIncompatible",
     "StatechartError",
@@ -46,4 +58,8 @@ __all__ = (
     "StorageUnavailable",
     "SystemClock",
     "VersionConflict",
+    "assign",
+    "emit",
+    "raise_event",
+    "state_in",
 )

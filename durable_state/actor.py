@@ -1,0 +1,463 @@
+"""The in-memory actor: a machine's snapshot brought to life on an event loop.
+
+:class:`Actor` is the imperative shell around the pure core. It keeps the
+current :class:`~durable_state.Snapshot`, feeds it events one macrostep at a
+time, and carries out the effects the core returns: custom actions, emitted
+events, durable timers and invoked async work.
+
+Timers are part of the snapshot as absolute due times (epoch ms of the
+actor's clock). An actor restored from a persisted snapshot re-arms them and
+delivers the overdue ones, in due order, when it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from types import TracebackType
+from typing import Any, Literal
+
+from ._clock import Clock, SystemClock, TimerHandle
+from .errors import ActorStopped, SnapshotIncompatible
+from .statechart import (
+    ActionEffect,
+    Effect,
+    EmitEffect,
+    Machine,
+    Snapshot,
+)
+from .statechart._machine import to_event
+
+__all__ = ("Actor", "Listener", "Subscription")
+
+logger = logging.getLogger("durable_state.actor")
+
+Listener = Callable[[Mapping[str, Any]], Any]
+"""A listener of emitted events: ``fn(event)``; may be a coroutine function."""
+
+ActorStatus = Literal["not-started", "running", "stopped"]
+
+
+class Subscription:
+    """Returned by :meth:`Actor.subscribe` and :meth:`Actor.on`; call to cancel."""
+
+    __slots__ = ("_cancel",)
+
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self._cancel = cancel
+
+    def unsubscribe(self) -> None:
+        """Stop receiving notifications (idempotent)."""
+        self._cancel()
+
+    __call__ = unsubscribe
+
+
+class Actor:
+    """A running instance of a :class:`Machine`.
+
+    Args:
+        machine: the machine.
+        snapshot: where to start: ``None`` for the initial state, a
+            :class:`Snapshot` of this machine, or a persisted snapshot
+            (the dict :meth:`persisted_snapshot` returns) to restore.
+        clock: the time source for timers (default: wall clock on the
+            running asyncio loop). Pass a :class:`ManualClock` in tests.
+        input: the machine input, used only when starting fresh.
+        id: a name for logs.
+
+    Raises:
+        SnapshotIncompatible: if ``snapshot`` does not fit the machine.
+
+    Example:
+        >>> import asyncio
+        >>> from durable_state import Actor, Machine
+        >>> m = Machine({"initial": "a", "states": {"a": {"on": {"GO": "b"}}, "b": {}}})
+        >>> async def main():
+        ...     async with Actor(m) as actor:
+        ...         await actor.send("GO")
+        ...         return actor.snapshot.value
+        >>> asyncio.run(main())
+        'b'
+    """
+
+    def __init__(
+        self,
+        machine: Machine,
+        snapshot: Snapshot | Mapping[str, Any] | None = None,
+        *,
+        clock: Clock | None = None,
+        input: Any = None,
+        id: str | None = None,
+    ) -> None:
+        self.machine = machine
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.id = id or machine.id
+        self._input = input
+        self._restored: Snapshot | None
+        if snapshot is None:
+            self._restored = None
+        elif isinstance(snapshot, Snapshot):
+            if snapshot.machine is not machine:
+                raise SnapshotIncompatible(
+                    f"snapshot of machine {snapshot.machine.id!r} given to an actor of "
+                    f"machine {machine.id!r}"
+                )
+            self._restored = snapshot
+        else:
+            self._restored = machine.restore_snapshot(snapshot)
+        self._snapshot: Snapshot | None = self._restored
+        self._status: ActorStatus = "not-started"
+        self._mailbox: deque[tuple[str, Any]] = deque()
+        self._processing = False
+        self._armed: dict[str, tuple[float, TimerHandle]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._subscribers: list[Callable[[Snapshot], Any]] = []
+        self._hold_emits = 0
+        self._held: list[Mapping[str, Any]] = []
+
+    # ------------------------------------------------------------------ #
+    # Lifecycle
+    # ------------------------------------------------------------------ #
+
+    @property
+    def status(self) -> ActorStatus:
+        """``"not-started"``, ``"running"`` or ``"stopped"`` (of the actor, not the machine)."""
+        return self._status
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current snapshot.
+
+        Raises:
+            ActorStopped: if the actor was never started and has no snapshot.
+        """
+        if self._snapshot is None:
+            raise ActorStopped(self.machine.id, "not started")
+        return self._snapshot
+
+    @property
+    def next_timer_at(self) -> float | None:
+        """The due time (epoch ms) of the earliest pending timer, or None."""
+        return self._snapshot.next_timer_at if self._snapshot is not None else None
+
+    async def start(self) -> None:
+        """Start: enter the initial state, or resume the restored snapshot.
+
+        A restored actor re-arms its pending timers, fires the overdue ones in
+        due order before returning, and restarts its invoked children
+        (at-least-once: work that was running when the snapshot was taken
+        runs again).
+
+        Raises:
+            ActorStopped: if the actor was stopped.
+            Exception: whatever an implementation raised while starting.
+        """
+        if self._status == "running":
+            return
+        if self._status == "stopped":
+            raise ActorStopped(self.machine.id, "stopped")
+        self._status = "running"
+        pending: list[Awaitable[Any]] = []
+        try:
+            if self._snapshot is None:
+                snap, effects = self.machine.initial_transition(
+                    self._input, now_ms=self.clock.now_ms()
+                )
+                self._snapshot = snap
+                pending.extend(self._carry_out(effects))
+            self._fire_overdue(pending)
+            self._reconcile()
+            self._notify(self.snapshot)
+        except BaseException:
+            self._status = "not-started" if self._snapshot is None else self._status
+            raise
+        await _await_all(pending)
+
+    async def stop(self) -> None:
+        """Stop: disarm timers and cancel invoked children. Idempotent.
+
+        The snapshot is left as it was (its ``status`` is the machine's), so
+        that it can still be persisted after the actor stopped.
+        """
+        if self._status == "stopped":
+            return
+        self._status = "stopped"
+        for _, handle in self._armed.values():
+            handle.cancel()
+        self._armed.clear()
+        tasks = [*self._tasks.values(), *self._background]
+        self._tasks.clear()
+        self._background.clear()
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> Actor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ #
+    # Events
+    # ------------------------------------------------------------------ #
+
+    async def send(self, event: Mapping[str, Any] | str) -> None:
+        """Process an event to completion (one macrostep), then run its effects.
+
+        Custom actions run after the macrostep, in order; emitted events are
+        delivered to listeners after that. Coroutines returned by custom
+        actions or listeners are awaited before ``send`` returns.
+
+        Args:
+            event: a mapping with a string ``"type"``, or a bare type string.
+
+        Raises:
+            InvalidEvent: if the event is malformed.
+            ActorStopped: if the actor is not running.
+            MicrostepLimitExceeded: if the macrostep does not settle.
+            Exception: whatever an implementation raised. The actor then keeps
+                the snapshot it had before this event.
+        """
+        ev = to_event(event)
+        if self._status != "running":
+            raise ActorStopped(self.machine.id, self._status.replace("-", " "))
+        self._mailbox.append(("event", ev))
+        if self._processing:
+            return
+        pending = self._drain()
+        await _await_all(pending)
+
+    def persisted_snapshot(self) -> dict[str, Any]:
+        """The JSON-able persisted form of the current snapshot.
+
+        Raises:
+            NotSerializable: if the context holds a value JSON cannot hold.
+        """
+        return self.machine.persisted_snapshot(self.snapshot)
+
+    def subscribe(self, fn: Callable[[Snapshot], Any]) -> Subscription:
+        """Call ``fn(snapshot)`` after every macrostep (and once on start)."""
+        self._subscribers.append(fn)
+        return Subscription(lambda: _discard(self._subscribers, fn))
+
+    def on(self, emitted_type: str, fn: Listener) -> Subscription:
+        """Call ``fn(event)`` for every emitted event of this type (``"*"``: all)."""
+        self._listeners.setdefault(emitted_type, []).append(fn)
+        return Subscription(lambda: _discard(self._listeners.get(emitted_type, []), fn))
+
+    # ------------------------------------------------------------------ #
+    # Hooks for the persisted actor
+    # ------------------------------------------------------------------ #
+
+    def _hold_emitted(self) -> None:
+        """Queue emitted events instead of delivering them (until released)."""
+        self._hold_emits += 1
+
+    def _release_emitted(self, deliver: bool) -> list[Awaitable[Any]]:
+        self._hold_emits = max(0, self._hold_emits - 1)
+        if self._hold_emits:
+            return []
+        held, self._held = self._held, []
+        if not deliver:
+            return []
+        pending: list[Awaitable[Any]] = []
+        for ev in held:
+            pending.extend(self._deliver(ev))
+        return pending
+
+    def _replace_snapshot(self, snapshot: Snapshot) -> None:
+        """Roll back to ``snapshot`` (used when a body's events are discarded)."""
+        self._snapshot = snapshot
+        if self._status == "running":
+            self._reconcile()
+
+    # ------------------------------------------------------------------ #
+    # Internals
+    # ------------------------------------------------------------------ #
+
+    def _drain(self) -> list[Awaitable[Any]]:
+        """Process the mailbox synchronously; returns coroutines to await."""
+        pending: list[Awaitable[Any]] = []
+        self._processing = True
+        try:
+            while self._mailbox and self._status == "running":
+                kind, item = self._mailbox.popleft()
+                snap = self.snapshot
+                now = self.clock.now_ms()
+                if kind == "timer":
+                    nxt, effects = self.machine.fire_timer(snap, item, now_ms=now)
+                else:
+                    nxt, effects = self.machine.transition(snap, item, now_ms=now)
+                if nxt is snap and not effects:
+                    continue
+                self._snapshot = nxt
+                self._reconcile()
+                pending.extend(self._carry_out(effects))
+                self._notify(nxt)
+        finally:
+            self._processing = False
+            if self._mailbox and self._status == "running":
+                asyncio.get_running_loop().call_soon(self._drain_in_background)
+        return pending
+
+    def _drain_in_background(self) -> None:
+        """Process events that arrived with no caller (timers, invoked work)."""
+        if self._processing or self._status != "running":
+            return
+        try:
+            pending = self._drain()
+        except Exception as exc:
+            # No caller to raise to: like xstate, the actor's snapshot goes to
+            # status "error", and the failure is logged.
+            logger.exception("actor %s failed while processing a timer or child event", self.id)
+            snap = self.snapshot
+            self._snapshot = Snapshot(
+                self.machine,
+                snap._info,
+                snap.context,
+                "error",
+                snap.output,
+                exc,
+                snap._history,
+                (),
+                {},
+            )
+            self._mailbox.clear()
+            self._reconcile()
+            self._notify(self._snapshot)
+            return
+        if pending:
+            self._spawn(_await_all(pending))
+
+    def _fire_overdue(self, pending: list[Awaitable[Any]]) -> None:
+        """Deliver every timer already due, in due order, synchronously."""
+        now = self.clock.now_ms()
+        while True:
+            snap = self.snapshot
+            if snap.status != "active" or not snap.timers or snap.timers[0].due_ms > now:
+                return
+            nxt, effects = self.machine.fire_timer(snap, snap.timers[0].id, now_ms=now)
+            self._snapshot = nxt
+            pending.extend(self._carry_out(effects))
+
+    def _carry_out(self, effects: list[Effect]) -> list[Awaitable[Any]]:
+        pending: list[Awaitable[Any]] = []
+        for eff in effects:
+            if isinstance(eff, ActionEffect):
+                result = eff.run()
+                if inspect.isawaitable(result):
+                    pending.append(result)
+            elif isinstance(eff, EmitEffect):
+                if self._hold_emits:
+                    self._held.append(eff.event)
+                else:
+                    pending.extend(self._deliver(eff.event))
+            # Timers and children are reconciled from the snapshot itself.
+        return pending
+
+    def _deliver(self, event: Mapping[str, Any]) -> list[Awaitable[Any]]:
+        pending: list[Awaitable[Any]] = []
+        for fn in (*self._listeners.get(event["type"], ()), *self._listeners.get("*", ())):
+            result = fn(event)
+            if inspect.isawaitable(result):
+                pending.append(result)
+        return pending
+
+    def _notify(self, snapshot: Snapshot) -> None:
+        for fn in tuple(self._subscribers):
+            fn(snapshot)
+
+    def _reconcile(self) -> None:
+        """Make armed timers and running children match the snapshot."""
+        snap = self.snapshot
+        wanted = {t.id: t.due_ms for t in snap.timers}
+        for tid in [k for k in self._armed if wanted.get(k) != self._armed[k][0]]:
+            self._armed.pop(tid)[1].cancel()
+        for tid, due in wanted.items():
+            if tid not in self._armed:
+                handle = self.clock.call_at(due, partial(self._on_timer, tid, due))
+                self._armed[tid] = (due, handle)
+        for cid in [k for k in self._tasks if k not in snap.children]:
+            self._tasks.pop(cid).cancel()
+        for cid, child in snap.children.items():
+            if cid not in self._tasks:
+                fn = self.machine.actors[child.src]
+                task = asyncio.get_running_loop().create_task(
+                    self._run_child(cid, fn, child.input), name=f"{self.id}:{cid}"
+                )
+                self._tasks[cid] = task
+
+    def _on_timer(self, timer_id: str, due: float) -> None:
+        armed = self._armed.get(timer_id)
+        if armed is None or armed[0] != due:
+            return
+        del self._armed[timer_id]
+        self._mailbox.append(("timer", timer_id))
+        self._drain_in_background()
+
+    async def _run_child(self, cid: str, fn: Callable[..., Any], child_input: Any) -> None:
+        me = asyncio.current_task()
+        event: dict[str, Any]
+        try:
+            result = fn(child_input)
+            if inspect.isawaitable(result):
+                result = await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            event = {"type": f"xstate.error.actor.{cid}", "error": exc, "actorId": cid}
+        else:
+            event = {"type": f"xstate.done.actor.{cid}", "output": result, "actorId": cid}
+        if self._tasks.get(cid) is not me:
+            return  # stopped (the state exited) while finishing: drop the result
+        del self._tasks[cid]
+        if self._status != "running":
+            return
+        self._mailbox.append(("event", event))
+        self._drain_in_background()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                logger.exception("actor %s: an async action or listener failed", self.id)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+async def _await_all(pending: list[Awaitable[Any]]) -> None:
+    """Await every coroutine; re-raise the first failure after all were run."""
+    error: Exception | None = None
+    for aw in pending:
+        try:
+            await aw
+        except Exception as exc:
+            if error is None:
+                error = exc
+            else:
+                logger.exception("another async action or listener failed as well")
+    if error is not None:
+        raise error
+
+
+def _discard(items: list[Any], item: Any) -> None:
+    if item in items:
+        items.remove(item)
