@@ -419,7 +419,7 @@ class Actor:
                 result = await result
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of invoked work is its error event
             event = {"type": f"xstate.error.actor.{cid}", "error": exc, "actorId": cid}
         else:
             event = {"type": f"xstate.done.actor.{cid}", "output": result, "actorId": cid}
