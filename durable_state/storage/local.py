@@ -1,0 +1,578 @@
+"""``LocalFileStorage``: one file per key in a directory, compare-and-set across processes.
+
+Layout of the storage root::
+
+    <root>/<name>.state           one file per key (see "File names")
+    <root>/.tmp-<random>          a write in progress (never listed)
+    <root>/.storage-locks/NN.lock lock stripes, created on demand, never deleted
+
+File format: a one-line ASCII header, then the value's bytes verbatim::
+
+    DSF1 <version> <percent-encoded key>\\n<data>
+
+Because a reader opens one file and reads both the header and the data from
+it, the version it returns always belongs to the data it returns. Files are
+only ever replaced whole (temp file, ``fsync``, ``os.replace``, ``fsync`` of
+the directory), so a crash at any instant leaves either the old or the new
+file.
+
+File names: the key's UTF-8 bytes with every byte outside ``[a-z0-9_-]``
+written as ``%XX`` (upper-case hex), then ``.state``. The mapping is injective
+and reversible, never produces ``/``, ``.`` or ``..``, and stays injective on
+case-insensitive file systems (a literal letter is always lower case, a hex
+digit always upper case and behind a ``%``). An encoded name longer than
+:data:`MAX_PLAIN_NAME` characters is replaced by ``~`` + the SHA-256 of the
+key; the header still carries the key, which is how :meth:`list` recovers it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import random
+import secrets
+import sys
+import threading
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Final
+
+import aiofiles.os
+import anyio
+import anyio.to_thread
+
+from ..errors import SnapshotCorrupt, StorageUnavailable, VersionConflict
+from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
+from ._protocol import ANY_VERSION, IfVersion, Stored
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ("MAX_PLAIN_NAME", "LocalFileStorage")
+
+logger = logging.getLogger("durable_state.storage")
+
+#: Encoded names longer than this many characters are stored under a hash.
+#: 120 (+ 6 for ``.state``) fits every common file system's name limit,
+#: including eCryptfs (143).
+MAX_PLAIN_NAME: Final = 120
+
+_SUFFIX: Final = ".state"
+_TMP_PREFIX: Final = ".tmp-"
+_LOCK_DIR: Final = ".storage-locks"
+_LOCK_STRIPES: Final = 256
+_MAGIC: Final = b"DSF1"
+# The header holds at most a 3072-character encoded key plus a short version.
+_PEEK_BYTES: Final = 4096
+_CLEANUP_TIMEOUT: Final = 10.0
+_FIRST_BACKOFF: Final = 0.0005
+_MAX_BACKOFF: Final = 0.02
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_ENCODE: Final = tuple(chr(b) if chr(b) in _PLAIN else f"%{b:02X}" for b in range(256))
+_HEX: Final = frozenset("0123456789ABCDEF")
+
+
+def encode_key(key_bytes: bytes) -> str:
+    """Percent-encode a key's UTF-8 bytes into ``[a-z0-9_%A-F-]`` characters."""
+    return "".join([_ENCODE[b] for b in key_bytes])
+
+
+def decode_key(encoded: str) -> str | None:
+    """Invert :func:`encode_key`; ``None`` if ``encoded`` is not one of its outputs."""
+    out = bytearray()
+    i, n = 0, len(encoded)
+    while i < n:
+        ch = encoded[i]
+        if ch == "%":
+            pair = encoded[i + 1 : i + 3]
+            if len(pair) != 2 or not _HEX.issuperset(pair):
+                return None
+            out.append(int(pair, 16))
+            i += 3
+        elif ch in _PLAIN:
+            out.append(ord(ch))
+            i += 1
+        else:
+            return None
+    try:
+        key = out.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # Only canonical spellings count (e.g. "%61" for "a" is foreign).
+    return key if encode_key(bytes(out)) == encoded else None
+
+
+def file_name(key_bytes: bytes) -> str:
+    """The file name (without directory) that holds the key."""
+    encoded = encode_key(key_bytes)
+    if len(encoded) > MAX_PLAIN_NAME:
+        encoded = "~" + hashlib.sha256(key_bytes).hexdigest()
+    return encoded + _SUFFIX
+
+
+class _Corrupt(Exception):
+    """A file is not in this storage's format (internal; becomes SnapshotCorrupt)."""
+
+
+def _parse(raw: bytes) -> tuple[str, str, int]:
+    """Split a file's leading bytes into (version, encoded key, offset of the data)."""
+    end = raw.find(b"\n", 0, _PEEK_BYTES)
+    if end < 0:
+        raise _Corrupt("no header line")
+    parts = raw[:end].split(b" ")
+    if len(parts) != 3 or parts[0] != _MAGIC or not parts[1] or not parts[2]:
+        raise _Corrupt("not a durable_state storage file (bad header)")
+    try:
+        return parts[1].decode("ascii"), parts[2].decode("ascii"), end + 1
+    except UnicodeDecodeError as exc:
+        raise _Corrupt("header is not ASCII") from exc
+
+
+def _next_version(current: str | None) -> str:
+    # counter: strictly increasing while the file exists; nonce: keeps versions
+    # unique across a delete and re-create (when the counter starts over) and
+    # across writers that found an unreadable file.
+    counter = 0
+    if current is not None:
+        head, _, _ = current.partition(".")
+        counter = int(head) if head.isdigit() else 0
+    return f"{counter + 1}.{secrets.token_hex(8)}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_file(path: str, limit: int = -1) -> bytes | None:
+    """Read a whole file (or its first ``limit`` bytes); ``None`` if it is missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:  # owns fd from here on
+        return f.read(limit)
+
+
+def _key_of(path: str) -> str | None:
+    raw = _read_file(path, _PEEK_BYTES)
+    if raw is None:
+        return None
+    try:
+        _, encoded, _ = _parse(raw)
+    except _Corrupt:
+        return None
+    return decode_key(encoded)
+
+
+def _scan(root: str, prefix: str) -> list[str]:
+    """Every key stored under ``root`` that starts with ``prefix``, sorted."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    keys: list[str] = []
+    for name in names:
+        # Temp files, the lock directory and any foreign file are skipped.
+        if name.startswith(".") or not name.endswith(_SUFFIX):
+            continue
+        stem = name[: -len(_SUFFIX)]
+        key = _key_of(os.path.join(root, name)) if stem.startswith("~") else decode_key(stem)
+        if key is None or not key.startswith(prefix):
+            continue
+        if file_name(key.encode("utf-8")) == name:
+            keys.append(key)
+    keys.sort()
+    return keys
+
+
+class _Busy:
+    """Returned by :meth:`_Section.try_enter` when another holder has the lock."""
+
+
+_BUSY: Final = _Busy()
+
+
+class _Section:
+    """The critical section around one check-and-replace of one file.
+
+    Exclusion: ``flock`` on a lock-stripe file, through a descriptor opened for
+    this section alone. ``flock`` locks belong to the open file description, so
+    two sections exclude each other whether they are in two processes, two
+    storage instances or two tasks of one instance; the kernel drops the lock
+    when its holder dies.
+
+    Every step runs in a worker thread holding ``_mutex``. A caller that is
+    cancelled (by anyio or by a native ``Task.cancel()``, which can leave a
+    step running or still queued) calls :meth:`abort` from a thread: it waits
+    for a running step, removes the temp file and closes the lock descriptor,
+    and marks the section abandoned so that a step that runs later does
+    nothing. Hence no temp file and no held lock survive a cancelled write, and
+    a replace can never happen after the lock was given up.
+    """
+
+    __slots__ = ("_abandoned", "_lock_fd", "_mutex", "_tmp", "lock_path", "path", "root", "settled")
+
+    def __init__(self, root: str, name: str) -> None:
+        self.root = root
+        self.path = os.path.join(root, name)
+        stripe = hashlib.sha256(name.encode("ascii")).digest()[0] % _LOCK_STRIPES
+        self.lock_path = os.path.join(root, _LOCK_DIR, f"{stripe:02x}.lock")
+        self.settled = False  # read and written on the event loop only
+        self._mutex = threading.Lock()
+        self._lock_fd: int | None = None
+        self._tmp: str | None = None
+        self._abandoned = False
+
+    # -- steps, each run in a worker thread -------------------------------- #
+
+    def try_enter(self) -> bytes | _Busy | None:
+        """Take the lock without blocking; then read the current file's head."""
+        with self._mutex:
+            if self._abandoned:
+                return _BUSY
+            if self._lock_fd is None:
+                self._lock_fd = self._open_lock_file()
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _BUSY
+            return _read_file(self.path, _PEEK_BYTES)
+
+    def stage(self, header: bytes, data: bytes) -> None:
+        """Write the complete new file under a temp name and make it durable."""
+        with self._mutex:
+            if self._abandoned:
+                return
+            tmp = os.path.join(self.root, _TMP_PREFIX + secrets.token_hex(8))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(tmp, flags, 0o666)
+            self._tmp = tmp
+            try:
+                _write_all(fd, header)
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def commit(self) -> None:
+        """Put the staged file in place, make the rename durable, unlock."""
+        with self._mutex:
+            if self._abandoned or self._tmp is None:
+                return
+            try:
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+                _fsync_dir(self.root)
+            finally:
+                self._unlock()
+
+    def remove(self) -> None:
+        """Delete the file (if any), make that durable, unlock."""
+        with self._mutex:
+            if self._abandoned:
+                return
+            try:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    return
+                _fsync_dir(self.root)
+            finally:
+                self._unlock()
+
+    def abort(self) -> None:
+        """Undo whatever is left: remove the temp file, release the lock."""
+        with self._mutex:
+            self._abandoned = True
+            if self._tmp is not None:
+                try:
+                    os.unlink(self._tmp)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    # It stays invisible to list(); only disk space is lost.
+                    logger.warning("could not remove temp file %s", self._tmp, exc_info=True)
+                self._tmp = None
+            self._unlock()
+
+    # -- helpers (caller holds _mutex) -------------------------------------- #
+
+    def _open_lock_file(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            return os.open(self.lock_path, flags, 0o666)
+        except FileNotFoundError:
+            # The root (or its lock directory) is created on demand.
+            os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+            return os.open(self.lock_path, flags, 0o666)
+
+    def _unlock(self) -> None:
+        # Closing the only descriptor of the open file description drops the flock.
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)
+
+
+def _describe(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{name}: {text}" if name else text
+
+
+class LocalFileStorage:
+    """A :class:`~durable_state.storage.Storage` in a local directory.
+
+    The embedded default: no server and no configuration. The root directory is
+    created on the first write. Several processes on one host may share a root
+    (e.g. the workers of one web server): compare-and-set holds across all of
+    them, because each check-and-replace runs under an exclusive ``flock``.
+
+    Guarantees:
+
+    * atomic replacement: after a crash at any instant a key holds its complete
+      old or complete new value; a cancelled write leaves no temp file and no
+      held lock;
+    * durable once :meth:`write` returns (file and directory are ``fsync``-ed);
+    * versions are ``"<counter>.<random>"``: the counter grows with each write
+      of the key, the random part keeps versions unique across delete and
+      re-create, so identical bytes written twice get two versions.
+
+    Not for network file systems (NFS, SMB, most FUSE mounts): ``flock`` and
+    rename atomicity are not reliable there. POSIX only (``fcntl``).
+
+    Args:
+        root: the directory to keep the files in; every key lives directly in
+            it, and nothing outside it is ever created or touched.
+
+    Example:
+        >>> import asyncio, tempfile
+        >>> async def demo(root: str) -> bytes:
+        ...     async with LocalFileStorage(root) as storage:
+        ...         v1 = await storage.write("order/42", b"{}", if_version=None)
+        ...         await storage.write("order/42", b'{"n": 1}', if_version=v1)
+        ...         stored = await storage.read("order/42")
+        ...         return stored.data if stored else b""
+        >>> asyncio.run(demo(tempfile.mkdtemp()))
+        b'{"n": 1}'
+    """
+
+    #: The longest key in UTF-8 bytes.
+    max_key_bytes = MAX_KEY_BYTES
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        if sys.platform == "win32":  # pragma: no cover - POSIX-only backend
+            raise NotImplementedError("LocalFileStorage needs POSIX flock (not Windows)")
+        # Fixed now, so that a later chdir() cannot move the store.
+        self.root = os.path.abspath(os.fspath(root))
+
+    def __repr__(self) -> str:
+        return f"LocalFileStorage({self.root!r})"
+
+    async def read(self, key: str) -> Stored | None:
+        """Read the bytes and version stored at ``key``.
+
+        Takes no lock: files are only ever replaced whole, so one open file
+        yields a matching header and data.
+
+        Returns:
+            The stored value, or ``None`` if the key does not exist.
+
+        Raises:
+            InvalidKey: the key is not acceptable.
+            SnapshotCorrupt: the file is not in this storage's format.
+            StorageUnavailable: the file system failed.
+        """
+        key_bytes = check_key(key)
+        path = os.path.join(self.root, file_name(key_bytes))
+        try:
+            # One self-contained call: a cancelled caller leaks no descriptor.
+            raw = await anyio.to_thread.run_sync(_read_file, path)
+        except OSError as exc:
+            raise StorageUnavailable("read", key, _describe(exc)) from exc
+        if raw is None:
+            return None
+        try:
+            version, encoded, offset = _parse(raw)
+        except _Corrupt as exc:
+            raise SnapshotCorrupt(key, exc.args[0]) from None
+        if encoded != encode_key(key_bytes):
+            raise SnapshotCorrupt(key, f"the file holds another key ({decode_key(encoded)!r})")
+        return Stored(raw[offset:], version)
+
+    async def write(self, key: str, data: bytes, *, if_version: IfVersion = ANY_VERSION) -> str:
+        """Store ``data`` at ``key`` if the condition holds.
+
+        See :meth:`durable_state.storage.Storage.write`. Waits (cancellably)
+        while another writer of the same lock stripe is in its critical
+        section.
+
+        Returns:
+            The new version.
+
+        Raises:
+            VersionConflict: the condition did not hold; nothing was written.
+            InvalidKey: the key is not acceptable.
+            TypeError: ``data`` is not bytes-like.
+            ValueError: ``if_version`` is an empty string.
+            StorageUnavailable: the file system failed; the key holds either
+                its old or its new value.
+        """
+        key_bytes = check_key(key)
+        payload = check_data(data)
+        check_version(if_version)
+        name = file_name(key_bytes)
+        section = _Section(self.root, name)
+        try:
+            try:
+                head = await self._enter(section)
+                current = self._current_version(head, key, if_version)
+                version = _next_version(current)
+                header = b"%s %s %s\n" % (_MAGIC, version.encode(), encode_key(key_bytes).encode())
+                await anyio.to_thread.run_sync(section.stage, header, payload)
+                await anyio.to_thread.run_sync(section.commit)
+                section.settled = True
+                return version
+            finally:
+                if not section.settled:
+                    await self._abort(section)
+        except OSError as exc:
+            raise StorageUnavailable("write", key, _describe(exc)) from exc
+
+    async def delete(self, key: str, *, if_version: str | None = None) -> None:
+        """Delete ``key``, unconditionally or only if still at ``if_version``.
+
+        See :meth:`durable_state.storage.Storage.delete`.
+
+        Raises:
+            VersionConflict: a version was given and the key is at another one
+                or does not exist.
+            InvalidKey: the key is not acceptable.
+            ValueError: ``if_version`` is an empty string.
+            StorageUnavailable: the file system failed.
+        """
+        key_bytes = check_key(key)
+        check_version(if_version)
+        section = _Section(self.root, file_name(key_bytes))
+        try:
+            try:
+                head = await self._enter(section)
+                if if_version is not None:
+                    self._current_version(head, key, if_version)
+                await anyio.to_thread.run_sync(section.remove)
+                section.settled = True
+            finally:
+                if not section.settled:
+                    await self._abort(section)
+        except OSError as exc:
+            raise StorageUnavailable("delete", key, _describe(exc)) from exc
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a value.
+
+        Raises:
+            InvalidKey: the key is not acceptable.
+            StorageUnavailable: the file system failed.
+        """
+        path = os.path.join(self.root, file_name(check_key(key)))
+        try:
+            await aiofiles.os.stat(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageUnavailable("exists", key, _describe(exc)) from exc
+        return True
+
+    async def list(self, prefix: str = "") -> AsyncIterator[str]:
+        """Iterate over the keys that start with ``prefix``, in ascending order.
+
+        The directory is read once when iteration starts.
+
+        Yields:
+            The stored keys, exactly as written.
+
+        Raises:
+            TypeError: ``prefix`` is not a str.
+            StorageUnavailable: the directory could not be read.
+        """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        try:
+            keys = await anyio.to_thread.run_sync(_scan, self.root, prefix)
+        except OSError as exc:
+            raise StorageUnavailable("list", None, _describe(exc)) from exc
+        for key in keys:
+            yield key
+
+    async def aclose(self) -> None:
+        """Nothing to release (no descriptor outlives an operation)."""
+
+    async def __aenter__(self) -> LocalFileStorage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- internals ----------------------------------------------------------- #
+
+    @staticmethod
+    async def _enter(section: _Section) -> bytes | None:
+        """Poll for the section's lock, sleeping (cancellably) while it is busy.
+
+        Polling with ``LOCK_NB`` instead of a blocking ``flock`` in a thread
+        keeps the wait cancellable: a thread blocked in ``flock`` could not be
+        interrupted and would take the lock after its caller had gone.
+        """
+        delay = _FIRST_BACKOFF
+        while True:
+            head = await anyio.to_thread.run_sync(section.try_enter)
+            if not isinstance(head, _Busy):
+                return head
+            await anyio.sleep(delay * (0.5 + random.random()))  # jitter avoids lockstep
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+    @staticmethod
+    async def _abort(section: _Section) -> None:
+        # Shielded: this must run even when the caller is being cancelled. If it
+        # times out the thread still finishes the cleanup on its own.
+        with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+            await anyio.to_thread.run_sync(section.abort, abandon_on_cancel=True)
+
+    @staticmethod
+    def _current_version(head: bytes | None, key: str, if_version: str | None) -> str | None:
+        """The version of the file whose head was read; check it against ``if_version``.
+
+        A file this storage cannot parse counts as existing at an unknown
+        version: an unconditional write replaces it, a conditional one fails.
+        """
+        current: str | None = None
+        if head is not None:
+            try:
+                current = _parse(head)[0]
+            except _Corrupt:
+                current = None
+        if if_version == ANY_VERSION:
+            return current
+        if head is None and if_version is None:
+            return None
+        if head is not None and current is not None and current == if_version:
+            return current
+        raise VersionConflict(key, expected=if_version, actual=current)
