@@ -113,7 +113,7 @@ class Skip(Exception):
 class WorkMismatch(Exception):
     """A run ended in a state or with counters that ``n`` events cannot produce."""
 
-    def __init__(self, machine: str, n: int, regions: Sequence[str], counters: Sequence[int]):
+    def __init__(self, machine: str, n: int, regions: Sequence[object], counters: Sequence[object]):
         self.machine = machine
         self.n = n
         self.regions = tuple(regions)
@@ -124,7 +124,9 @@ class WorkMismatch(Exception):
         )
 
 
-def expect(machine: MachineName, n: int, regions: Sequence[str], counters: Sequence[int]) -> None:
+def expect(
+    machine: MachineName, n: int, regions: Sequence[object], counters: Sequence[object]
+) -> None:
     """Check that ``n`` NEXT events did all their work.
 
     Args:
@@ -1065,6 +1067,12 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _load_average() -> list[float] | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
+    return None
+
+
 def plot(results: list[Result], path: Path) -> bool:
     """Draw events/s per implementation and machine; False if matplotlib is missing."""
     try:
@@ -1166,6 +1174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=args.repeats or (2 if args.quick else 5),
         memory_actors=args.memory_actors or (2_000 if args.quick else 10_000),
     )
+    load_before = _load_average()
     results: list[Result] = []
     memory: list[MemoryResult] = []
     notes: list[str] = []
@@ -1230,6 +1239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "platform": platform.platform(),
                 "cpu": _cpu_model(),
                 "cpus": os.cpu_count(),
+                # Other processes on the machine skew the figures: record how busy it was.
+                "load_average_before": load_before,
+                "load_average_after": _load_average(),
                 "versions": versions,
             },
             "configs": CONFIGS,
