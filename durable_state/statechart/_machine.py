@@ -278,7 +278,7 @@ class Machine:
             now_ms,
         )
         run.macrostep(ev)
-        return run.snapshot(), run.effects
+        return run.snapshot(snapshot), run.effects
 
     def fire_timer(
         self, snapshot: Snapshot, timer_id: str, *, now_ms: float = 0.0
@@ -655,7 +655,18 @@ class _Run:
         self.changed = False
         self.timers_changed = False
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
+        """The snapshot reached; ``previous`` itself when nothing changed."""
+        if (
+            previous is not None
+            and self.info is previous._info
+            and self.context is previous.context
+            and self.history is previous._history
+            and self.timers is previous.timers
+            and self.children is previous.children
+            and self.status == previous.status
+        ):
+            return previous
         return Snapshot(
             self.machine,
             self.info,
