@@ -23,6 +23,10 @@ from .errors import StatechartError as StatechartError
 from .errors import StorageError as StorageError
 from .errors import StorageUnavailable as StorageUnavailable
 from .errors import VersionConflict as VersionConflict
+from .persisted import PersistedActor as PersistedActor
+from .persisted import fire_due_timers as fire_due_timers
+from .persisted import persisted_actor as persisted_actor
+from .persisted import with_persisted_actor as with_persisted_actor
 from .statechart import Machine as Machine
 from .statechart import Snapshot as Snapshot
 from .statechart import assign as assign
@@ -50,6 +54,7 @@ __all__ = (
     "MicrostepLimitExceeded",
     "MissingDependency",
     "NotSerializable",
+    "PersistedActor",
     "Snapshot",
     "SnapshotCorrupt",
     "SnapshotIncompatible",
@@ -60,6 +65,9 @@ __all__ = (
     "VersionConflict",
     "assign",
     "emit",
+    "fire_due_timers",
+    "persisted_actor",
     "raise_event",
     "state_in",
+    "with_persisted_actor",
 )

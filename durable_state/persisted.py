@@ -1,0 +1,596 @@
+"""Persisted actors: load, lease, drive, fenced save, release.
+
+This is where the statechart core, a :class:`~durable_state.storage.Storage`
+and an optional :class:`~durable_state.locks.LockManager` meet::
+
+    async with persisted_actor("order-42", machine, storage=storage, lock=locks) as actor:
+        await actor.send("ADD", event_id="sqs-msg-7f3a")
+
+The save at the end is a compare-and-set on the storage version that was read,
+in every locking mode. A lease keeps other holders out while the body runs; the
+version check makes sure that a holder that lost its lease (frozen process, GC
+pause, a Lambda frozen between invocations) can never overwrite newer state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+
+from . import _json
+from ._clock import Clock, SystemClock
+from .actor import Actor, Listener, Subscription
+from .errors import (
+    ActorNotFound,
+    DurableStateError,
+    LockLost,
+    SnapshotCorrupt,
+    SnapshotIncompatible,
+)
+from .statechart import DURABLE_KEY, Machine, Snapshot
+from .statechart._machine import to_event
+
+if TYPE_CHECKING:
+    from .locks._hold import HeldLease
+    from .locks._lease import Lease
+    from .locks._protocol import LockManager
+    from .storage._protocol import Storage
+
+__all__ = (
+    "Locking",
+    "PersistedActor",
+    "fire_due_timers",
+    "persisted_actor",
+    "with_persisted_actor",
+)
+
+logger = logging.getLogger("durable_state.persisted")
+
+Locking = Literal["read-write", "write"] | None
+T = TypeVar("T")
+
+_LOCKING_MODES = ("read-write", "write", None)
+#: How long cleanup (stopping the actor) may take while shielded from cancellation.
+_CLEANUP_TIMEOUT = 10.0
+
+
+class PersistedActor:
+    """An actor whose snapshot lives in a storage, guarded by an optional lease.
+
+    Most code uses :func:`persisted_actor`. This class keeps durable-x-state's
+    explicit lifecycle for code that cannot use ``async with``::
+
+        pa = PersistedActor("order-42", machine, storage=storage, lock=locks)
+        await pa.init()
+        try:
+            await pa.send("ADD")
+            await pa.save()
+        finally:
+            await pa.close()
+
+    ``init()`` and ``close()`` must run in the same task (the lease's heartbeat
+    is a structured task group). ``close()`` does not save.
+
+    Args:
+        actor_id: the actor's id, also its storage key and lock key.
+        machine: the machine the actor runs.
+        storage: where snapshots are kept.
+        lock: a lock manager; ``None`` runs optimistic (compare-and-set only),
+            whatever ``locking`` says.
+        locking: ``"read-write"`` (lease held from before the read until after
+            the save), ``"write"`` (read without the lease, lease only around
+            the save) or ``None`` (no lease: optimistic).
+        lock_ttl: lease duration in seconds; renewed in the background.
+        lock_wait: how long to wait for a held lease (``None``: try once).
+        input: machine input, used only when the actor is created.
+        create: create a missing actor from the initial state; when False a
+            missing actor raises :class:`ActorNotFound`.
+        clock: the clock for timers (default: wall clock).
+        processed_limit: how many recent ``event_id`` values are remembered
+            for idempotent delivery.
+
+    Raises:
+        ValueError: for an unknown ``locking`` mode or a bad ``processed_limit``.
+    """
+
+    def __init__(
+        self,
+        actor_id: str,
+        machine: Machine,
+        *,
+        storage: Storage,
+        lock: LockManager | None = None,
+        locking: Locking = "read-write",
+        lock_ttl: float = 900.0,
+        lock_wait: float | None = None,
+        input: Any = None,
+        create: bool = True,
+        clock: Clock | None = None,
+        processed_limit: int = 100,
+    ) -> None:
+        if locking not in _LOCKING_MODES:
+            raise ValueError(f"locking must be 'read-write', 'write' or None, not {locking!r}")
+        if not isinstance(actor_id, str) or not actor_id:
+            raise ValueError("actor_id must be a non-empty string")
+        if processed_limit < 0:
+            raise ValueError("processed_limit must be >= 0")
+        self.actor_id = actor_id
+        self.machine = machine
+        self.storage = storage
+        self.lock = lock
+        self.locking: Locking = locking if lock is not None else None
+        self.lock_ttl = lock_ttl
+        self.lock_wait = lock_wait
+        self._input = input
+        self._create = create
+        self._clock = clock if clock is not None else SystemClock()
+        self._processed_limit = processed_limit
+        self._stack: AsyncExitStack | None = None
+        self._held: HeldLease | None = None
+        self._actor: Actor | None = None
+        self._version: str | None = None
+        self._saved: Snapshot | None = None
+        self._processed: deque[str] = deque()
+        self._processed_dirty = False
+        self._created = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"PersistedActor({self.actor_id!r}, machine={self.machine.id!r}, "
+            f"version={self._version!r}, locking={self.locking!r})"
+        )
+
+    # ------------------------------------------------------------------ #
+    # Read-only views
+    # ------------------------------------------------------------------ #
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current snapshot.
+
+        Raises:
+            RuntimeError: before :meth:`init`.
+        """
+        return self._live().snapshot
+
+    @property
+    def version(self) -> str | None:
+        """The storage version last read or written (``None``: not stored yet)."""
+        return self._version
+
+    @property
+    def created(self) -> bool:
+        """Whether this session created the actor (it did not exist in storage)."""
+        return self._created
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease held right now (read-write mode), or ``None``."""
+        return self._held.lease if self._held is not None else None
+
+    @property
+    def next_timer_at(self) -> float | None:
+        """When the earliest pending timer is due (epoch ms), for a scheduler to wake the actor."""
+        return self._live().next_timer_at
+
+    @property
+    def changed(self) -> bool:
+        """Whether there is anything to save."""
+        return (
+            self._created
+            or self._processed_dirty
+            or (self._actor is not None and self._actor.snapshot is not self._saved)
+        )
+
+    def persisted_snapshot(self) -> dict[str, Any]:
+        """The persisted form of the current snapshot, as it would be saved.
+
+        Raises:
+            NotSerializable: if the context holds a value JSON cannot hold.
+        """
+        data = self._live().persisted_snapshot()
+        data[DURABLE_KEY]["processed"] = list(self._processed)
+        return data
+
+    def on(self, emitted_type: str, fn: Listener) -> Subscription:
+        """Listen to emitted events; they are delivered only after a successful save."""
+        return self._live().on(emitted_type, fn)
+
+    def subscribe(self, fn: Callable[[Snapshot], Any]) -> Subscription:
+        """Call ``fn(snapshot)`` after every macrostep."""
+        return self._live().subscribe(fn)
+
+    # ------------------------------------------------------------------ #
+    # Lifecycle
+    # ------------------------------------------------------------------ #
+
+    async def init(self) -> None:
+        """Take the lease (read-write mode), load or create the actor, fire due timers.
+
+        Timers that came due while nobody held the actor fire now, in due
+        order, before any event is sent.
+
+        Raises:
+            LockTimeout: the lease is held elsewhere (after ``lock_wait``).
+            ActorNotFound: the actor does not exist and ``create`` is False.
+            SnapshotCorrupt: the stored bytes are not a snapshot.
+            SnapshotIncompatible: the snapshot belongs to another machine, a
+                newer version, or names states the machine does not have.
+            StorageError: the storage failed.
+        """
+        if self._stack is not None:
+            raise RuntimeError("PersistedActor.init() was already called")
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        self._stack = stack
+        try:
+            if self.locking == "read-write":
+                assert self.lock is not None
+                self._held = await stack.enter_async_context(
+                    self.lock.hold(self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait)
+                )
+            await self._load()
+        except BaseException as exc:
+            self._stack = None
+            with anyio.CancelScope(shield=True):
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def _load(self) -> None:
+        stored = await self.storage.read(self.actor_id)
+        snapshot: Snapshot | None = None
+        if stored is None:
+            if not self._create:
+                raise ActorNotFound(self.actor_id)
+            self._version = None
+            self._created = True
+        else:
+            data = _decode(stored.data, self.actor_id)
+            try:
+                snapshot = self.machine.restore_snapshot(data, key=self.actor_id)
+            except SnapshotIncompatible as exc:
+                if exc.key is None:
+                    raise SnapshotIncompatible(exc.reason, key=self.actor_id) from exc
+                raise
+            processed = data[DURABLE_KEY].get("processed") or []
+            if not isinstance(processed, list) or not all(isinstance(p, str) for p in processed):
+                raise SnapshotCorrupt(self.actor_id, "$durable.processed is not a list of strings")
+            self._processed = deque(
+                processed[-self._processed_limit :] if self._processed_limit else []
+            )
+            self._version = stored.version
+        actor = Actor(
+            self.machine, snapshot, clock=self._clock, input=self._input, id=self.actor_id
+        )
+        self._saved = snapshot
+        # Emitted events wait for the save: a failed save must not leak them.
+        actor._hold_emitted()
+        self._actor = actor
+        await actor.start()
+        logger.debug(
+            "loaded actor %s (version %s, %s, lease token %s)",
+            self.actor_id,
+            self._version,
+            "created" if self._created else "restored",
+            self.lease.token if self.lease else None,
+        )
+
+    async def send(self, event: Mapping[str, Any] | str, *, event_id: str | None = None) -> bool:
+        """Send an event; with ``event_id``, at most once per id.
+
+        Args:
+            event: a mapping with a string ``"type"``, or a bare type string.
+            event_id: an id for idempotent delivery (e.g. an SQS message id).
+                An id among the recently applied ones is skipped.
+
+        Returns:
+            True if the event was applied, False if ``event_id`` was a
+            redelivery and the event was skipped.
+
+        Raises:
+            InvalidEvent: the event is malformed.
+            Exception: whatever an implementation raised (the session's
+                changes are then discarded unless ``save_on_error``).
+        """
+        actor = self._live()
+        ev = to_event(event)
+        if event_id is not None:
+            if not isinstance(event_id, str) or not event_id:
+                raise ValueError("event_id must be a non-empty string")
+            if event_id in self._processed:
+                logger.info("actor %s: skipped redelivered event %s", self.actor_id, event_id)
+                return False
+        await actor.send(ev)
+        if event_id is not None and self._processed_limit:
+            self._processed.append(event_id)
+            while len(self._processed) > self._processed_limit:
+                self._processed.popleft()
+            self._processed_dirty = True
+        return True
+
+    async def save(self) -> str | None:
+        """Save the snapshot if it changed: a compare-and-set on the version read.
+
+        In ``"write"`` mode the lease is taken for the duration of the write.
+        After a successful save, emitted events held since the last save are
+        delivered to listeners.
+
+        Returns:
+            The new storage version, or ``None`` if nothing changed.
+
+        Raises:
+            VersionConflict: someone else saved since this actor was read;
+                nothing was written and the newer state stays.
+            LockLost: the lease was lost; nothing was written.
+            LockTimeout: (``"write"`` mode) the lease could not be taken.
+            NotSerializable: the context holds a value JSON cannot hold;
+                nothing was written (the error names the value's path).
+        """
+        actor = self._live()
+        if not self.changed:
+            return None
+        data = self.persisted_snapshot()
+        payload = _encode(data)
+        if self.locking == "write":
+            assert self.lock is not None
+            async with self.lock.hold(
+                self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait
+            ) as held:
+                version = await self._write(payload, held.token)
+        else:
+            held_now = self._held
+            if held_now is not None and held_now.lost:
+                lease = held_now.lease
+                raise LockLost(
+                    self.actor_id, owner=lease.owner, token=lease.token, reason="before saving"
+                )
+            version = await self._write(payload, held_now.token if held_now else None)
+        self._version = version
+        self._saved = actor.snapshot
+        self._created = False
+        self._processed_dirty = False
+        await _await_all(actor._release_emitted(deliver=True))
+        actor._hold_emitted()
+        return version
+
+    async def _write(self, payload: bytes, token: int | None) -> str:
+        expected = self._version
+        version = await self.storage.write(self.actor_id, payload, if_version=expected)
+        logger.info(
+            "saved actor %s: version %s -> %s (lease token %s)",
+            self.actor_id,
+            expected,
+            version,
+            token,
+        )
+        return version
+
+    async def close(self) -> None:
+        """Stop the actor and release the lease. Does not save. Idempotent.
+
+        Raises:
+            LockLost: the lease was found lost while the actor was held.
+        """
+        await self._finish(None)
+
+    async def _finish(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        actor = self._actor
+        if actor is not None:
+            actor._release_emitted(deliver=False)
+            with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                await actor.stop()
+        stack, self._stack = self._stack, None
+        self._held = None
+        if stack is not None:
+            if exc is None:
+                await stack.__aexit__(None, None, None)
+            else:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+
+    async def __aenter__(self) -> PersistedActor:
+        await self.init()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._finish(exc)
+
+    def _live(self) -> Actor:
+        if self._actor is None:
+            raise RuntimeError("the persisted actor is not loaded: call init() first")
+        return self._actor
+
+
+@asynccontextmanager
+async def persisted_actor(
+    actor_id: str,
+    machine: Machine,
+    *,
+    storage: Storage,
+    lock: LockManager | None = None,
+    locking: Locking = "read-write",
+    lock_ttl: float = 900.0,
+    lock_wait: float | None = None,
+    input: Any = None,
+    create: bool = True,
+    save_on_error: bool = False,
+    clock: Clock | None = None,
+    processed_limit: int = 100,
+) -> AsyncIterator[PersistedActor]:
+    """Load an actor, hold it while the body runs, save it if the body succeeds.
+
+    ``locking="read-write"`` takes the lease, reads, runs the body, saves and
+    releases; ``"write"`` reads without the lease and takes it only to save;
+    ``None`` (or no ``lock``) takes no lease at all. In every mode the save is
+    a compare-and-set on the version that was read.
+
+    While the body runs, the lease is renewed in the background; if it is lost
+    the body is cancelled, nothing is saved and :class:`LockLost` is raised.
+    The snapshot is saved when the body exits normally and something changed
+    (a created actor counts as a change). An exception in the body discards
+    the body's events unless ``save_on_error`` is set. The lease is released
+    in every case, shielded from cancellation.
+
+    Args:
+        actor_id: the actor's id (its storage key and lock key).
+        machine: the machine the actor runs.
+        storage: where snapshots are kept.
+        lock: a lock manager, or ``None`` for optimistic mode.
+        locking: ``"read-write"``, ``"write"`` or ``None``.
+        lock_ttl: lease duration in seconds.
+        lock_wait: how long to wait for a held lease (``None``: try once).
+        input: machine input for a newly created actor.
+        create: create a missing actor (else :class:`ActorNotFound`).
+        save_on_error: save the state reached so far even if the body raised.
+        clock: the clock for timers (default: wall clock).
+        processed_limit: how many recent ``event_id`` values are remembered.
+
+    Yields:
+        The loaded :class:`PersistedActor`.
+
+    Raises:
+        LockTimeout: the lease is held elsewhere.
+        LockLost: the lease was lost while the body ran or before the save.
+        VersionConflict: someone else saved first; the newer state stays.
+        ActorNotFound: the actor does not exist and ``create`` is False.
+        SnapshotCorrupt: the stored bytes are not a snapshot (left untouched).
+        SnapshotIncompatible: the snapshot does not fit the machine (untouched).
+        NotSerializable: the context cannot be stored; nothing was written.
+    """
+    pa = PersistedActor(
+        actor_id,
+        machine,
+        storage=storage,
+        lock=lock,
+        locking=locking,
+        lock_ttl=lock_ttl,
+        lock_wait=lock_wait,
+        input=input,
+        create=create,
+        clock=clock,
+        processed_limit=processed_limit,
+    )
+    await pa.init()
+    try:
+        yield pa
+    except BaseException as exc:
+        if save_on_error and isinstance(exc, Exception) and not _lease_lost(pa):
+            try:
+                await pa.save()
+            except DurableStateError as save_exc:
+                logger.warning(
+                    "actor %s: saving after a failed body failed too: %s", actor_id, save_exc
+                )
+        await pa._finish(exc)
+        raise
+    try:
+        await pa.save()
+    except BaseException as exc:
+        await pa._finish(exc)
+        raise
+    await pa._finish(None)
+
+
+def _lease_lost(pa: PersistedActor) -> bool:
+    held = pa._held
+    return held is not None and held.lost
+
+
+async def with_persisted_actor(
+    params: Mapping[str, Any], callback: Callable[[PersistedActor], Awaitable[T]]
+) -> T:
+    """Run ``callback(actor)`` inside :func:`persisted_actor` and return its result.
+
+    durable-x-state's ``withPersistedActor``: the actor is always closed (the
+    lease released), even when the callback raises; it is saved only when the
+    callback succeeds.
+
+    Args:
+        params: the arguments of :func:`persisted_actor` as a mapping, with
+            ``actor_id`` and ``machine`` among them.
+        callback: an async function of the actor.
+
+    Returns:
+        What the callback returned.
+
+    Raises:
+        TypeError: if ``actor_id`` or ``machine`` is missing from ``params``.
+        Exception: whatever :func:`persisted_actor` or the callback raised.
+    """
+    kwargs = dict(params)
+    try:
+        actor_id = kwargs.pop("actor_id")
+        machine = kwargs.pop("machine")
+    except KeyError as exc:
+        raise TypeError(f"with_persisted_actor params need {exc.args[0]!r}") from None
+    async with persisted_actor(actor_id, machine, **kwargs) as actor:
+        return await callback(actor)
+
+
+async def fire_due_timers(
+    actor_id: str,
+    machine: Machine,
+    *,
+    storage: Storage,
+    lock: LockManager | None = None,
+    **kwargs: Any,
+) -> float | None:
+    """Load an actor only to fire the timers that came due, and save it.
+
+    Meant for a scheduler (a cron Lambda, a worker loop) that wakes actors at
+    their ``next_timer_at``. A missing actor is not created.
+
+    Args:
+        actor_id: the actor's id.
+        machine: its machine.
+        storage: where it is stored.
+        lock: its lock manager (or ``None``).
+        **kwargs: further arguments of :func:`persisted_actor`.
+
+    Returns:
+        When the next pending timer is due (epoch ms), or ``None``.
+
+    Raises:
+        ActorNotFound: the actor does not exist.
+        Exception: as :func:`persisted_actor`.
+    """
+    kwargs.setdefault("create", False)
+    async with persisted_actor(actor_id, machine, storage=storage, lock=lock, **kwargs) as actor:
+        return actor.next_timer_at
+
+
+def _encode(data: Mapping[str, Any]) -> bytes:
+    _json.check_json(data, "snapshot")
+    return _json.dumps(data)
+
+
+def _decode(raw: bytes, key: str) -> dict[str, Any]:
+    try:
+        data = _json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SnapshotCorrupt(key, f"not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SnapshotCorrupt(key, f"expected a JSON object, found {type(data).__name__}")
+    meta = data.get(DURABLE_KEY)
+    if not isinstance(meta, dict):
+        raise SnapshotCorrupt(key, f"no {DURABLE_KEY!r} metadata: not a durable_state snapshot")
+    return data
+
+
+async def _await_all(pending: list[Awaitable[Any]]) -> None:
+    for aw in pending:
+        await aw
