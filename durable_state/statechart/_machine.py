@@ -137,6 +137,17 @@ class Machine:
             raise InvalidMachine("", f"a machine config is a mapping, not {type(config).__name__}")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise InvalidMachine("version", "the machine version is an integer >= 1")
+        for label, given in (
+            ("actions", actions),
+            ("guards", guards),
+            ("delays", delays),
+            ("actors", actors),
+            ("migrations", migrations),
+        ):
+            # Checked before copying: dict() of a list or an int would fail
+            # with a TypeError/ValueError that names nothing.
+            if given is not None and not isinstance(given, Mapping):
+                raise InvalidMachine(label, "must be a mapping of names to implementations")
         self.config = config
         self.actions: Mapping[str, Any] = dict(actions or {})
         self.guards: Mapping[str, Any] = dict(guards or {})
