@@ -1,0 +1,194 @@
+// The xstate side of durable_state's differential conformance suite.
+//
+// Reads one JSON document from stdin:
+//   {"cases": [{"id": str, "config": {...}, "steps": [...], "impl": {"stateIn": {name: "#id"}},
+//               "persist_each": bool, "timed": bool, "emit_persisted": bool}]}
+// A step is {"send": {"type": ...}} or {"advance": ms}.
+// Writes one JSON document to stdout:
+//   {"xstate": "5.x.y", "results": [{"id": str, "trace": [record...], "error": str|null}]}
+// The trace holds one record for the started actor, then one after every step:
+//   {"value", "context", "status", "output", "error", "persisted"?}
+//
+// The named actions, guards and delays below are a fixed vocabulary; the Python
+// side of the suite (tests/compat/vocab.py) defines the same names with the same
+// meaning. Keep the two in step.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import {
+  and,
+  assign,
+  createActor,
+  not,
+  or,
+  raise,
+  setup,
+  SimulatedClock,
+  stateIn,
+} from 'xstate';
+
+// A safety net only: generated machines are built to settle in far fewer
+// microsteps, so hitting this limit means the generator broke its own rules.
+const MAX_MICROSTEPS = 5000;
+
+const actions = {
+  inc: assign(({ context }, p) => ({ [p.key]: context[p.key] + p.by })),
+  set: assign((_, p) => ({ [p.key]: p.value })),
+  // Appends the tag, or the event type when no tag is given.
+  push: assign(({ context, event }, p) => ({
+    log: [...context.log, p && p.tag !== undefined ? p.tag : event.type],
+  })),
+  // Appends the event's output (done events carry one), null when absent.
+  pushOut: assign(({ context, event }) => ({
+    log: [...context.log, event.output === undefined ? null : event.output],
+  })),
+  // Copies the event's numeric `n` into a context key (0 when absent).
+  fromEvent: assign(({ context, event }, p) => ({
+    [p.key]: typeof event.n === 'number' ? event.n : 0,
+  })),
+  raiseE: raise((_, p) => ({ type: p.type })),
+};
+
+const baseGuards = {
+  ctxGt: ({ context }, p) => context[p.key] > p.n,
+  ctxLt: ({ context }, p) => context[p.key] < p.n,
+  ctxEven: ({ context }, p) => context[p.key] % 2 === 0,
+  evFlag: ({ event }) => Boolean(event.flag),
+};
+
+const delays = {
+  short: () => 40,
+  byA: ({ context }) => 25 + 10 * (context.a % 4),
+};
+
+const COMBINATORS = { and, or };
+
+// Config guards use plain JSON for combinators: {"type": "and"|"or"|"not", "guards": [...]}.
+// xstate expects its and()/or()/not() guard objects there instead.
+function convertGuard(guard) {
+  if (guard && typeof guard === 'object' && !Array.isArray(guard)) {
+    if (guard.type === 'not') {
+      return not(convertGuard(guard.guards[0]));
+    }
+    if (guard.type in COMBINATORS && Array.isArray(guard.guards)) {
+      return COMBINATORS[guard.type](guard.guards.map(convertGuard));
+    }
+  }
+  return guard;
+}
+
+// Data, not structure: never rewritten.
+const OPAQUE_KEYS = new Set(['context', 'output', 'meta', 'params']);
+
+function convertConfig(node) {
+  if (Array.isArray(node)) {
+    return node.map(convertConfig);
+  }
+  if (!node || typeof node !== 'object') {
+    return node;
+  }
+  const out = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'guard') {
+      out[key] = convertGuard(value);
+    } else if (OPAQUE_KEYS.has(key)) {
+      out[key] = value;
+    } else {
+      out[key] = convertConfig(value);
+    }
+  }
+  return out;
+}
+
+function buildMachine(testCase) {
+  const guards = { ...baseGuards };
+  for (const [name, id] of Object.entries(testCase.impl?.stateIn ?? {})) {
+    guards[name] = stateIn(id);
+  }
+  const config = convertConfig(testCase.config);
+  config.options = { maxIterations: MAX_MICROSTEPS };
+  return setup({ actions, guards, delays }).createMachine(config);
+}
+
+function record(actor, persisted) {
+  const s = actor.getSnapshot();
+  const rec = {
+    value: s.value,
+    context: s.context,
+    status: s.status,
+    output: s.output === undefined ? null : s.output,
+    error: s.error === undefined ? null : String(s.error?.message ?? s.error),
+  };
+  if (persisted !== undefined) {
+    rec.persisted = persisted;
+  }
+  return rec;
+}
+
+// durable_state's ManualClock.advance(ms) has SimulatedClock.increment(ms)
+// semantics: time jumps to the end first, due timers fire in due order (ties
+// in scheduling order), and a timer started by a firing timer counts from the
+// new time.
+function advance(clock, ms) {
+  clock.increment(ms);
+}
+
+function startActor(machine, clock, snapshot) {
+  const options = {};
+  if (clock) {
+    options.clock = clock;
+  }
+  if (snapshot !== undefined) {
+    options.snapshot = snapshot;
+  }
+  const actor = createActor(machine, options);
+  // An error listener keeps an erroring actor from crashing the process; the
+  // error shows in the snapshot (status "error").
+  actor.subscribe({ error: () => {} });
+  actor.start();
+  return actor;
+}
+
+function persist(actor) {
+  // A JSON round trip, exactly what a storage backend does to it.
+  return JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
+}
+
+function runCase(testCase) {
+  const machine = buildMachine(testCase);
+  const clock = testCase.timed ? new SimulatedClock() : undefined;
+  const wantPersisted = Boolean(testCase.persist_each || testCase.emit_persisted);
+  let actor = startActor(machine, clock, undefined);
+  const trace = [record(actor, wantPersisted ? persist(actor) : undefined)];
+  for (const step of testCase.steps) {
+    if ('advance' in step) {
+      advance(clock, step.advance);
+    } else {
+      actor.send(step.send);
+    }
+    const persisted = wantPersisted ? persist(actor) : undefined;
+    if (testCase.persist_each) {
+      actor.stop();
+      actor = startActor(machine, clock, persisted);
+    }
+    trace.push(record(actor, persisted));
+  }
+  actor.stop();
+  return trace;
+}
+
+function main() {
+  const input = JSON.parse(readFileSync(0, 'utf8'));
+  const require = createRequire(import.meta.url);
+  const version = require('xstate/package.json').version;
+  const results = [];
+  for (const testCase of input.cases) {
+    try {
+      results.push({ id: testCase.id, trace: runCase(testCase), error: null });
+    } catch (err) {
+      results.push({ id: testCase.id, trace: null, error: String(err?.stack ?? err) });
+    }
+  }
+  process.stdout.write(JSON.stringify({ xstate: version, results }));
+}
+
+main();
