@@ -239,8 +239,17 @@ class PersistedActor:
             await self._load()
         except BaseException as exc:
             self._stack = None
-            with anyio.CancelScope(shield=True):
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            self._held = None
+            actor, self._actor = self._actor, None
+            if actor is not None:
+                # start() may have armed timers or started invoked work.
+                actor._release_emitted(deliver=False)
+                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                    await actor.stop()
+            # Not wrapped in a new shielded scope: the stack holds the lease's
+            # own cancel scopes, which must be exited in the order they were
+            # entered; the lease shields its release by itself.
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
 
     async def _load(self) -> None:
