@@ -497,14 +497,18 @@ async def persisted_actor(
     try:
         yield pa
     except BaseException as exc:
-        if save_on_error and isinstance(exc, Exception) and not _lease_lost(pa):
-            try:
-                await pa.save()
-            except DurableStateError as save_exc:
-                logger.warning(
-                    "actor %s: saving after a failed body failed too: %s", actor_id, save_exc
-                )
-        await pa._finish(exc)
+        try:
+            if save_on_error and isinstance(exc, Exception) and not _lease_lost(pa):
+                try:
+                    await pa.save()
+                except DurableStateError as save_exc:
+                    logger.warning(
+                        "actor %s: saving after a failed body failed too: %s", actor_id, save_exc
+                    )
+        finally:
+            # Whatever the save did (even if it raised something else), the
+            # actor is stopped and the lease released.
+            await pa._finish(exc)
         raise
     try:
         await pa.save()
