@@ -240,7 +240,8 @@ class Actor:
         if self._processing:
             return
         pending = self._drain()
-        await _await_all(pending)
+        if pending:
+            await _await_all(pending)
 
     def persisted_snapshot(self) -> dict[str, Any]:
         """The JSON-able persisted form of the current snapshot.
@@ -302,13 +303,16 @@ class Actor:
                 if kind == "timer":
                     nxt, effects = self.machine.fire_timer(snap, item, now_ms=now)
                 else:
-                    nxt, effects = self.machine.transition(snap, item, now_ms=now)
+                    nxt, effects = self.machine._transition(snap, item, now)
                 if nxt is snap and not effects:
                     continue
                 self._snapshot = nxt
-                self._reconcile()
-                pending.extend(self._carry_out(effects))
-                self._notify(nxt)
+                if nxt.timers is not snap.timers or nxt.children is not snap.children:
+                    self._reconcile()
+                if effects:
+                    pending.extend(self._carry_out(effects))
+                if self._subscribers:
+                    self._notify(nxt)
         finally:
             self._processing = False
             if self._mailbox and self._status == "running":

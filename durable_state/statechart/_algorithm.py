@@ -436,6 +436,9 @@ class ConfigInfo:
                 guarded = True
             if not subs and not cands:
                 return None
+            if not cands and len(subs) == 1:
+                # A node with nothing of its own selects what its one child selects.
+                return subs[0]
             return _Plan(subs, cands)
 
         plan = build(root)
@@ -451,13 +454,22 @@ def run_plan(
     plan: _Plan, context: Mapping[str, Any], event: Mapping[str, Any], nodes: frozenset[StateNode]
 ) -> tuple[Transition, ...]:
     """Select transitions: deepest first, regions in document order, then ancestors."""
-    if plan.subs:
-        if len(plan.subs) == 1:
-            found = run_plan(plan.subs[0], context, event, nodes)
+    subs = plan.subs
+    if subs:
+        if len(subs) == 1:
+            found = run_plan(subs[0], context, event, nodes)
         else:
             acc: list[Transition] = []
-            for sub in plan.subs:
-                acc.extend(run_plan(sub, context, event, nodes))
+            for sub in subs:
+                if sub.subs:
+                    acc.extend(run_plan(sub, context, event, nodes))
+                else:
+                    # A leaf: its first enabled candidate, inline.
+                    for t in sub.cands:
+                        g = t.guard
+                        if g is None or g(context, event, nodes):
+                            acc.append(t)
+                            break
             found = tuple(acc)
         if found:
             return found

@@ -69,6 +69,11 @@ def to_event(event: Mapping[str, Any] | str) -> Mapping[str, Any]:
     Raises:
         InvalidEvent: for anything else, or the reserved wildcard type ``"*"``.
     """
+    if type(event) is dict:
+        # The common case, checked without the cost of an ABC isinstance.
+        etype = event.get("type")
+        if type(etype) is str and etype and etype != "*":
+            return event
     if isinstance(event, str):
         if not event or event == "*":
             raise InvalidEvent(event, "an event type must be a non-empty string other than '*'")
@@ -277,6 +282,12 @@ class Machine:
         """
         ev = to_event(event)
         self._own(snapshot)
+        return self._transition(snapshot, ev, now_ms)
+
+    def _transition(
+        self, snapshot: Snapshot, event: Mapping[str, Any], now_ms: float
+    ) -> tuple[Snapshot, list[Effect]]:
+        """:meth:`transition` for an event and snapshot already validated."""
         if snapshot.status != "active":
             return snapshot, []
         run = _Run(
@@ -288,7 +299,7 @@ class Machine:
             snapshot.children,
             now_ms,
         )
-        run.macrostep(ev)
+        run.macrostep(event)
         return run.snapshot(snapshot), run.effects
 
     def fire_timer(
@@ -608,11 +619,10 @@ class Machine:
         transitions: tuple[Transition, ...],
         history: Mapping[str, tuple[StateNode, ...]],
     ) -> MicrostepPlan:
+        plan = info.micro.get(transitions)
+        if plan is not None:
+            return plan  # only history-independent plans are ever cached
         cacheable = not self._history_initial and not any(t.has_history_target for t in transitions)
-        if cacheable:
-            plan = info.micro.get(transitions)
-            if plan is not None:
-                return plan
         plan = compute_microstep(transitions, info.nodes, history, self.root)
         if cacheable:
             if len(info.micro) >= _CACHE_LIMIT:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ("ChildRecord", "Snapshot", "Status")
 
+_object_setattr = object.__setattr__
+
 Status = Literal["active", "done", "error", "stopped"]
 
 
@@ -91,15 +93,16 @@ class Snapshot:
         timers: tuple[Timer, ...],
         children: Mapping[str, ChildRecord],
     ) -> None:
-        object.__setattr__(self, "machine", machine)
-        object.__setattr__(self, "_info", info)
-        object.__setattr__(self, "context", context)
-        object.__setattr__(self, "status", status)
-        object.__setattr__(self, "output", output)
-        object.__setattr__(self, "error", error)
-        object.__setattr__(self, "_history", history)
-        object.__setattr__(self, "timers", timers)
-        object.__setattr__(self, "children", children)
+        setattr_ = _object_setattr
+        setattr_(self, "machine", machine)
+        setattr_(self, "_info", info)
+        setattr_(self, "context", context)
+        setattr_(self, "status", status)
+        setattr_(self, "output", output)
+        setattr_(self, "error", error)
+        setattr_(self, "_history", history)
+        setattr_(self, "timers", timers)
+        setattr_(self, "children", children)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Snapshot is immutable (cannot set {name!r})")
