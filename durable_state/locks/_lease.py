@@ -1,0 +1,162 @@
+"""The lease value and the argument checks every lock backend shares.
+
+Keeping the checks in one place is what makes the backends agree: a key, TTL
+or wait accepted by ``MemoryLockManager`` in a test is accepted by
+``FileLockManager`` and ``DynamoDBLockManager`` in production.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+from ..errors import InvalidKey
+
+__all__ = (
+    "DEFAULT_TTL",
+    "MAX_KEY_BYTES",
+    "Busy",
+    "Lease",
+    "check_key",
+    "check_ttl",
+    "check_wait",
+    "new_owner",
+)
+
+#: The default lease duration in seconds (durable-x-state's lock TTL).
+DEFAULT_TTL: Final = 900.0
+
+#: The longest key, in UTF-8 bytes, that every bundled backend accepts
+#: (DynamoDB's limit for a partition key).
+MAX_KEY_BYTES: Final = 2048
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A time-limited, exclusive claim on a key.
+
+    A lease is a value: renewing returns a new ``Lease`` with a later
+    :attr:`expires_at` and the same :attr:`owner` and :attr:`token`.
+
+    Attributes:
+        key: the locked key.
+        owner: an id unique to this acquisition (host, process id and a random
+            part); renew and release succeed only while the backend still
+            records this owner.
+        token: the fencing token: an integer that increases on every
+            acquisition of ``key`` (never reused, even after expiry or
+            release). Pass it to any system the lease protects so that it can
+            reject work from a holder whose lease was taken over.
+        expires_at: when the lease runs out unless renewed, in epoch seconds
+            on the manager's clock.
+        ttl: the lease duration in seconds; each renewal extends the lease to
+            ``now + ttl``.
+    """
+
+    key: str
+    owner: str
+    token: int
+    expires_at: float
+    ttl: float
+
+
+@dataclass(frozen=True)
+class Busy:
+    """What a backend saw when an acquisition attempt found the key held.
+
+    Attributes:
+        holder: the current holder's owner id, when known.
+        expires_at: when the current holder's lease runs out, when known.
+        available_at: the earliest time (on the manager's clock) at which the
+            key may become acquirable, for the backoff to aim at; ``None``
+            when unknown.
+    """
+
+    holder: str | None = None
+    expires_at: float | None = None
+    available_at: float | None = None
+
+
+_HOST: str | None = None
+
+
+def new_owner() -> str:
+    """A fresh owner id: ``host:pid:random`` (the random part makes it unique)."""
+    global _HOST
+    if _HOST is None:
+        # A per-process cache; gethostname() is a syscall, not I/O that blocks.
+        _HOST = socket.gethostname() or "localhost"
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+
+
+def check_key(key: object, *, max_bytes: int = MAX_KEY_BYTES) -> bytes:
+    """Validate a lock key and return its UTF-8 encoding.
+
+    Args:
+        key: the candidate key.
+        max_bytes: the backend's limit in UTF-8 bytes.
+
+    Returns:
+        The key encoded as UTF-8.
+
+    Raises:
+        InvalidKey: ``key`` is not a str, is empty, contains NUL, is not
+            encodable as UTF-8 (a lone surrogate) or is too long.
+    """
+    if not isinstance(key, str):
+        raise InvalidKey(key, f"a lock key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKey(key, "a lock key must not be empty")
+    if "\x00" in key:
+        raise InvalidKey(key, "a lock key must not contain NUL")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKey(key, "a lock key must be encodable as UTF-8 (no lone surrogates)") from exc
+    if len(encoded) > max_bytes:
+        raise InvalidKey(
+            key, f"a lock key may have at most {max_bytes} UTF-8 bytes, not {len(encoded)}"
+        )
+    return encoded
+
+
+def check_ttl(ttl: object, *, name: str = "ttl") -> float:
+    """Validate a lease duration.
+
+    Returns:
+        ``ttl`` as a float.
+
+    Raises:
+        TypeError: ``ttl`` is not a real number.
+        ValueError: ``ttl`` is not finite or not positive.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {ttl!r}")
+    value = float(ttl)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {ttl!r}")
+    return value
+
+
+def check_wait(wait: object) -> float | None:
+    """Validate a ``wait`` argument (``None``: try once; ``math.inf``: no limit).
+
+    Returns:
+        ``wait`` as a float, or ``None``.
+
+    Raises:
+        TypeError: ``wait`` is neither None nor a real number.
+        ValueError: ``wait`` is negative or NaN.
+    """
+    if wait is None:
+        return None
+    if isinstance(wait, bool) or not isinstance(wait, int | float):
+        raise TypeError(f"wait must be None or a number of seconds, not {wait!r}")
+    value = float(wait)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"wait must be None or a number of seconds >= 0, not {wait!r}")
+    return value

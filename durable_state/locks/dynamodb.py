@@ -1,0 +1,436 @@
+"""``DynamoDBLockManager``: leases in a DynamoDB table, one conditional write each.
+
+The table is durable-x-state's: partition key ``id`` (a String) and TTL
+enabled on ``expireAt`` (a Number, epoch seconds), so its Terraform keeps
+working. An item::
+
+    id        S     the key
+    owner     S     the current (or last) holder's owner id
+    token     N     the fencing token of the last acquisition
+    expireAt  N     when that lease runs out (epoch seconds, microsecond digits)
+    released  BOOL  whether that lease was given back
+
+Every operation is one ``UpdateItem`` with a condition that compares the
+stored attributes themselves:
+
+* **acquire**: succeeds when the item is absent, ``released``, or
+  ``expireAt <= now - skew_margin``; sets the owner and expiry and
+  increments the token. ``ReturnValuesOnConditionCheckFailure=ALL_OLD``
+  tells who holds the key without a second read.
+* **renew**: ``SET expireAt`` if owner and token match and not released.
+* **release**: ``SET released = true`` if owner and token match. The item is
+  kept, not deleted, so the next acquisition continues its token.
+
+DynamoDB's TTL deletion is never trusted for correctness: it runs lazily (AWS
+documents "typically within a few days"), so an expired item may be read for
+days, and conditions above treat it as free anyway. TTL only collects garbage
+(released and expired items). A deletion would lose the token counter, so the
+counter restarts from the acquirer's clock in epoch milliseconds
+(``if_not_exists(token, now_ms) + 1``): the item cannot be deleted before its
+``expireAt`` has passed, so the restarted token is larger than any token
+handed out before, as long as acquisitions of one key come less than once a
+millisecond on average and clocks agree to within the lease TTL.
+
+Clock assumption: expiry compares timestamps written by one client's clock
+with another client's clock. A holder stops relying on its lease at
+``expires_at`` on its own clock; a contender takes over only at
+``expireAt + skew_margin`` on its clock. Exclusion holds while clocks differ
+by less than ``skew_margin`` (EC2, Lambda and most hosts run NTP, with skew
+in milliseconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio
+
+from ..errors import LockLost, LockUnavailable, MissingDependency
+from ._base import BaseLockManager
+from ._lease import DEFAULT_TTL, Busy, Lease
+
+__all__ = ("DynamoDBLockManager",)
+
+#: The attribute DynamoDB's TTL is enabled on (durable-x-state's name).
+TTL_ATTRIBUTE: Final = "expireAt"
+
+_NAMES: Final = {
+    "#id": "id",
+    "#owner": "owner",
+    "#token": "token",
+    "#exp": TTL_ATTRIBUTE,
+    "#rel": "released",
+}
+
+_ACQUIRE_UPDATE: Final = (
+    "SET #owner = :owner, #exp = :exp, #rel = :false, #token = if_not_exists(#token, :seed) + :one"
+)
+_ACQUIRE_CONDITION: Final = "attribute_not_exists(#id) OR #rel = :true OR #exp <= :cutoff"
+_CURRENT_CONDITION: Final = "#owner = :owner AND #token = :token AND #rel = :false"
+
+
+def _number(value: float) -> str:
+    """A DynamoDB Number in plain decimal notation (never an exponent)."""
+    return f"{value:.6f}"
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    """A condition check failed; ``item`` is the item as it was (if reported)."""
+
+    item: Mapping[str, Any] | None
+
+
+class DynamoDBLockManager(BaseLockManager):
+    """Leases in a DynamoDB table (durable-x-state's ``lockingTable`` shape).
+
+    One client per manager, created on first use and reused (the pattern for
+    AWS Lambda: build the manager once per event loop, e.g. at the start of
+    an ``asyncio.run``); or pass your own aioboto3 DynamoDB client, which
+    :meth:`aclose` leaves open. aioboto3 is imported here, never by
+    ``import durable_state``.
+
+    Args:
+        table_name: the table (partition key ``id`` of type S).
+        default_ttl: the lease duration when ``ttl`` is not given (seconds).
+        client: an open aioboto3 DynamoDB client to use instead of creating one.
+        session: an ``aioboto3.Session`` to create the client from.
+        region_name: the AWS region for the created client.
+        endpoint_url: a non-AWS endpoint for the created client (DynamoDB
+            Local, moto).
+        clock: epoch seconds for every expiry decision (default
+            :func:`time.time`).
+        skew_margin: how much later than a lease's ``expireAt`` (by this
+            manager's clock) the lease is taken over, in seconds; cover the
+            largest clock difference between hosts sharing the table.
+
+    Raises:
+        MissingDependency: aioboto3 is not installed (the ``aws`` extra).
+        TypeError: an argument has the wrong type.
+        ValueError: ``table_name`` is empty, or ``default_ttl`` or
+            ``skew_margin`` is out of range.
+
+    Attributes:
+        table_name: the table.
+        skew_margin: the takeover margin, in seconds.
+    """
+
+    def __init__(
+        self,
+        table_name: str = "lockingTable",
+        *,
+        default_ttl: float = DEFAULT_TTL,
+        client: Any = None,
+        session: Any = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        clock: Callable[[], float] | None = None,
+        skew_margin: float = 1.0,
+    ) -> None:
+        try:
+            import aioboto3
+            from botocore.exceptions import BotoCoreError, ClientError
+        except ImportError as exc:
+            raise MissingDependency("DynamoDBLockManager", "aws") from exc
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        if not isinstance(table_name, str) or not table_name:
+            raise ValueError(f"table_name must be a non-empty str, not {table_name!r}")
+        if isinstance(skew_margin, bool) or not isinstance(skew_margin, int | float):
+            raise TypeError(f"skew_margin must be a number of seconds, not {skew_margin!r}")
+        if not math.isfinite(skew_margin) or skew_margin < 0:
+            raise ValueError(f"skew_margin must be a finite number >= 0, not {skew_margin!r}")
+        self.table_name = table_name
+        self.skew_margin = float(skew_margin)
+        self._aioboto3: Any = aioboto3
+        self._client_error: type[Exception] = ClientError
+        self._botocore_error: type[Exception] = BotoCoreError
+        self._session: Any = session
+        self._region_name = region_name
+        self._endpoint_url = endpoint_url
+        self._client: Any = client
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._client_lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"DynamoDBLockManager({self.table_name!r}, default_ttl={self.default_ttl!r}, "
+            f"skew_margin={self.skew_margin!r})"
+        )
+
+    # ------------------------------------------------------------------ #
+    # Development helper
+    # ------------------------------------------------------------------ #
+
+    async def create_table(self) -> None:
+        """Create the table for development and tests, if it does not exist.
+
+        On-demand billing (PAY_PER_REQUEST), partition key ``id`` (S), TTL
+        enabled on ``expireAt``; waits until the table is active. Production
+        tables come from infrastructure code (``infra/``), not from here.
+
+        Raises:
+            LockUnavailable: DynamoDB refused or failed.
+            RuntimeError: the manager is closed.
+        """
+        self._check_open()
+        where = self.table_name
+        client = await self._get_client("create_table", where)
+        try:
+            try:
+                await client.create_table(
+                    TableName=self.table_name,
+                    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            except self._client_error as exc:
+                if _code(exc) != "ResourceInUseException":  # it exists already
+                    raise
+            waiter = client.get_waiter("table_exists")
+            await waiter.wait(
+                TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+            described = await client.describe_time_to_live(TableName=self.table_name)
+            status = described.get("TimeToLiveDescription", {}).get("TimeToLiveStatus")
+            if status not in ("ENABLED", "ENABLING"):
+                await client.update_time_to_live(
+                    TableName=self.table_name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+                )
+        except (self._client_error, self._botocore_error, OSError) as exc:
+            raise LockUnavailable("create_table", where, _describe(exc)) from exc
+
+    # ------------------------------------------------------------------ #
+    # The backend primitives
+    # ------------------------------------------------------------------ #
+
+    async def _try_acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
+        expires = _number(now + ttl)
+        outcome = await self._update(
+            "acquire",
+            key,
+            UpdateExpression=_ACQUIRE_UPDATE,
+            ConditionExpression=_ACQUIRE_CONDITION,
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":exp": {"N": expires},
+                ":false": {"BOOL": False},
+                ":true": {"BOOL": True},
+                ":one": {"N": "1"},
+                ":seed": {"N": str(max(int(now * 1000), 0))},
+                ":cutoff": {"N": _number(now - self.skew_margin)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        if not isinstance(outcome, _Rejected):
+            token = _int_attr(outcome, "token")
+            if token is None:
+                raise LockUnavailable("acquire", key, f"unexpected item returned: {outcome!r}")
+            return Lease(key=key, owner=owner, token=token, expires_at=float(expires), ttl=ttl)
+        item = outcome.item
+        if item is None:
+            # The item exists but its old image was not reported (an emulator
+            # without ReturnValuesOnConditionCheckFailure): read it instead.
+            item = await self._read(key)
+            if item is None:
+                return Busy()  # deleted in between: simply try again
+        holder = _str_attr(item, "owner")
+        expires_at = _float_attr(item, TTL_ATTRIBUTE)
+        token = _int_attr(item, "token")
+        if holder == owner and not _bool_attr(item, "released") and token is not None:
+            # Our own earlier attempt landed but its response was lost (and
+            # the SDK retried): the lease is ours.
+            return Lease(key, owner, token, expires_at if expires_at is not None else now, ttl)
+        available = None if expires_at is None else expires_at + self.skew_margin
+        return Busy(holder, expires_at, available)
+
+    async def _renew(self, lease: Lease, now: float) -> Lease:
+        expires = _number(now + lease.ttl)
+        outcome = await self._update(
+            "renew",
+            lease.key,
+            UpdateExpression="SET #exp = :exp",
+            ConditionExpression=_CURRENT_CONDITION,
+            ExpressionAttributeValues={
+                ":owner": {"S": lease.owner},
+                ":token": {"N": str(lease.token)},
+                ":false": {"BOOL": False},
+                ":exp": {"N": expires},
+            },
+        )
+        if isinstance(outcome, _Rejected):
+            raise LockLost(
+                lease.key, owner=lease.owner, token=lease.token, reason=_stale(outcome.item, lease)
+            )
+        return Lease(lease.key, lease.owner, lease.token, float(expires), lease.ttl)
+
+    async def _release(self, lease: Lease, now: float) -> str | None:
+        # expireAt moves to now as well, so that the item reads as expired to
+        # anything that looks only at expireAt, and TTL may collect it.
+        outcome = await self._update(
+            "release",
+            lease.key,
+            UpdateExpression="SET #rel = :true, #exp = :now",
+            ConditionExpression="#owner = :owner AND #token = :token",
+            ExpressionAttributeValues={
+                ":owner": {"S": lease.owner},
+                ":token": {"N": str(lease.token)},
+                ":true": {"BOOL": True},
+                ":now": {"N": _number(now)},
+            },
+        )
+        return _stale(outcome.item, lease) if isinstance(outcome, _Rejected) else None
+
+    async def _abandon(self, key: str, owner: str, now: float) -> None:
+        await self._update(
+            "release",
+            key,
+            UpdateExpression="SET #rel = :true",
+            ConditionExpression="#owner = :owner AND #rel = :false",
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":true": {"BOOL": True},
+                ":false": {"BOOL": False},
+            },
+        )
+
+    async def _aclose(self) -> None:
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is not None:
+            self._client = None
+            await stack.aclose()
+
+    # ------------------------------------------------------------------ #
+    # Plumbing
+    # ------------------------------------------------------------------ #
+
+    async def _get_client(self, operation: str, key: str) -> Any:
+        """The client, created on first use (one per manager)."""
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._client is None:
+                session = self._session
+                if session is None:
+                    session = self._session = self._aioboto3.Session()
+                stack = contextlib.AsyncExitStack()
+                try:
+                    client = await stack.enter_async_context(
+                        session.client(
+                            "dynamodb",
+                            region_name=self._region_name,
+                            endpoint_url=self._endpoint_url,
+                        )
+                    )
+                except (self._botocore_error, OSError) as exc:
+                    raise LockUnavailable(operation, key, _describe(exc)) from exc
+                self._client, self._exit_stack = client, stack
+        return self._client
+
+    async def _update(
+        self, operation: str, key: str, **kwargs: Any
+    ) -> Mapping[str, Any] | _Rejected:
+        """One conditional UpdateItem: the new item, or the old one if rejected."""
+        client = await self._get_client(operation, key)
+        try:
+            response = await client.update_item(
+                TableName=self.table_name,
+                Key={"id": {"S": key}},
+                ExpressionAttributeNames=_used_names(kwargs),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **kwargs,
+            )
+        except self._client_error as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return _Rejected(_response(exc).get("Item"))
+            raise LockUnavailable(operation, key, _describe(exc)) from exc
+        except (self._botocore_error, OSError) as exc:
+            raise LockUnavailable(operation, key, _describe(exc)) from exc
+        attributes: Mapping[str, Any] = response.get("Attributes") or {}
+        return attributes
+
+    async def _read(self, key: str) -> Mapping[str, Any] | None:
+        client = await self._get_client("acquire", key)
+        try:
+            response = await client.get_item(
+                TableName=self.table_name, Key={"id": {"S": key}}, ConsistentRead=True
+            )
+        except (self._client_error, self._botocore_error, OSError) as exc:
+            raise LockUnavailable("acquire", key, _describe(exc)) from exc
+        item: Mapping[str, Any] | None = response.get("Item")
+        return item
+
+    def _may_have_applied(self, exc: BaseException) -> bool:
+        # DynamoDB answered with a client error (4xx: throttled, validation,
+        # missing table): the write was certainly not applied.
+        cause = exc.__cause__ if isinstance(exc, LockUnavailable) else None
+        if isinstance(cause, self._client_error):
+            status = _response(cause).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int) and 400 <= status < 500:
+                return False
+        return True
+
+
+def _used_names(kwargs: Mapping[str, Any]) -> dict[str, str]:
+    """The ``#name`` placeholders an expression uses (DynamoDB rejects unused ones)."""
+    text = " ".join(str(kwargs.get(k, "")) for k in ("UpdateExpression", "ConditionExpression"))
+    return {placeholder: name for placeholder, name in _NAMES.items() if placeholder in text}
+
+
+def _response(exc: BaseException) -> Mapping[str, Any]:
+    response = getattr(exc, "response", None)
+    return response if isinstance(response, Mapping) else {}
+
+
+def _code(exc: BaseException) -> str:
+    error = _response(exc).get("Error") or {}
+    return str(error.get("Code", ""))
+
+
+def _describe(exc: BaseException) -> str:
+    error = _response(exc).get("Error")
+    if error:
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _str_attr(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value.get("S") if isinstance(value, Mapping) else None
+
+
+def _float_attr(item: Mapping[str, Any], name: str) -> float | None:
+    value = item.get(name)
+    raw = value.get("N") if isinstance(value, Mapping) else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _int_attr(item: Mapping[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    raw = value.get("N") if isinstance(value, Mapping) else None
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _bool_attr(item: Mapping[str, Any], name: str) -> bool:
+    value = item.get(name)
+    return bool(value.get("BOOL")) if isinstance(value, Mapping) else False
+
+
+def _stale(item: Mapping[str, Any] | None, lease: Lease) -> str:
+    """Why an item (as it was when a condition failed) shows ``lease`` is not current."""
+    if not item:
+        return "the lease item is gone"
+    owner, token = _str_attr(item, "owner"), _int_attr(item, "token")
+    if owner != lease.owner or token != lease.token:
+        return f"the key is now leased to {owner!r} (token {token})"
+    return "the lease was released"

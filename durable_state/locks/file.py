@@ -1,0 +1,477 @@
+"""``FileLockManager``: the lease contract across processes on one host.
+
+Two mechanisms, with separate jobs:
+
+* **Mutual exclusion is the lease record.** Each key has a JSON record
+  (owner, fencing token, expiry, released flag, the holder's session). Every
+  acquire, renew and release is a read-modify-write of that record inside a
+  short critical section guarded by an ``flock`` on a per-key ``.lock`` file,
+  taken in a worker thread with ``LOCK_NB`` and retried, so that no thread
+  ever blocks indefinitely and a waiting task stays cancellable. The record is
+  replaced atomically (temp file, ``fsync``, ``os.replace``, ``fsync`` of the
+  directory), so a crash leaves the old or the new record, never a torn one,
+  and fencing tokens survive a power loss.
+* **Liveness is a session.** Each open manager holds an exclusive ``flock``
+  on its own session file for as long as it lives; the kernel drops that lock
+  when the process dies, however it dies. A contender that finds an unexpired
+  record checks the holder's session: if it can lock it (or it is gone), the
+  holder died and the lease is taken over at once. A live holder that stops
+  renewing still loses its lease after the TTL, because the expiry in the
+  record, not the session, decides ownership.
+
+``flock`` locks belong to open file descriptions, so two managers in one
+process (each opening the files itself) exclude each other just as two
+processes do. ``fcntl``/``lockf`` record locks would not: they are
+per-process.
+
+Layout under the root::
+
+    <root>/.locks/keys/<name>.lock      critical-section lock, never deleted
+    <root>/.locks/keys/<name>.json      the lease record, kept after release
+                                        so that tokens keep increasing
+    <root>/.locks/sessions/<hex id>     one per live manager (its liveness)
+
+File names: the key's UTF-8 bytes with every byte outside ``[a-z0-9_-]``
+written as ``%XX`` (upper-case hex); an encoded name longer than
+:data:`MAX_PLAIN_NAME` characters is replaced by ``~`` + the SHA-256 of the
+key. The mapping is injective (apart from SHA-256 collisions for very long
+keys), never produces ``/``, ``.`` or ``..``, and stays injective on
+case-insensitive file systems. No key can name a path outside the root.
+
+POSIX only (``flock``), and for local file systems only: ``flock`` over NFS
+or SMB is emulated or absent and cannot be relied upon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ..errors import LockLost, LockUnavailable
+from ._base import BaseLockManager
+from ._lease import DEFAULT_TTL, Busy, Lease
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ("MAX_PLAIN_NAME", "FileLockManager")
+
+logger = logging.getLogger("durable_state.locks")
+
+#: Encoded names longer than this are stored under ``~`` + SHA-256 of the key.
+MAX_PLAIN_NAME: Final = 120
+
+_SAFE_BYTES: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+_SESSION_ID: Final = re.compile(r"[0-9a-f]{32}")
+_TMP_PREFIX: Final = ".tmp-"
+_RECORD_VERSION: Final = 1
+
+#: How long one thread keeps trying for the critical-section lock before
+#: handing control back to the event loop (which retries).
+_SPIN_SECONDS: Final = 0.02
+
+_T = TypeVar("_T")
+
+
+def file_name(key_bytes: bytes) -> str:
+    """The file name stem for a key (see the module docstring)."""
+    encoded = "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in key_bytes)
+    if len(encoded) > MAX_PLAIN_NAME:
+        return "~" + hashlib.sha256(key_bytes).hexdigest()
+    return encoded
+
+
+@dataclass(frozen=True)
+class _Record:
+    key: str
+    owner: str
+    token: int
+    expires_at: float
+    ttl: float
+    released: bool
+    session: str
+
+
+class _CriticalSectionBusy(Exception):
+    """The per-key lock stayed taken for a whole spin; retry from the loop."""
+
+
+class _Corrupt(Exception):
+    """A lease record that cannot be decoded."""
+
+
+class _Store:
+    """The blocking half: every method runs in a worker thread."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.keys_dir = os.path.join(root, ".locks", "keys")
+        self.sessions_dir = os.path.join(root, ".locks", "sessions")
+        self.session_id: str | None = None
+        self._session_fd: int | None = None
+        self._session_lock = threading.Lock()
+
+    # -- sessions ---------------------------------------------------------- #
+
+    def ensure_session(self) -> str:
+        """Create this manager's session on first use; return its id."""
+        with self._session_lock:
+            if self.session_id is not None:
+                return self.session_id
+            os.makedirs(self.keys_dir, exist_ok=True)
+            os.makedirs(self.sessions_dir, exist_ok=True)
+            self._sweep_dead_sessions()
+            session_id = secrets.token_hex(16)
+            tmp = os.path.join(self.sessions_dir, _TMP_PREFIX + session_id)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                # Locked before it gets its real name: a session file that
+                # can be found is always either locked or dead.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.write(fd, f"pid {os.getpid()}\n".encode())
+                os.replace(tmp, os.path.join(self.sessions_dir, session_id))
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._session_fd = fd
+            self.session_id = session_id
+            _LIVE_STORES.add(self)
+            return session_id
+
+    def close_session(self) -> None:
+        """End the session: its leases become free to take at once."""
+        with self._session_lock:
+            fd, self._session_fd = self._session_fd, None
+            if fd is None or self.session_id is None:
+                return
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.sessions_dir, self.session_id))
+            os.close(fd)
+
+    def forget_inherited_session(self) -> None:
+        """In a forked child: drop the parent's session descriptor.
+
+        The child must not keep the parent's session alive after the parent
+        dies. Closing the inherited descriptor does not release the parent's
+        lock (the parent still has its own descriptor).
+        """
+        fd, self._session_fd = self._session_fd, None
+        self.session_id = None
+        self._session_lock = threading.Lock()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def session_alive(self, session_id: str) -> bool:
+        """Whether the manager that owns ``session_id`` still holds its session."""
+        if not _SESSION_ID.fullmatch(session_id):
+            return False  # not a name this module writes: no live holder
+        path = os.path.join(self.sessions_dir, session_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def forget_session(self, session_id: str) -> None:
+        """Remove a dead session's file (best effort; it is garbage)."""
+        if not _SESSION_ID.fullmatch(session_id):
+            return
+        path = os.path.join(self.sessions_dir, session_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        except OSError:
+            pass  # alive after all (cannot happen for a dead id), or already gone
+        finally:
+            os.close(fd)
+
+    def _sweep_dead_sessions(self) -> None:
+        for name in os.listdir(self.sessions_dir):
+            if _SESSION_ID.fullmatch(name):
+                self.forget_session(name)
+
+    # -- records ----------------------------------------------------------- #
+
+    @contextlib.contextmanager
+    def critical_section(self, name: str) -> Iterator[None]:
+        """Hold the per-key ``flock`` for a read-modify-write of the record."""
+        fd = os.open(
+            os.path.join(self.keys_dir, name + ".lock"),
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+            0o644,
+        )
+        try:
+            deadline = time.monotonic() + _SPIN_SECONDS
+            pause = 0.0001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _CriticalSectionBusy() from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.002)
+            yield
+        finally:
+            # Closing the descriptor releases the flock.
+            os.close(fd)
+
+    def read(self, name: str) -> _Record | None:
+        path = os.path.join(self.keys_dir, name + ".json")
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("v") != _RECORD_VERSION:
+                raise ValueError(f"unknown record format: {raw[:80]!r}")
+            record = _Record(
+                key=_typed(data, "key", str),
+                owner=_typed(data, "owner", str),
+                token=_typed(data, "token", int),
+                expires_at=float(_typed(data, "expires_at", float | int)),
+                ttl=float(_typed(data, "ttl", float | int)),
+                released=_typed(data, "released", bool),
+                session=_typed(data, "session", str),
+            )
+        except ValueError as exc:
+            raise _Corrupt(f"the lease record {path!r} is corrupt: {exc}") from exc
+        return record
+
+    def write(self, name: str, record: _Record) -> None:
+        path = os.path.join(self.keys_dir, name + ".json")
+        tmp = os.path.join(self.keys_dir, f"{_TMP_PREFIX}{secrets.token_hex(8)}")
+        payload = json.dumps({"v": _RECORD_VERSION, **asdict(record)}).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                os.write(fd, payload)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(self.keys_dir, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # -- the four operations ----------------------------------------------- #
+
+    def try_acquire(self, name: str, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
+        session = self.ensure_session()
+        dead_session: str | None = None
+        with self.critical_section(name):
+            record = self.read(name)
+            if record is not None and not record.released and record.expires_at > now:
+                if self.session_alive(record.session):
+                    return Busy(record.owner, record.expires_at, record.expires_at)
+                # The holder's process died (or its manager was closed): its
+                # lease is free although its expiry is still ahead.
+                dead_session = record.session
+            token = 1 if record is None else record.token + 1
+            self.write(name, _Record(key, owner, token, now + ttl, ttl, False, session))
+        if dead_session is not None:
+            logger.info(
+                "took over the lease on %r from %r, whose process is gone",
+                key,
+                record.owner if record else None,
+            )
+            self.forget_session(dead_session)
+        return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
+
+    def renew(self, name: str, lease: Lease, now: float) -> Lease:
+        expires_at = now + lease.ttl
+        with self.critical_section(name):
+            record = self.read(name)
+            stale = _stale(record, lease)
+            if stale is not None or record is None:
+                raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale or "")
+            self.write(name, replace(record, expires_at=expires_at))
+        return Lease(lease.key, lease.owner, lease.token, expires_at, lease.ttl)
+
+    def release(self, name: str, lease: Lease) -> str | None:
+        with self.critical_section(name):
+            record = self.read(name)
+            if record is None or record.owner != lease.owner or record.token != lease.token:
+                return _stale(record, lease)
+            if not record.released:
+                self.write(name, replace(record, released=True))
+            return None
+
+    def abandon(self, name: str, owner: str) -> None:
+        with self.critical_section(name):
+            record = self.read(name)
+            if record is not None and record.owner == owner and not record.released:
+                self.write(name, replace(record, released=True))
+
+
+def _typed(data: dict[str, Any], field: str, kind: Any) -> Any:
+    value = data.get(field)
+    # bool is an int: never accept it where a number is expected, or vice versa.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"field {field!r} is {value!r}")
+    return value
+
+
+def _stale(record: _Record | None, lease: Lease) -> str | None:
+    """Why ``record`` shows that ``lease`` is no longer current, or ``None``."""
+    if record is None:
+        return "the lease record is gone"
+    if record.owner != lease.owner or record.token != lease.token:
+        return f"the key is now leased to {record.owner!r} (token {record.token})"
+    if record.released:
+        return "the lease was released"
+    return None
+
+
+# Stores with an open session, so a forked child can drop inherited sessions.
+_LIVE_STORES: weakref.WeakSet[_Store] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_LIVE_STORES):
+        store.forget_inherited_session()
+    _LIVE_STORES.clear()
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class FileLockManager(BaseLockManager):
+    """Leases in a directory, shared by the processes of one host.
+
+    A lease is taken over when it expires (a live holder that stops renewing
+    loses it after its TTL, like on every backend) or at once when the
+    process holding it dies (kill -9 included), thanks to a per-manager
+    session file locked with ``flock`` for the manager's lifetime.
+    :meth:`aclose` ends the session, so leases still held then become free at
+    once.
+
+    Not for network file systems (NFS, SMB): ``flock`` is not reliable there.
+    Several managers may share a root, in one process or many. The root may
+    be the same directory as a ``LocalFileStorage`` root: everything lives
+    under ``<root>/.locks``.
+
+    Args:
+        root: the directory (created on first use).
+        default_ttl: the lease duration when ``ttl`` is not given (seconds).
+        clock: epoch seconds for every expiry decision (default
+            :func:`time.time`); every process sharing the root must use the
+            same time source.
+
+    Raises:
+        NotImplementedError: on a platform without ``flock`` (Windows).
+        TypeError: ``default_ttl`` is not a number or ``clock`` is not callable.
+        ValueError: ``default_ttl`` is not positive.
+
+    Attributes:
+        root: the absolute path of the directory.
+        contention_timeout: how long an operation may wait for a key's
+            critical section (held for microseconds by any live process)
+            before failing with :class:`LockUnavailable`, in seconds.
+    """
+
+    contention_timeout: float = 10.0
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        default_ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if sys.platform == "win32":
+            raise NotImplementedError("FileLockManager needs POSIX flock(); it is not on Windows")
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        self.root = os.path.abspath(os.fspath(root))
+        self._store = _Store(self.root)
+
+    def __repr__(self) -> str:
+        return f"FileLockManager({self.root!r}, default_ttl={self.default_ttl!r})"
+
+    def _record_path(self, key: str) -> str:
+        """Where the lease record of ``key`` lives (for diagnostics and tests)."""
+        return os.path.join(self._store.keys_dir, file_name(key.encode("utf-8")) + ".json")
+
+    async def _run(self, operation: str, key: str, fn: Callable[..., _T], *args: object) -> _T:
+        """Run a store operation in a thread, retrying while the key is contended."""
+        deadline = anyio.current_time() + self.contention_timeout
+        pause = 0.001
+        while True:
+            try:
+                return await anyio.to_thread.run_sync(fn, *args)
+            except _CriticalSectionBusy:
+                if anyio.current_time() >= deadline:
+                    raise LockUnavailable(
+                        operation,
+                        key,
+                        f"the key's critical section stayed locked for "
+                        f"{self.contention_timeout:.1f}s (a process stopped inside it?)",
+                    ) from None
+            except _Corrupt as exc:
+                raise LockUnavailable(operation, key, str(exc)) from exc
+            except OSError as exc:
+                raise LockUnavailable(operation, key, f"{type(exc).__name__}: {exc}") from exc
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def _try_acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
+        name = file_name(key.encode("utf-8"))
+        return await self._run("acquire", key, self._store.try_acquire, name, key, owner, ttl, now)
+
+    async def _renew(self, lease: Lease, now: float) -> Lease:
+        name = file_name(lease.key.encode("utf-8"))
+        return await self._run("renew", lease.key, self._store.renew, name, lease, now)
+
+    async def _release(self, lease: Lease, now: float) -> str | None:
+        name = file_name(lease.key.encode("utf-8"))
+        return await self._run("release", lease.key, self._store.release, name, lease)
+
+    async def _abandon(self, key: str, owner: str, now: float) -> None:
+        name = file_name(key.encode("utf-8"))
+        if self._store.session_id is None:
+            return  # no session yet: no record can have been written
+        await self._run("release", key, self._store.abandon, name, owner)
+
+    async def _aclose(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._store.close_session)
+        except OSError as exc:
+            raise LockUnavailable("close", self.root, f"{type(exc).__name__}: {exc}") from exc

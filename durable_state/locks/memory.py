@@ -1,0 +1,132 @@
+"""``MemoryLockManager``: the lease contract inside one process.
+
+For tests and single-process programs. Every operation is a few dictionary
+reads and writes under a :class:`threading.Lock` (never held across an
+``await``), so it is atomic with respect to other tasks and threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio.lowlevel
+
+from ..errors import LockLost
+from ._base import BaseLockManager
+from ._lease import DEFAULT_TTL, Busy, Lease
+
+__all__ = ("MemoryLockManager",)
+
+
+@dataclass
+class _Record:
+    owner: str
+    token: int
+    expires_at: float
+    released: bool
+
+
+class _Table:
+    """The lease records of one or more sibling managers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # Records are kept after release and expiry so tokens keep increasing.
+        self.records: dict[str, _Record] = {}
+
+
+class MemoryLockManager(BaseLockManager):
+    """Leases kept in this process's memory, with the full lease contract.
+
+    Each instance has its own lease table; :meth:`sibling` makes a second
+    manager over the same table (what a second process would see with a
+    shared backend), which is how tests exercise contention between managers.
+
+    Args:
+        default_ttl: the lease duration when ``ttl`` is not given (seconds).
+        clock: epoch seconds for every expiry decision (default
+            :func:`time.time`); e.g. ``ManualClock().time``.
+
+    Raises:
+        TypeError: ``default_ttl`` is not a number or ``clock`` is not callable.
+        ValueError: ``default_ttl`` is not positive.
+
+    Example:
+        >>> async def demo() -> int:
+        ...     async with MemoryLockManager() as locks:
+        ...         async with locks.hold("order-42") as held:
+        ...             return held.token
+    """
+
+    def __init__(
+        self, *, default_ttl: float = DEFAULT_TTL, clock: Callable[[], float] | None = None
+    ) -> None:
+        super().__init__(default_ttl=default_ttl, clock=clock)
+        self._table = _Table()
+
+    def __repr__(self) -> str:
+        return f"MemoryLockManager(default_ttl={self.default_ttl!r})"
+
+    def sibling(self) -> MemoryLockManager:
+        """A new manager sharing this one's lease table, default TTL and clock.
+
+        Returns:
+            The sibling; closing either leaves the other usable.
+        """
+        other = MemoryLockManager(default_ttl=self.default_ttl, clock=self.clock)
+        other._table = self._table
+        return other
+
+    async def _try_acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
+        await anyio.lowlevel.checkpoint()
+        with self._table.lock:
+            record = self._table.records.get(key)
+            if record is not None and not record.released and record.expires_at > now:
+                return Busy(record.owner, record.expires_at, record.expires_at)
+            token = 1 if record is None else record.token + 1
+            self._table.records[key] = _Record(owner, token, now + ttl, released=False)
+        return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
+
+    async def _renew(self, lease: Lease, now: float) -> Lease:
+        await anyio.lowlevel.checkpoint()
+        expires_at = now + lease.ttl
+        with self._table.lock:
+            record = self._table.records.get(lease.key)
+            stale = _stale(record, lease)
+            if stale is None and record is not None:
+                record.expires_at = expires_at
+        if stale is not None:
+            raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale)
+        return Lease(lease.key, lease.owner, lease.token, expires_at, lease.ttl)
+
+    async def _release(self, lease: Lease, now: float) -> str | None:
+        await anyio.lowlevel.checkpoint()
+        with self._table.lock:
+            record = self._table.records.get(lease.key)
+            if record is not None and record.owner == lease.owner and record.token == lease.token:
+                # Releasing twice is harmless: the record is ours either way.
+                record.released = True
+                return None
+            return _stale(record, lease)
+
+    async def _abandon(self, key: str, owner: str, now: float) -> None:
+        with self._table.lock:
+            record = self._table.records.get(key)
+            if record is not None and record.owner == owner:
+                record.released = True
+
+    async def _aclose(self) -> None:
+        return None
+
+
+def _stale(record: _Record | None, lease: Lease) -> str | None:
+    """Why ``record`` shows that ``lease`` is no longer current, or ``None``."""
+    if record is None:
+        return "the lease record is gone"
+    if record.owner != lease.owner or record.token != lease.token:
+        return f"the key is now leased to {record.owner!r} (token {record.token})"
+    if record.released:
+        return "the lease was released"
+    return None
