@@ -580,6 +580,8 @@ class Machine:
     # ------------------------------------------------------------------ #
 
     def _own(self, snapshot: Snapshot) -> None:
+        if type(snapshot) is Snapshot and snapshot.machine is self:
+            return
         if not isinstance(snapshot, Snapshot):
             raise TypeError(f"expected a Snapshot, got {type(snapshot).__name__}")
         if snapshot.machine is not self:
@@ -721,7 +723,8 @@ class _Run:
             return
         if transitions:
             self.execute(m._plan(self.info, transitions, self.history), event)
-        self.settle(event)
+        if self.queue or self.info.has_always or self.status != "active":
+            self.settle(event)
 
     def settle(self, event: Mapping[str, Any]) -> None:
         """Run eventless transitions and the internal queue until at rest."""
