@@ -32,6 +32,7 @@ from .errors import (
     LockLost,
     SnapshotCorrupt,
     SnapshotIncompatible,
+    VersionConflict,
 )
 from .statechart import DURABLE_KEY, Machine, Snapshot
 from .statechart._machine import to_event
@@ -337,7 +338,11 @@ class PersistedActor:
         Raises:
             VersionConflict: someone else saved since this actor was read;
                 nothing was written and the newer state stays.
-            LockLost: the lease was lost; nothing was written.
+            LockLost: the lease was found lost, or had run out on the local
+                clock, before the write; nothing was written. (A loss found
+                while the write is in flight cancels it; like any interrupted
+                write its outcome is then unknown, and either outcome is
+                consistent because the write is a compare-and-set.)
             LockTimeout: (``"write"`` mode) the lease could not be taken.
             NotSerializable: the context holds a value JSON cannot hold;
                 nothing was written (the error names the value's path).
@@ -345,33 +350,71 @@ class PersistedActor:
         actor = self._live()
         if not self.changed:
             return None
-        data = self.persisted_snapshot()
-        payload = _encode(data)
-        if self.locking == "write":
-            assert self.lock is not None
-            async with self.lock.hold(
-                self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait
-            ) as held:
-                version = await self._write(payload, held.token)
-        else:
-            held_now = self._held
-            if held_now is not None and held_now.lost:
-                lease = held_now.lease
-                raise LockLost(
-                    self.actor_id, owner=lease.owner, token=lease.token, reason="before saving"
-                )
-            version = await self._write(payload, held_now.token if held_now else None)
+        # What is encoded now is what the write stores; timers or invoked
+        # work may move the actor on while the write is in flight, and those
+        # later changes must stay "unsaved".
+        snapshot = actor.snapshot
+        processed = tuple(self._processed)
+        payload = _encode(self.persisted_snapshot())
+        # Likewise only the events emitted up to now are delivered after this
+        # write; events emitted during it wait for the next save.
+        emitted = list(actor._held)
+        del actor._held[: len(emitted)]
+        try:
+            if self.locking == "write":
+                assert self.lock is not None
+                async with self.lock.hold(
+                    self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait
+                ) as held:
+                    version = await self._write(payload, held.token)
+            else:
+                held_now = self._held
+                if held_now is not None:
+                    self._check_lease(held_now)
+                version = await self._write(payload, held_now.token if held_now else None)
+        except BaseException:
+            # Not delivered: the save failed. Kept (in order) for a retry.
+            actor._held[:0] = emitted
+            raise
         self._version = version
-        self._saved = actor.snapshot
+        self._saved = snapshot
         self._created = False
-        self._processed_dirty = False
-        await _await_all(actor._release_emitted(deliver=True))
-        actor._hold_emitted()
+        self._processed_dirty = tuple(self._processed) != processed
+        pending: list[Awaitable[Any]] = []
+        for event in emitted:
+            pending.extend(actor._deliver(event))
+        await _await_all(pending)
         return version
+
+    def _check_lease(self, held: HeldLease) -> None:
+        """Refuse to write with a lease known to be lost or run out on the local clock.
+
+        The write is fenced by the storage version anyway; this turns the
+        cases the holder can see for itself into :class:`LockLost` without
+        a round trip.
+        """
+        lease = held.lease
+        reason = ""
+        if held.lost:
+            reason = "before saving"
+        elif self.lock is not None and lease.expires_at <= self.lock.clock():
+            reason = f"it ran out at {lease.expires_at:.3f}, before saving"
+        if reason:
+            raise LockLost(self.actor_id, owner=lease.owner, token=lease.token, reason=reason)
 
     async def _write(self, payload: bytes, token: int | None) -> str:
         expected = self._version
-        version = await self.storage.write(self.actor_id, payload, if_version=expected)
+        try:
+            version = await self.storage.write(self.actor_id, payload, if_version=expected)
+        except VersionConflict as exc:
+            logger.warning(
+                "refused to save actor %s: expected version %s, found %s (lease token %s)",
+                self.actor_id,
+                expected,
+                exc.actual,
+                token,
+            )
+            raise
         logger.info(
             "saved actor %s: version %s -> %s (lease token %s)",
             self.actor_id,
