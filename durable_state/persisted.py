@@ -492,6 +492,8 @@ async def persisted_actor(
 
     While the body runs, the lease is renewed in the background; if it is lost
     the body is cancelled, nothing is saved and :class:`LockLost` is raised.
+    A loss noticed only after the save succeeded is logged, not raised: the
+    save was a compare-and-set on the version read, so the commit stands.
     The snapshot is saved when the body exits normally and something changed
     (a created actor counts as a change). An exception in the body discards
     the body's events unless ``save_on_error`` is set. The lease is released
@@ -554,11 +556,22 @@ async def persisted_actor(
             await pa._finish(exc)
         raise
     try:
-        await pa.save()
+        version = await pa.save()
     except BaseException as exc:
         await pa._finish(exc)
         raise
-    await pa._finish(None)
+    try:
+        await pa._finish(None)
+    except LockLost as exc:
+        if version is None:
+            raise
+        # The loss was noticed only after the write had succeeded: the write
+        # was a compare-and-set on the version read, so it overwrote nothing
+        # newer, and the commit stands. Raising now would invite a retry
+        # that applies the body's events twice.
+        logger.warning(
+            "actor %s: saved as version %s, then found the lease lost: %s", actor_id, version, exc
+        )
 
 
 def _lease_lost(pa: PersistedActor) -> bool:
