@@ -21,10 +21,10 @@ BACKENDS = ("memory", "local", "s3")
 
 
 @pytest.fixture(scope="session")
-def aws_session(moto_server: Any) -> Iterator[Any]:
+def aws_session(moto_server: Any) -> Any:
     """One aioboto3 session for the run: it caches botocore's service models."""
     aioboto3 = pytest.importorskip("aioboto3")
-    yield aioboto3.Session()
+    return aioboto3.Session()
 
 
 async def create_bucket(moto_server: Any, aws_session: Any) -> str:

@@ -1,0 +1,1 @@
+"""Tests of the versioned compare-and-set storage and its three backends."""

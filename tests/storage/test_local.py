@@ -1,0 +1,456 @@
+"""LocalFileStorage beyond the shared contract: file layout, hostile keys,
+crashes, cancellation and compare-and-set across real OS processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from durable_state.errors import (
+    InvalidKey,
+    SnapshotCorrupt,
+    StorageUnavailable,
+    VersionConflict,
+)
+from durable_state.storage import LocalFileStorage, Stored
+from durable_state.storage import local as local_module
+from durable_state.storage.local import MAX_PLAIN_NAME, decode_key, encode_key, file_name
+
+from ._local_worker import check_churn_value
+
+WORKER = str(Path(__file__).with_name("_local_worker.py"))
+DATA_NAME = re.compile(r"^(~[0-9a-f]{64}|[a-z0-9_%A-F-]+)\.state$")
+LOCK_NAME = re.compile(r"^[0-9a-f]{2}\.lock$")
+
+HOSTILE_KEYS = [
+    "../x",
+    "../../../../../../tmp/escape",
+    "/etc/passwd",
+    "..",
+    ".",
+    "./.",
+    "a/../../b",
+    "\\..\\..\\windows",
+    "~",
+    "~" + "0" * 64,
+    ".storage-locks",
+    ".storage-locks/00.lock",
+    ".tmp-0123456789abcdef",
+    "CON",
+    "x" * 1024,
+    "/" * 1024,
+    "ü" * 512,
+]
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _tmp_files(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".tmp-"))
+
+
+async def _keys(storage: LocalFileStorage, prefix: str = "") -> list[str]:
+    return [key async for key in storage.list(prefix)]
+
+
+def _assert_layout(root: Path) -> None:
+    """Everything under root is a data file, the lock directory or a lock file."""
+    for entry in root.iterdir():
+        if entry.name == ".storage-locks":
+            assert entry.is_dir()
+            assert all(LOCK_NAME.match(p.name) for p in entry.iterdir()), list(entry.iterdir())
+        else:
+            assert entry.is_file()
+            assert DATA_NAME.match(entry.name), entry.name
+            assert len(entry.name) <= MAX_PLAIN_NAME + len(".state")
+
+
+# --------------------------------------------------------------------------- #
+# Key to file-name mapping
+# --------------------------------------------------------------------------- #
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1))
+def test_encoding_round_trips(key: str) -> None:
+    encoded = encode_key(key.encode("utf-8"))
+    assert re.fullmatch(r"[a-z0-9_%A-F-]+", encoded)
+    assert decode_key(encoded) == key
+
+
+@given(st.lists(st.text(min_size=1, max_size=8, alphabet="aAbB.%/_-~ü"), unique=True))
+def test_file_names_are_injective_even_ignoring_case(keys: list[str]) -> None:
+    variants = set(keys) | {k.swapcase() for k in keys}
+    names = {file_name(k.encode("utf-8")).casefold() for k in variants}
+    assert len(names) == len(variants)
+
+
+def test_non_canonical_names_do_not_decode() -> None:
+    assert decode_key("%61") is None  # "a" is always written literally
+    assert decode_key("%2f") is None  # hex digits are always upper case
+    assert decode_key("A") is None
+    assert decode_key("a.b") is None
+    assert decode_key("%C3") is None  # not UTF-8
+    assert decode_key("%2") is None
+    assert decode_key("order%2F42") == "order/42"
+
+
+def test_long_keys_are_hashed_with_a_bounded_name() -> None:
+    short = file_name(b"k" * MAX_PLAIN_NAME)
+    assert short == "k" * MAX_PLAIN_NAME + ".state"
+    long = file_name(b"k" * (MAX_PLAIN_NAME + 1))
+    assert long.startswith("~")
+    assert len(long) == 1 + 64 + len(".state")
+    assert file_name("é".encode() * 21).startswith("~")  # 21 * 6 encoded chars > 120
+
+
+async def test_hostile_keys_stay_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    async with LocalFileStorage(root) as storage:
+        for key in HOSTILE_KEYS:
+            await storage.write(key, key.encode("utf-8"), if_version=None)
+        for key in HOSTILE_KEYS:
+            stored = await storage.read(key)
+            assert stored is not None
+            assert stored.data == key.encode("utf-8")
+        assert await _keys(storage) == sorted(HOSTILE_KEYS)
+        for key in HOSTILE_KEYS[::2]:
+            await storage.delete(key)
+    assert _names(tmp_path) == ["root"]
+    _assert_layout(root)
+
+
+@pytest.mark.parametrize("key", ["", "\x00", "../\x00", "x" * 1025, "\udcff"], ids=repr)
+async def test_invalid_keys_touch_nothing(tmp_path: Path, key: str) -> None:
+    root = tmp_path / "root"
+    storage = LocalFileStorage(root)
+    with pytest.raises(InvalidKey):
+        await storage.write(key, b"x")
+    with pytest.raises(InvalidKey):
+        await storage.read(key)
+    assert _names(tmp_path) == []
+
+
+async def test_root_is_created_on_demand_and_fixed_at_construction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = LocalFileStorage("deep/er/root")
+    assert await storage.read("k") is None
+    assert await _keys(storage) == []
+    assert not (tmp_path / "deep").exists()
+    monkeypatch.chdir("/")
+    await storage.write("k", b"x")
+    assert (tmp_path / "deep/er/root" / "k.state").is_file()
+    assert storage.root == str(tmp_path / "deep/er/root")
+
+
+async def test_file_format_and_versions(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root)
+    v1 = await storage.write("Order/42", b"payload\n")
+    v2 = await storage.write("Order/42", b"payload\n")
+    raw = (local_root / "%4Frder%2F42.state").read_bytes()
+    assert raw == b"DSF1 " + v2.encode() + b" %4Frder%2F42\npayload\n"
+    assert re.fullmatch(r"1\.[0-9a-f]{16}", v1)
+    assert re.fullmatch(r"2\.[0-9a-f]{16}", v2)
+    await storage.delete("Order/42")
+    v3 = await storage.write("Order/42", b"payload\n")
+    assert v3.startswith("1.")
+    assert v3 != v1
+
+
+async def test_writes_fsync_file_and_directory(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        mode = os.fstat(fd).st_mode
+        synced.append("dir" if stat.S_ISDIR(mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(local_module.os, "fsync", recording_fsync)
+    storage = LocalFileStorage(local_root)
+    await storage.write("k", b"x")
+    assert synced == ["file", "dir"]
+    synced.clear()
+    await storage.delete("k")
+    assert synced == ["dir"]
+
+
+async def test_foreign_files_are_not_listed(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root)
+    await storage.write("real", b"x")
+    for name in ["notes.txt", ".hidden.state", "%61.state", "UPPER.state", "~junk.state"]:
+        (local_root / name).write_bytes(b"whatever")
+    (local_root / ("~" + "0" * 64 + ".state")).write_bytes(b"DSF1 1.00 k\nx")  # wrong hash
+    (local_root / ".tmp-abandoned").write_bytes(b"half a wri")
+    assert await _keys(storage) == ["real"]
+
+
+async def test_corrupt_file(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root)
+    await storage.write("k", b"x")
+    (local_root / "k.state").write_bytes(b"garbage without a header")
+    with pytest.raises(SnapshotCorrupt) as info:
+        await storage.read("k")
+    assert info.value.key == "k"
+    assert await storage.exists("k")
+    with pytest.raises(VersionConflict):
+        await storage.write("k", b"y", if_version=None)
+    with pytest.raises(VersionConflict):
+        await storage.write("k", b"y", if_version="1.0000000000000000")
+    version = await storage.write("k", b"repaired")  # unconditional replaces it
+    assert await storage.read("k") == Stored(b"repaired", version)
+
+
+async def test_file_under_another_keys_name_is_corrupt(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root)
+    await storage.write("a", b"x")
+    (local_root / "b.state").write_bytes((local_root / "a.state").read_bytes())
+    with pytest.raises(SnapshotCorrupt, match="another key"):
+        await storage.read("b")
+    # list() goes by file names only; the mismatch shows when "b" is read.
+    assert await _keys(storage) == ["a", "b"]
+
+
+async def test_os_errors_become_storage_unavailable(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"")
+    storage = LocalFileStorage(not_a_dir)
+    calls = [
+        lambda: storage.read("order/42"),
+        lambda: storage.write("order/42", b"x"),
+        lambda: storage.delete("order/42"),
+        lambda: storage.exists("order/42"),
+    ]
+    for call in calls:
+        with pytest.raises(StorageUnavailable, match=r"'order/42'") as info:
+            await call()
+        assert isinstance(info.value.__cause__, OSError)
+        assert info.value.key == "order/42"
+    with pytest.raises(StorageUnavailable) as listing:
+        await _keys(storage)
+    assert listing.value.operation == "list"
+
+
+# --------------------------------------------------------------------------- #
+# Cancellation
+# --------------------------------------------------------------------------- #
+
+
+class SlowFsync:
+    """Makes os.fsync take a while and tells when a write reached it."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.reached = threading.Event()
+        self._real = os.fsync
+
+    def __call__(self, fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            self.reached.set()
+            time.sleep(self.delay)
+        self._real(fd)
+
+
+async def _assert_clean(root: Path, expected: bytes, version: str) -> None:
+    """No temp file, no held lock, the key holds ``expected`` at ``version``."""
+    assert _tmp_files(root) == []
+    other = LocalFileStorage(root)  # another instance: its own lock descriptor
+    assert await other.read("k") == Stored(expected, version)
+    with anyio.fail_after(2):
+        await other.write("k", b"after", if_version=version)
+
+
+async def test_cancel_scope_during_write(local_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LocalFileStorage(local_root)
+    version = await storage.write("k", b"old")
+    slow = SlowFsync(0.3)
+    monkeypatch.setattr(local_module.os, "fsync", slow)
+    with anyio.move_on_after(0.05) as scope:
+        await storage.write("k", b"new", if_version=version)
+    assert scope.cancelled_caught
+    assert slow.reached.is_set()
+    monkeypatch.undo()
+    await _assert_clean(local_root, b"old", version)
+
+
+async def test_native_task_cancel_during_write(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalFileStorage(local_root)
+    version = await storage.write("k", b"old")
+    slow = SlowFsync(0.3)
+    monkeypatch.setattr(local_module.os, "fsync", slow)
+    task = asyncio.create_task(storage.write("k", b"new", if_version=version))
+    assert await anyio.to_thread.run_sync(slow.reached.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+    await _assert_clean(local_root, b"old", version)
+
+
+@pytest.mark.parametrize("how", ["move_on_after", "wait_for"])
+async def test_cancellation_sweep_leaves_no_temp_files(local_root: Path, how: str) -> None:
+    """Cancel at many random instants, with anyio scopes and with native cancels."""
+    rng = random.Random(3)
+    storage = LocalFileStorage(local_root)
+    version = await storage.write("k", b"v0")
+    value = b"v0"
+    completed = 0
+    for i in range(1, 50):
+        new = b"v%d" % i * 4096
+        delay = rng.uniform(0, 0.003)
+        if how == "move_on_after":
+            with anyio.move_on_after(delay):
+                await storage.write("k", new, if_version=version)
+        else:
+            try:
+                await asyncio.wait_for(storage.write("k", new, if_version=version), delay)
+            except asyncio.TimeoutError:
+                pass
+        assert _tmp_files(local_root) == []
+        stored = await storage.read("k")
+        assert stored is not None
+        assert stored.data in (value, new)
+        completed += stored.data == new
+        version, value = stored.version, stored.data
+    assert 0 < completed < 49, "the sweep should both interrupt and finish some writes"
+    await _assert_clean(local_root, value, version)
+
+
+async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root)
+    version = await storage.write("k", b"old")
+    lock_path = local_module._Section(str(local_root), file_name(b"k")).lock_path
+    holder = await anyio.open_process([sys.executable, WORKER, "hold-lock", lock_path])
+    try:
+        assert holder.stdout is not None
+        assert await holder.stdout.receive() == b"locked\n"
+        with anyio.move_on_after(0.3) as scope:
+            await storage.write("k", b"new", if_version=version)
+        assert scope.cancelled_caught, "the write must wait while another process holds the lock"
+        assert await storage.read("k") == Stored(b"old", version)
+    finally:
+        holder.kill()
+        await holder.aclose()
+    # The kernel dropped the dead holder's lock; ours was never taken.
+    await _assert_clean(local_root, b"old", version)
+
+
+# --------------------------------------------------------------------------- #
+# Several OS processes
+# --------------------------------------------------------------------------- #
+
+
+def _spawn(*args: str, stdin: Any = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, WORKER, *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_compare_and_set_across_processes(local_root: Path) -> None:
+    """4 processes x 100 read-then-conditional-write increments of one counter."""
+    procs = [
+        _spawn("increment", str(local_root), "counter", "100", stdin=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=10)
+        for proc in procs:  # start together, to contend
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [proc.communicate(timeout=90) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, (_, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+    counts = [tuple(map(int, out.split())) for out, _ in results]
+    successes = sum(s for s, _ in counts)
+    conflicts = sum(c for _, c in counts)
+
+    async def final() -> Stored | None:
+        return await LocalFileStorage(local_root).read("counter")
+
+    stored = anyio.run(final)
+    assert stored is not None
+    assert successes == 400
+    assert int(stored.data) == 400
+    assert stored.version.startswith("400.")  # the write counter saw every write
+    assert _tmp_files(local_root) == []
+    print(f"cross-process: 400 increments, {conflicts} conflicts retried")
+
+
+def _wait_for_temp_file(root: Path, old: set[str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(_tmp_files(root)) - old:
+            return True
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_during_writes_leaves_a_whole_value(local_root: Path) -> None:
+    """Kill a writer of 1 MiB values mid-write or at random: never a torn value."""
+    rng = random.Random(11)
+    rounds, mid_write = 8, 0
+    for i in range(rounds):
+        before = set(_tmp_files(local_root)) if local_root.exists() else set()
+        proc = _spawn("churn", str(local_root), "k")
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "ready\n", proc.communicate(timeout=10)
+            if i % 2:
+                time.sleep(rng.uniform(0.005, 0.08))
+            else:  # kill the instant a new temp file shows a write in progress
+                assert _wait_for_temp_file(local_root, before, 5)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        mid_write += bool(set(_tmp_files(local_root)) - before)
+
+        async def check() -> None:
+            storage = LocalFileStorage(local_root)
+            stored = await storage.read("k")
+            assert stored is not None
+            assert check_churn_value(stored.data) >= 1  # raises on a torn value
+            assert await _keys(storage) == ["k"]  # leftover temp files stay invisible
+            # The dead writer's lock went with it.
+            with anyio.fail_after(2):
+                await storage.write("k", stored.data, if_version=stored.version)
+
+        anyio.run(check)
+    assert mid_write >= 1, "no kill landed in the middle of a write"
+    print(f"sigkill: {mid_write}/{rounds} kills left a half-written temp file behind")
