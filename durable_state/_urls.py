@@ -1,0 +1,343 @@
+"""Backends named by URL, for the command line and for configuration by environment.
+
+Storage URLs:
+
+* ``file://DIR`` -- a :class:`~durable_state.storage.LocalFileStorage` in ``DIR``
+  (``file:///srv/state`` is absolute, ``file://.durable-state`` relative to the
+  working directory, ``file://~/state`` under the home directory);
+* ``s3://BUCKET/PREFIX`` -- an :class:`~durable_state.storage.S3Storage`; the
+  path is the key prefix, a trailing ``/`` is added when it lacks one.
+
+Lock URLs:
+
+* ``file://DIR`` -- a :class:`~durable_state.locks.FileLockManager` in ``DIR``;
+* ``dynamodb://TABLE`` -- a :class:`~durable_state.locks.DynamoDBLockManager`;
+* ``none`` -- no lock: saves are compare-and-set only (optimistic).
+
+``s3://`` and ``dynamodb://`` take the query parameters ``region`` and
+``endpoint_url`` (another endpoint: DynamoDB Local, MinIO, a moto server);
+``s3://`` also takes ``sse`` and ``kms_key_id``. An endpoint given by the
+``DURABLE_STATE_ENDPOINT_URL`` environment variable applies when the URL
+names none.
+
+Parsing is separate from construction: :func:`parse_storage_url` and
+:func:`parse_lock_url` only look at the text (so a typo is reported before
+anything is imported), :meth:`StorageSpec.open` and :meth:`LockSpec.open`
+build the backend (and raise :class:`~durable_state.errors.MissingDependency`
+when an AWS backend is asked for without the ``aws`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import DurableStateError
+
+if TYPE_CHECKING:
+    from .locks import LockManager
+    from .storage import Storage
+
+__all__ = (
+    "DEFAULT_DIR",
+    "ENV_ENDPOINT",
+    "ENV_LOCK",
+    "ENV_STORAGE",
+    "BackendURLError",
+    "LockSpec",
+    "StorageSpec",
+    "parse_lock_url",
+    "parse_storage_url",
+    "resolve_backends",
+)
+
+#: The directory of the embedded default (file storage and file locks).
+DEFAULT_DIR = ".durable-state"
+#: Environment variable naming the storage when ``--storage`` is not given.
+ENV_STORAGE = "DURABLE_STATE_STORAGE"
+#: Environment variable naming the lock when ``--lock`` is not given.
+ENV_LOCK = "DURABLE_STATE_LOCK"
+#: Environment variable with an endpoint for ``s3://`` and ``dynamodb://``.
+ENV_ENDPOINT = "DURABLE_STATE_ENDPOINT_URL"
+
+_STORAGE_FORMS = "file://DIR or s3://BUCKET/PREFIX"
+_LOCK_FORMS = "file://DIR, dynamodb://TABLE or none"
+_AWS_PARAMS = frozenset({"region", "endpoint_url"})
+_S3_PARAMS = _AWS_PARAMS | {"sse", "kms_key_id"}
+# S3's naming rules for new buckets (3-63 characters, lower case, digits, dots, hyphens).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# DynamoDB's table name rules.
+_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+class BackendURLError(DurableStateError, ValueError):
+    """A storage or lock URL cannot be understood; the message says what is accepted.
+
+    Attributes:
+        url: the rejected text.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A parsed storage URL.
+
+    Attributes:
+        scheme: ``"file"`` or ``"s3"``.
+        location: the directory (``file``) or the bucket (``s3``).
+        prefix: the key prefix (``s3`` only).
+        options: the query parameters (``region``, ``endpoint_url``, ``sse``,
+            ``kms_key_id``).
+    """
+
+    scheme: Literal["file", "s3"]
+    location: str
+    prefix: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.scheme == "file":
+            return f"file://{self.location}"
+        return f"s3://{self.location}/{self.prefix}"
+
+    def open(self) -> Storage:
+        """Build the storage this URL names.
+
+        Returns:
+            A new, unopened storage (use it with ``async with``).
+
+        Raises:
+            MissingDependency: ``s3://`` without the ``aws`` extra.
+            ValueError: an option the backend rejects (e.g. an unknown ``sse``).
+        """
+        if self.scheme == "file":
+            from .storage.local import LocalFileStorage
+
+            return LocalFileStorage(self.location)
+        from .storage.s3 import S3Storage
+
+        return S3Storage(
+            self.location,
+            prefix=self.prefix,
+            region_name=self.options.get("region"),
+            endpoint_url=self.options.get("endpoint_url"),
+            sse=self.options.get("sse"),
+            kms_key_id=self.options.get("kms_key_id"),
+        )
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """A parsed lock URL.
+
+    Attributes:
+        scheme: ``"file"``, ``"dynamodb"`` or ``"none"``.
+        location: the directory (``file``) or the table (``dynamodb``).
+        options: the query parameters (``region``, ``endpoint_url``).
+    """
+
+    scheme: Literal["file", "dynamodb", "none"]
+    location: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.scheme == "none":
+            return "none"
+        return f"{self.scheme}://{self.location}"
+
+    def open(self) -> LockManager | None:
+        """Build the lock manager this URL names (``None`` for ``none``).
+
+        Returns:
+            A new lock manager (use it with ``async with``), or ``None``.
+
+        Raises:
+            MissingDependency: ``dynamodb://`` without the ``aws`` extra.
+        """
+        if self.scheme == "none":
+            return None
+        if self.scheme == "file":
+            from .locks.file import FileLockManager
+
+            return FileLockManager(self.location)
+        from .locks.dynamodb import DynamoDBLockManager
+
+        return DynamoDBLockManager(
+            self.location,
+            region_name=self.options.get("region"),
+            endpoint_url=self.options.get("endpoint_url"),
+        )
+
+
+def parse_storage_url(url: str, *, endpoint_url: str | None = None) -> StorageSpec:
+    """Parse ``file://DIR`` or ``s3://BUCKET/PREFIX``.
+
+    Args:
+        url: the URL.
+        endpoint_url: an endpoint for ``s3://`` when the URL names none
+            (the ``DURABLE_STATE_ENDPOINT_URL`` variable, for instance).
+
+    Returns:
+        The parsed spec.
+
+    Raises:
+        BackendURLError: the URL is not one of the accepted forms.
+    """
+    scheme, rest = _split_scheme(url, _STORAGE_FORMS)
+    if scheme == "file":
+        return StorageSpec("file", _directory(url, rest))
+    if scheme == "s3":
+        parts = urlsplit(url)
+        bucket = parts.netloc
+        if not bucket:
+            raise BackendURLError(url, f"no bucket name (expected {_STORAGE_FORMS})")
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise BackendURLError(
+                url,
+                f"{bucket!r} is not a valid S3 bucket name "
+                "(3-63 characters: lower-case letters, digits, dots, hyphens)",
+            )
+        prefix = unquote(parts.path.lstrip("/"))
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        if "\x00" in prefix:
+            raise BackendURLError(url, "the prefix must not contain NUL")
+        options = _options(url, parts.query, _S3_PARAMS, endpoint_url)
+        return StorageSpec("s3", bucket, prefix, options)
+    raise BackendURLError(url, f"unknown storage scheme {scheme!r} (expected {_STORAGE_FORMS})")
+
+
+def parse_lock_url(url: str, *, endpoint_url: str | None = None) -> LockSpec:
+    """Parse ``file://DIR``, ``dynamodb://TABLE`` or ``none``.
+
+    Args:
+        url: the URL.
+        endpoint_url: an endpoint for ``dynamodb://`` when the URL names none.
+
+    Returns:
+        The parsed spec.
+
+    Raises:
+        BackendURLError: the URL is not one of the accepted forms.
+    """
+    if url.strip().lower() in ("none", "none://"):
+        return LockSpec("none")
+    scheme, rest = _split_scheme(url, _LOCK_FORMS)
+    if scheme == "file":
+        return LockSpec("file", _directory(url, rest))
+    if scheme == "dynamodb":
+        parts = urlsplit(url)
+        table = parts.netloc
+        if not table:
+            raise BackendURLError(url, f"no table name (expected {_LOCK_FORMS})")
+        if parts.path not in ("", "/"):
+            raise BackendURLError(url, "a DynamoDB lock URL has no path: dynamodb://TABLE")
+        if not _TABLE.fullmatch(table):
+            raise BackendURLError(
+                url,
+                f"{table!r} is not a valid DynamoDB table name "
+                "(3-255 characters: letters, digits, '_', '-', '.')",
+            )
+        options = _options(url, parts.query, _AWS_PARAMS, endpoint_url)
+        return LockSpec("dynamodb", table, options)
+    raise BackendURLError(url, f"unknown lock scheme {scheme!r} (expected {_LOCK_FORMS})")
+
+
+def resolve_backends(
+    storage: str | None,
+    lock: str | None,
+    *,
+    directory: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[StorageSpec, LockSpec]:
+    """Decide which storage and lock to use, from options, environment and defaults.
+
+    Precedence, for each of the two: the explicit option, then ``directory``
+    (``--dir DIR`` means ``file://DIR`` for both), then the environment
+    variable, then the default. The default storage is ``file://.durable-state``;
+    the default lock is ``file://`` of the storage's directory for a file
+    storage and ``none`` for an S3 storage (give ``--lock dynamodb://TABLE`` to
+    lock S3 actors).
+
+    Args:
+        storage: the ``--storage`` option, if given.
+        lock: the ``--lock`` option, if given.
+        directory: the ``--dir`` option, if given.
+        environ: the environment (default: ``os.environ``).
+
+    Returns:
+        The storage and lock specs.
+
+    Raises:
+        BackendURLError: a URL is not one of the accepted forms.
+    """
+    env = os.environ if environ is None else environ
+    endpoint = env.get(ENV_ENDPOINT) or None
+    dir_url = f"file://{directory}" if directory is not None else None
+    storage_url = storage or dir_url or env.get(ENV_STORAGE) or f"file://{DEFAULT_DIR}"
+    storage_spec = parse_storage_url(storage_url, endpoint_url=endpoint)
+    lock_url = lock or dir_url or env.get(ENV_LOCK)
+    if lock_url:
+        lock_spec = parse_lock_url(lock_url, endpoint_url=endpoint)
+    elif storage_spec.scheme == "file":
+        lock_spec = LockSpec("file", storage_spec.location)
+    else:
+        lock_spec = LockSpec("none")
+    return storage_spec, lock_spec
+
+
+def _split_scheme(url: str, forms: str) -> tuple[str, str]:
+    if not isinstance(url, str) or not url.strip():
+        raise BackendURLError(str(url), f"empty URL (expected {forms})")
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise BackendURLError(url, f"not a URL (expected {forms})")
+    return scheme.lower(), rest
+
+
+def _directory(url: str, rest: str) -> str:
+    if "?" in rest or "#" in rest:
+        raise BackendURLError(url, "a file:// URL takes no query or fragment")
+    path = unquote(rest)
+    if not path:
+        raise BackendURLError(url, "no directory (expected file://DIR, e.g. file://.durable-state)")
+    if "\x00" in path:
+        raise BackendURLError(url, "the directory must not contain NUL")
+    # file://localhost/srv/x names /srv/x, as in RFC 8089.
+    if path.startswith("localhost/"):
+        path = path[len("localhost") :]
+    return os.path.expanduser(path)
+
+
+def _options(
+    url: str, query: str, allowed: frozenset[str], endpoint_url: str | None
+) -> dict[str, str]:
+    options: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise BackendURLError(url, f"malformed query string ({exc})") from None
+    for name, value in pairs:
+        if name not in allowed:
+            raise BackendURLError(
+                url, f"unknown parameter {name!r} (accepted: {', '.join(sorted(allowed))})"
+            )
+        if not value:
+            raise BackendURLError(url, f"parameter {name!r} has no value")
+        options[name] = value
+    if "endpoint_url" not in options and endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    endpoint = options.get("endpoint_url")
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise BackendURLError(url, f"endpoint_url {endpoint!r} is not an http(s) URL")
+    return options
