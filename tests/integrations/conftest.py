@@ -1,0 +1,58 @@
+"""Fixtures for the integration tests: one small order machine and its backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable_state import Machine, assign
+from durable_state.locks.file import FileLockManager
+from durable_state.storage import LocalFileStorage
+
+
+def _explode(context: Any, event: Any) -> None:
+    raise RuntimeError(f"cannot handle {event['type']}")
+
+
+def order_machine() -> Machine:
+    """Cart -> paid; ``ADD`` adds ``by`` items, ``BOOM`` fails in its action."""
+    return Machine(
+        {
+            "id": "order",
+            "initial": "cart",
+            "context": {"items": 0},
+            "states": {
+                "cart": {
+                    "on": {
+                        "ADD": {"actions": "add"},
+                        "CHECKOUT": {"target": "paid", "guard": "has_items"},
+                        "BOOM": {"actions": "explode"},
+                    }
+                },
+                "paid": {"type": "final", "output": {"ok": True}},
+            },
+        },
+        actions={
+            "add": assign(lambda context, event: {"items": context["items"] + event.get("by", 1)}),
+            "explode": _explode,
+        },
+        guards={"has_items": lambda context, event: context["items"] > 0},
+    )
+
+
+@pytest.fixture
+def machine() -> Machine:
+    return order_machine()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalFileStorage:
+    return LocalFileStorage(tmp_path / "state")
+
+
+@pytest.fixture
+async def locks(tmp_path: Path) -> Any:
+    async with FileLockManager(tmp_path / "state") as manager:
+        yield manager
