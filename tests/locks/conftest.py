@@ -1,0 +1,270 @@
+"""Fixtures for the lock tests: every backend behind one parametrized fixture.
+
+The contract suite asks for ``backend`` and runs once per lock backend. A
+:class:`LockBackend` makes any number of managers over the same shared store
+(what several processes would see), and can look at or change the stored
+lease records behind the managers' backs. DynamoDB runs against the session's
+moto server over HTTP, with a fresh table per test.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from durable_state.locks import (
+    DynamoDBLockManager,
+    FileLockManager,
+    LockManager,
+    MemoryLockManager,
+)
+from durable_state.locks.memory import _Record
+
+BACKENDS = ("memory", "file", "dynamodb")
+
+
+class FakeClock:
+    """A clock that moves only when told to (epoch seconds)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class StoredLease:
+    """A lease record as the backend stores it, read behind the managers' backs."""
+
+    owner: str | None
+    token: int | None
+    expires_at: float | None
+    released: bool
+
+
+@dataclass
+class LockBackend:
+    """Managers over one shared store, plus raw access to that store."""
+
+    name: str
+    _make: Callable[[Callable[[], float] | None, float], Any]
+    read: Callable[[str], Awaitable[StoredLease | None]]
+    delete: Callable[[str], Awaitable[None]]
+    overwrite: Callable[[str, str, int, float], Awaitable[None]]
+    made: list[Any] = field(default_factory=list)
+
+    def make(
+        self, *, clock: Callable[[], float] | None = None, default_ttl: float = 900.0
+    ) -> LockManager:
+        manager = self._make(clock, default_ttl)
+        self.made.append(manager)
+        return manager  # type: ignore[no-any-return]
+
+    async def close_all(self) -> None:
+        for manager in self.made:
+            await manager.aclose()
+
+
+@pytest.fixture(scope="session")
+def atomic_moto_items(moto_server: Any) -> Iterator[None]:
+    """Make moto's DynamoDB item writes atomic, as DynamoDB's are.
+
+    Real DynamoDB applies a conditional write to an item atomically. moto
+    documents that it is not thread-safe (getmoto/moto#7164, #7166), and its
+    threaded server runs concurrent requests side by side, so two conditional
+    UpdateItems on one item can both pass their condition (seen here: two
+    winners of one lease with the same token). Serialising moto's item
+    operations restores DynamoDB's per-item atomicity; the lease protocol under
+    test is unchanged, and every request still goes over HTTP.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    names = ("put_item", "update_item", "delete_item", "get_item", "transact_write_items")
+    originals = {name: getattr(DynamoDBBackend, name) for name in names}
+
+    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return method
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, serialised(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+
+@pytest.fixture(scope="session")
+def aws_session(moto_server: Any, atomic_moto_items: None) -> Any:
+    """One aioboto3 session for the run: it caches botocore's service models."""
+    aioboto3 = pytest.importorskip("aioboto3")
+    return aioboto3.Session()
+
+
+@pytest.fixture
+async def dynamo_client(moto_server: Any, aws_session: Any) -> AsyncIterator[Any]:
+    """A raw aiobotocore DynamoDB client, for looking behind the managers' backs."""
+    async with aws_session.client("dynamodb", **moto_server.client_kwargs()) as client:
+        yield client
+
+
+def memory_backend() -> LockBackend:
+    root = MemoryLockManager()
+    table = root._table
+
+    def make(clock: Callable[[], float] | None, default_ttl: float) -> MemoryLockManager:
+        manager = MemoryLockManager(clock=clock, default_ttl=default_ttl)
+        manager._table = table  # share the store, as sibling() does
+        return manager
+
+    async def read(key: str) -> StoredLease | None:
+        record = table.records.get(key)
+        if record is None:
+            return None
+        return StoredLease(record.owner, record.token, record.expires_at, record.released)
+
+    async def delete(key: str) -> None:
+        table.records.pop(key, None)
+
+    async def overwrite(key: str, owner: str, token: int, expires_at: float) -> None:
+        table.records[key] = _Record(owner, token, expires_at, released=False)
+
+    return LockBackend("memory", make, read, delete, overwrite)
+
+
+def file_backend(root: Path) -> LockBackend:
+    probe = FileLockManager(root)
+
+    def make(clock: Callable[[], float] | None, default_ttl: float) -> FileLockManager:
+        return FileLockManager(root, clock=clock, default_ttl=default_ttl)
+
+    async def read(key: str) -> StoredLease | None:
+        try:
+            data = json.loads(await anyio.Path(probe._record_path(key)).read_text())
+        except FileNotFoundError:
+            return None
+        return StoredLease(data["owner"], data["token"], data["expires_at"], data["released"])
+
+    async def delete(key: str) -> None:
+        await anyio.Path(probe._record_path(key)).unlink()
+
+    async def overwrite(key: str, owner: str, token: int, expires_at: float) -> None:
+        path = anyio.Path(probe._record_path(key))
+        data = json.loads(await path.read_text())
+        data.update(owner=owner, token=token, expires_at=expires_at, released=False)
+        await path.write_text(json.dumps(data))
+
+    return LockBackend("file", make, read, delete, overwrite)
+
+
+def dynamodb_backend(moto: Any, session: Any, table: str, client: Any) -> LockBackend:
+    def make(clock: Callable[[], float] | None, default_ttl: float) -> DynamoDBLockManager:
+        return DynamoDBLockManager(
+            table,
+            session=session,
+            clock=clock,
+            default_ttl=default_ttl,
+            skew_margin=0.0,
+            **moto.client_kwargs(),
+        )
+
+    async def read(key: str) -> StoredLease | None:
+        response = await client.get_item(
+            TableName=table, Key={"id": {"S": key}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return StoredLease(
+            item["owner"]["S"],
+            int(item["token"]["N"]),
+            float(item["expireAt"]["N"]),
+            item["released"]["BOOL"],
+        )
+
+    async def delete(key: str) -> None:
+        await client.delete_item(TableName=table, Key={"id": {"S": key}})
+
+    async def overwrite(key: str, owner: str, token: int, expires_at: float) -> None:
+        await client.put_item(
+            TableName=table,
+            Item={
+                "id": {"S": key},
+                "owner": {"S": owner},
+                "token": {"N": str(token)},
+                "expireAt": {"N": f"{expires_at:.6f}"},
+                "released": {"BOOL": False},
+            },
+        )
+
+    return LockBackend("dynamodb", make, read, delete, overwrite)
+
+
+async def create_lock_table(moto: Any, session: Any) -> str:
+    """A fresh lock table on the moto server, made by the development helper."""
+    name = f"locks-{uuid.uuid4().hex[:16]}"
+    async with DynamoDBLockManager(name, session=session, **moto.client_kwargs()) as manager:
+        await manager.create_table()
+    return name
+
+
+@pytest.fixture
+async def lock_table(moto_server: Any, aws_session: Any) -> str:
+    """A fresh lock table on the moto server."""
+    return await create_lock_table(moto_server, aws_session)
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LockBackend]:
+    """Each lock backend in turn, over an empty store."""
+    if request.param == "memory":
+        made = memory_backend()
+    elif request.param == "file":
+        made = file_backend(tmp_path / "root")
+    else:
+        # Sync fixtures only: an async fixture cannot be requested from here.
+        moto = request.getfixturevalue("moto_server")
+        session = request.getfixturevalue("aws_session")
+        table = await create_lock_table(moto, session)
+        async with session.client("dynamodb", **moto.client_kwargs()) as client:
+            made = dynamodb_backend(moto, session, table, client)
+            try:
+                yield made
+            finally:
+                await made.close_all()
+        return
+    try:
+        yield made
+    finally:
+        await made.close_all()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock at a fixed instant."""
+    return FakeClock()
+
+
+def now() -> float:
+    """Wall-clock epoch seconds (for tests that run on real time)."""
+    return time.time()
