@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from durable_state import Machine, assign
@@ -16,8 +17,12 @@ def _explode(context: Any, event: Any) -> None:
     raise RuntimeError(f"cannot handle {event['type']}")
 
 
+async def _wait(context: Any, event: Any) -> None:
+    await anyio.sleep(event.get("seconds", 30))
+
+
 def order_machine() -> Machine:
-    """Cart -> paid; ``ADD`` adds ``by`` items, ``BOOM`` fails in its action."""
+    """Cart -> paid; ``ADD`` adds ``by`` items, ``BOOM`` fails, ``WAIT`` sleeps."""
     return Machine(
         {
             "id": "order",
@@ -29,6 +34,7 @@ def order_machine() -> Machine:
                         "ADD": {"actions": "add"},
                         "CHECKOUT": {"target": "paid", "guard": "has_items"},
                         "BOOM": {"actions": "explode"},
+                        "WAIT": {"actions": "wait"},
                     }
                 },
                 "paid": {"type": "final", "output": {"ok": True}},
@@ -37,6 +43,7 @@ def order_machine() -> Machine:
         actions={
             "add": assign(lambda context, event: {"items": context["items"] + event.get("by", 1)}),
             "explode": _explode,
+            "wait": _wait,
         },
         guards={"has_items": lambda context, event: context["items"] > 0},
     )
