@@ -1,0 +1,895 @@
+"""The ``durable-state`` command (also ``python -m durable_state``).
+
+Commands::
+
+    durable-state demo                       an order workflow, step by step, on local files
+    durable-state ls                         the actor ids in the storage
+    durable-state show ACTOR_ID              snapshot, pending timers, lease holder
+    durable-state send ACTOR_ID EVENT --machine module:attr [--data JSON] [--event-id ID]
+    durable-state unlock ACTOR_ID [--yes]    force-release a stale lease
+    durable-state diagram module:attr [--format mermaid|dot]
+
+Backends are named by URL (``--storage file://DIR | s3://BUCKET/PREFIX``,
+``--lock file://DIR | dynamodb://TABLE | none``) or by the environment
+variables ``DURABLE_STATE_STORAGE``, ``DURABLE_STATE_LOCK`` and
+``DURABLE_STATE_ENDPOINT_URL``; the default is ``./.durable-state`` for both.
+
+Exit codes (scripts may rely on them): 0 success; 1 error (backend failure,
+corrupt snapshot, an implementation raised); 2 usage (bad arguments, bad URL,
+a ``--machine`` that cannot be loaded); 3 not found (no such actor); 4
+conflict (the lease is held elsewhere, or another writer saved first); 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as _dt
+import importlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+import anyio
+import anyio.to_thread
+
+from . import __version__
+from ._urls import DEFAULT_DIR, ENV_LOCK, ENV_STORAGE, BackendURLError, resolve_backends
+from .errors import (
+    ActorNotFound,
+    DurableStateError,
+    InvalidEvent,
+    InvalidKey,
+    LockLost,
+    LockTimeout,
+    MissingDependency,
+    VersionConflict,
+)
+from .statechart import Machine
+
+__all__ = (
+    "EXIT_CONFLICT",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "main",
+)
+
+EXIT_OK: Final = 0
+#: A backend failed, a snapshot is corrupt or incompatible, an implementation raised.
+EXIT_ERROR: Final = 1
+#: Bad arguments, a bad backend URL, a ``--machine`` that cannot be loaded.
+EXIT_USAGE: Final = 2
+#: The actor does not exist.
+EXIT_NOT_FOUND: Final = 3
+#: The lease is held elsewhere, was lost, or another writer saved first.
+EXIT_CONFLICT: Final = 4
+#: Interrupted (Ctrl-C).
+EXIT_INTERRUPTED: Final = 130
+
+#: Environment variable naming the machine for ``send`` when ``--machine`` is not given.
+ENV_MACHINE: Final = "DURABLE_STATE_MACHINE"
+#: ``--machine demo`` names the order machine of ``durable-state demo``.
+DEMO_MACHINE: Final = "demo"
+
+_PROG: Final = "durable-state"
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported in one line, exit code 2."""
+
+
+class Failure(Exception):
+    """An expected failure that is not a library exception: one line, exit code 1."""
+
+
+# --------------------------------------------------------------------------- #
+# Entry point
+# --------------------------------------------------------------------------- #
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict,
+        130 interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+    command: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``durable-state ls | head -1``): not an error.
+        # Point stdout at /dev/null so that the interpreter's final flush is quiet.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            raise
+        code, message = _classify(exc)
+        _err(message)
+        if args.traceback:
+            traceback.print_exception(exc, file=sys.stderr)
+        elif code == EXIT_ERROR and not isinstance(exc, DurableStateError | Failure):
+            _err("(run again with --traceback to see where it came from)")
+        return code
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception."""
+    if isinstance(exc, UsageError | BackendURLError | InvalidKey | InvalidEvent):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, ActorNotFound):
+        return EXIT_NOT_FOUND, str(exc)
+    if isinstance(exc, LockTimeout | LockLost | VersionConflict):
+        return EXIT_CONFLICT, str(exc)
+    if isinstance(exc, MissingDependency | DurableStateError | Failure):
+        return EXIT_ERROR, str(exc)
+    # Raised by user code (an action, a guard, a machine module): name it.
+    return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def _err(message: str) -> None:
+    print(f"{_PROG}: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- #
+# Arguments
+# --------------------------------------------------------------------------- #
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``durable-state``.
+
+    Returns:
+        The parser; each sub-command stores its function as ``handler``.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log what the library does (-vv: more)"
+    )
+    common.add_argument(
+        "--traceback", action="store_true", help="print the full traceback of an error"
+    )
+
+    backends = argparse.ArgumentParser(add_help=False)
+    group = backends.add_argument_group("backends")
+    group.add_argument(
+        "--storage",
+        metavar="URL",
+        help=f"file://DIR or s3://BUCKET/PREFIX (default: ${ENV_STORAGE}, else file://{DEFAULT_DIR})",
+    )
+    group.add_argument(
+        "--lock",
+        metavar="URL",
+        help=f"file://DIR, dynamodb://TABLE or none (default: ${ENV_LOCK}, else the storage's "
+        "directory for file storage and none for S3)",
+    )
+    group.add_argument(
+        "--dir", metavar="DIR", help="shorthand for --storage file://DIR --lock file://DIR"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Persisted statechart actors: run the demo, inspect and drive stored actors.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict or lock busy, "
+        "130 interrupted.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="drive an order workflow across separate invocations on local files",
+        description="Drive one order (cart, checkout, a declined payment retried after a "
+        "durable timer, shipping) across separate invocations, each loading, leasing and "
+        "saving the order in a local directory.",
+    )
+    demo.add_argument(
+        "--dir", default=DEFAULT_DIR, help=f"where to keep the order (default: {DEFAULT_DIR})"
+    )
+    demo.add_argument(
+        "--reset", action="store_true", help="delete the orders of earlier demo runs first"
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    ls = sub.add_parser("ls", parents=[common, backends], help="list the actor ids in the storage")
+    ls.add_argument("--prefix", default="", help="only ids starting with this")
+    ls.add_argument(
+        "-l", "--long", action="store_true", help="also show status, state, version, next timer"
+    )
+    ls.set_defaults(handler=cmd_ls)
+
+    show = sub.add_parser(
+        "show",
+        parents=[common, backends],
+        help="show an actor's snapshot, pending timers and lease",
+    )
+    show.add_argument("actor_id", metavar="ACTOR_ID")
+    show.add_argument("--json", action="store_true", help="print the stored snapshot as JSON")
+    show.set_defaults(handler=cmd_show)
+
+    send = sub.add_parser(
+        "send",
+        parents=[common, backends],
+        help="send an event to a stored actor and save it",
+        description="Load the actor (taking its lease), send one event, save with a "
+        "compare-and-set and release the lease.",
+    )
+    send.add_argument("actor_id", metavar="ACTOR_ID")
+    send.add_argument("event", metavar="EVENT", help="the event type, e.g. CHECKOUT")
+    send.add_argument(
+        "--data", metavar="JSON", help='more event fields as a JSON object, e.g. \'{"sku": "mug"}\''
+    )
+    send.add_argument(
+        "--event-id", metavar="ID", help="an id for idempotent delivery (a repeat is skipped)"
+    )
+    send.add_argument(
+        "--machine",
+        metavar="MODULE:ATTR",
+        help=f"the machine (a Machine or a function returning one; default: ${ENV_MACHINE}; "
+        f"'{DEMO_MACHINE}' is the demo's order machine)",
+    )
+    send.add_argument("--create", action="store_true", help="create the actor if it does not exist")
+    send.add_argument(
+        "--wait",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for a busy lease (default: fail at once, exit code 4)",
+    )
+    send.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    send.set_defaults(handler=cmd_send)
+
+    unlock = sub.add_parser(
+        "unlock",
+        parents=[common, backends],
+        help="force-release an actor's lease (when its holder is gone)",
+    )
+    unlock.add_argument("actor_id", metavar="ACTOR_ID")
+    unlock.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    unlock.set_defaults(handler=cmd_unlock)
+
+    diagram = sub.add_parser(
+        "diagram",
+        parents=[common],
+        help="draw a machine as a Mermaid or Graphviz statechart",
+    )
+    diagram.add_argument(
+        "machine", metavar="MODULE:ATTR", help=f"the machine ('{DEMO_MACHINE}': the demo's)"
+    )
+    diagram.add_argument(
+        "--format",
+        choices=("mermaid", "dot"),
+        default="mermaid",
+        help="mermaid (stateDiagram-v2, default) or dot (Graphviz)",
+    )
+    diagram.set_defaults(handler=cmd_diagram)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- #
+# Machines by name
+# --------------------------------------------------------------------------- #
+
+
+def load_machine(spec: str) -> Machine:
+    """Import ``module:attr`` (a :class:`Machine`, or a function returning one).
+
+    The working directory is importable, as with ``python -m``. ``"demo"``
+    names the demo's order machine.
+
+    Args:
+        spec: ``"package.module:attribute"`` (the attribute may be dotted).
+
+    Returns:
+        The machine.
+
+    Raises:
+        UsageError: the spec is malformed, the module or attribute is missing,
+            or the object is not a machine.
+        Failure: importing the module or building the machine raised.
+    """
+    if spec == DEMO_MACHINE:
+        from ._demo import order_machine
+
+        return order_machine
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(
+            f"--machine {spec!r}: expected MODULE:ATTR, e.g. myapp.machines:order_machine"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise UsageError(f"machine {spec!r}: no module named {exc.name!r}") from None
+        raise Failure(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise Failure(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(
+                f"machine {spec!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not isinstance(obj, Machine) and callable(obj):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise Failure(f"{spec} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, Machine):
+        raise UsageError(f"machine {spec!r} is a {type(obj).__name__}, not a durable_state.Machine")
+    return obj
+
+
+# --------------------------------------------------------------------------- #
+# Output helpers
+# --------------------------------------------------------------------------- #
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=indent is not None)
+
+
+def _when(epoch_s: float, now: float) -> str:
+    """``2026-11-27 22:00:58 (in 1.5 s)`` in local time."""
+    stamp = _dt.datetime.fromtimestamp(epoch_s).strftime("%Y-%m-%d %H:%M:%S")
+    delta = epoch_s - now
+    if delta >= 0:
+        return f"{stamp} (in {_duration(delta)})"
+    return f"{stamp} ({_duration(-delta)} ago)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+_AFTER = re.compile(r"xstate\.after\.(\d+(?:\.\d+)?|[^.]+)\.(.+)")
+
+
+def _timer_name(event_type: str) -> str:
+    match = _AFTER.fullmatch(event_type)
+    if match is None:
+        return event_type
+    return f"after {match.group(1)} in #{match.group(2)}"
+
+
+def _block(label: str, value: Any) -> None:
+    """A label and a JSON value; a long mapping gets one ``key=value`` line per key."""
+    rendered = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if len(rendered) <= 88 or not isinstance(value, Mapping) or not value:
+        _out(f"  {label:<10} {rendered}")
+        return
+    for i, (key, item) in enumerate(sorted(value.items())):
+        text = json.dumps(item, ensure_ascii=False, sort_keys=True)
+        _out(f"  {label if i == 0 else '':<10} {key}={text}")
+
+
+# --------------------------------------------------------------------------- #
+# Backends
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class _Backends:
+    storage: Any
+    lock: Any
+    storage_url: str
+    lock_url: str
+
+
+@contextlib.asynccontextmanager
+async def _open_backends(
+    args: argparse.Namespace, *, storage: bool = True, lock: bool = True
+) -> AsyncIterator[_Backends]:
+    storage_spec, lock_spec = resolve_backends(args.storage, args.lock, directory=args.dir)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(storage_spec.open()) if storage else None
+        manager = lock_spec.open() if lock else None
+        if manager is not None:
+            await stack.enter_async_context(manager)
+        yield _Backends(store, manager, str(storage_spec), str(lock_spec))
+
+
+def _decode(raw: bytes, key: str) -> dict[str, Any]:
+    from .errors import SnapshotCorrupt
+
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SnapshotCorrupt(key, f"not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("$durable"), dict):
+        raise SnapshotCorrupt(key, "not a durable_state snapshot (no '$durable' metadata)")
+    return data
+
+
+# --------------------------------------------------------------------------- #
+# Leases: peek and force-release
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What a lock backend records about the last lease on a key.
+
+    Attributes:
+        key: the key.
+        owner: the holder's owner id (``host:pid:random``).
+        token: the fencing token of that lease.
+        expires_at: when it runs out (epoch seconds).
+        ttl: its duration in seconds.
+        released: whether it was given back.
+        holder_alive: ``False`` when the backend knows the holder's process
+            is gone (``FileLockManager``), else ``None``.
+    """
+
+    key: str
+    owner: str
+    token: int
+    expires_at: float
+    ttl: float
+    released: bool
+    holder_alive: bool | None = None
+
+    def held(self, now: float) -> bool:
+        """Whether the lease still keeps others out at ``now``."""
+        return not self.released and self.expires_at > now and self.holder_alive is not False
+
+
+class _Unknown:
+    """The lock backend offers no way to look at a lease."""
+
+
+UNKNOWN: Final = _Unknown()
+
+
+async def peek_lease(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
+    """Look at the last lease recorded for ``key`` without taking it.
+
+    Uses the manager's ``peek(key)`` when it has one; otherwise reads the
+    lease record of a :class:`~durable_state.locks.FileLockManager` (its
+    ``_record_path``, meant for diagnostics) or the item of a
+    :class:`~durable_state.locks.DynamoDBLockManager`.
+
+    Returns:
+        The record, ``None`` if no lease was ever taken, or :data:`UNKNOWN`.
+
+    Raises:
+        LockUnavailable: the backend failed.
+    """
+    from .locks import Lease
+
+    peek = getattr(lock, "peek", None)
+    if callable(peek):
+        found = await peek(key)
+        if found is None:
+            return None
+        if isinstance(found, Lease):
+            return LeaseRecord(
+                found.key, found.owner, found.token, found.expires_at, found.ttl, False
+            )
+        return UNKNOWN
+    from .locks.dynamodb import DynamoDBLockManager
+    from .locks.file import FileLockManager
+
+    if isinstance(lock, FileLockManager):
+        return await anyio.to_thread.run_sync(_read_file_record, lock, key)
+    if isinstance(lock, DynamoDBLockManager):
+        item = await lock._read(key)
+        return _dynamodb_record(key, item) if item else None
+    return UNKNOWN
+
+
+def _read_file_record(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
+    from .errors import LockUnavailable
+
+    path = lock._record_path(key)
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise LockUnavailable("peek", key, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        record = LeaseRecord(
+            key=str(data["key"]),
+            owner=str(data["owner"]),
+            token=int(data["token"]),
+            expires_at=float(data["expires_at"]),
+            ttl=float(data["ttl"]),
+            released=bool(data["released"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return UNKNOWN  # a record format this version does not know
+    session = data.get("session")
+    store = getattr(lock, "_store", None)
+    alive = getattr(store, "session_alive", None)
+    if isinstance(session, str) and callable(alive):
+        try:
+            record = _replace_alive(record, bool(alive(session)))
+        except OSError as exc:
+            raise LockUnavailable("peek", key, f"{type(exc).__name__}: {exc}") from exc
+    return record
+
+
+def _replace_alive(record: LeaseRecord, alive: bool) -> LeaseRecord:
+    from dataclasses import replace
+
+    return replace(record, holder_alive=alive)
+
+
+def _dynamodb_record(key: str, item: Mapping[str, Any]) -> LeaseRecord | _Unknown:
+    def attr(name: str, kind: str) -> Any:
+        value = item.get(name)
+        return value.get(kind) if isinstance(value, Mapping) else None
+
+    try:
+        return LeaseRecord(
+            key=key,
+            owner=str(attr("owner", "S")),
+            token=int(attr("token", "N")),
+            expires_at=float(attr("expireAt", "N")),
+            ttl=0.0,
+            released=bool(attr("released", "BOOL")),
+        )
+    except (TypeError, ValueError):
+        return UNKNOWN
+
+
+def _lease_text(record: LeaseRecord | _Unknown | None, now: float) -> str:
+    if isinstance(record, _Unknown):
+        return "unknown (this lock backend offers no way to look at a lease)"
+    if record is None:
+        return "free (never leased)"
+    if record.held(now):
+        until = _when(record.expires_at, now)
+        return f"held by {record.owner} (token {record.token}) until {until}"
+    if record.released:
+        why = "released"
+    elif record.holder_alive is False and record.expires_at > now:
+        why = "its holder's process is gone"
+    else:
+        why = "expired"
+    return f"free (last lease token {record.token} by {record.owner}: {why})"
+
+
+# --------------------------------------------------------------------------- #
+# Commands
+# --------------------------------------------------------------------------- #
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``durable-state demo``: the order workflow, step by step."""
+    from ._demo import reset, run_demo
+
+    directory: str = args.dir
+
+    async def run() -> str:
+        if args.reset:
+            removed = await reset(directory)
+            _out(f"removed {removed} order(s) of earlier runs from {directory}/")
+        return await run_demo(directory, out=_out)
+
+    actor_id = asyncio.run(run())
+    where = "" if directory == DEFAULT_DIR else f" --dir {_shell_quote(directory)}"
+    _out("Look at what is stored:")
+    _out(f"  {_PROG} ls{where}")
+    _out(f"  {_PROG} show {actor_id}{where}")
+    _out(f"  {_PROG} diagram demo")
+    return EXIT_OK
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """``durable-state ls``: the actor ids, one per line."""
+
+    async def run() -> int:
+        async with _open_backends(args, lock=False) as b:
+            count = 0
+            async for key in b.storage.list(args.prefix):
+                count += 1
+                if not args.long:
+                    _out(key)
+                    continue
+                stored = await b.storage.read(key)
+                if stored is None:
+                    continue  # deleted while listing
+                try:
+                    data = _decode(stored.data, key)
+                except DurableStateError as exc:
+                    _out(f"{key}  (unreadable: {exc})")
+                    continue
+                _out(_long_line(key, data, stored.version, time.time()))
+            if count == 0 and args.long:
+                _out(f"(no actors in {b.storage_url})")
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _long_line(key: str, data: Mapping[str, Any], version: str, now: float) -> str:
+    from ._demo import format_value
+
+    timers = data["$durable"].get("timers") or []
+    due = [t.get("due") for t in timers if isinstance(t, Mapping)]
+    nxt = min((d for d in due if isinstance(d, int | float)), default=None)
+    timer = f"  next timer {_when(nxt / 1000, now)}" if nxt is not None else ""
+    status = data.get("status", "?")
+    return f"{key}  {status:<7} {format_value(data.get('value'))}  version {version}{timer}"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``durable-state show ACTOR_ID``: snapshot, timers, processed ids, lease."""
+
+    async def run() -> int:
+        async with _open_backends(args) as b:
+            stored = await b.storage.read(args.actor_id)
+            if stored is None:
+                raise ActorNotFound(args.actor_id)
+            data = _decode(stored.data, args.actor_id)
+            lease = await peek_lease(b.lock, args.actor_id) if b.lock is not None else None
+            now = time.time()
+            if args.json:
+                _out(_dumps({"actor_id": args.actor_id, "version": stored.version, **data}, 2))
+                return EXIT_OK
+            _print_snapshot(args.actor_id, stored.version, data, b, lease, now)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _print_snapshot(
+    actor_id: str,
+    version: str,
+    data: Mapping[str, Any],
+    b: _Backends,
+    lease: LeaseRecord | _Unknown | None,
+    now: float,
+) -> None:
+    from ._demo import format_value
+
+    meta = data["$durable"]
+    _out(f"{actor_id}  ({b.storage_url})")
+    _out(f"  {'version':<10} {version}")
+    _out(f"  {'machine':<10} {meta.get('machine')} (version {meta.get('version')})")
+    _out(f"  {'status':<10} {data.get('status')}")
+    _out(f"  {'state':<10} {format_value(data.get('value'))}")
+    _block("context", data.get("context"))
+    if data.get("output") is not None:
+        _block("output", data.get("output"))
+    if data.get("error") is not None:
+        _block("error", data.get("error"))
+    timers = [t for t in meta.get("timers") or [] if isinstance(t, Mapping)]
+    if not timers:
+        _out(f"  {'timers':<10} none")
+    for i, t in enumerate(sorted(timers, key=lambda t: t.get("due", 0))):
+        event = t.get("event") or {}
+        name = _timer_name(str(event.get("type", "?")))
+        due = t.get("due")
+        when = _when(due / 1000, now) if isinstance(due, int | float) else "?"
+        if isinstance(due, int | float) and due / 1000 <= now:
+            when += ", fires when the actor is next loaded"
+        _out(f"  {'timers' if i == 0 else '':<10} {name}: due {when}")
+    processed = [p for p in meta.get("processed") or [] if isinstance(p, str)]
+    if processed:
+        latest = ", ".join(processed[-5:])
+        _out(f"  {'processed':<10} {len(processed)} event id(s); latest: {latest}")
+    lease_text = "none (no lock configured)" if b.lock is None else _lease_text(lease, now)
+    _out(f"  {'lease':<10} {lease_text}")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """``durable-state send ACTOR_ID EVENT``: one event, saved."""
+    from .persisted import persisted_actor
+
+    spec = args.machine or os.environ.get(ENV_MACHINE)
+    if not spec:
+        raise UsageError(f"send needs --machine MODULE:ATTR (or ${ENV_MACHINE})")
+    event: dict[str, Any] = {"type": args.event}
+    if args.data is not None:
+        try:
+            data = json.loads(args.data)
+        except ValueError as exc:
+            raise UsageError(f"--data is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"--data must be a JSON object, not {type(data).__name__}")
+        if "type" in data:
+            raise UsageError("--data must not contain 'type': the event type is EVENT")
+        event.update(data)
+    machine = load_machine(spec)
+
+    async def run() -> int:
+        async with _open_backends(args) as b:
+            async with persisted_actor(
+                args.actor_id,
+                machine,
+                storage=b.storage,
+                lock=b.lock,
+                create=args.create,
+                lock_wait=args.wait,
+            ) as actor:
+                before_value = actor.snapshot.value
+                before_version = actor.version
+                try:
+                    applied = await actor.send(event, event_id=args.event_id)
+                except DurableStateError:
+                    raise
+                except Exception as exc:
+                    # An action or guard of the machine raised: the body
+                    # fails, so persisted_actor saves nothing.
+                    raise Failure(
+                        f"{args.event} failed in the machine's code, nothing was saved: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+            snap = actor.snapshot
+            if args.json:
+                _out(
+                    _dumps(
+                        {
+                            "actor_id": args.actor_id,
+                            "applied": applied,
+                            "created": before_version is None,
+                            "status": snap.status,
+                            "value": snap.value,
+                            "context": dict(snap.context),
+                            "output": snap.output,
+                            "version": actor.version,
+                        },
+                        2,
+                    )
+                )
+                return EXIT_OK
+            _print_sent(args, applied, before_value, before_version, actor)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _print_sent(
+    args: argparse.Namespace, applied: bool, before_value: Any, before_version: Any, actor: Any
+) -> None:
+    from ._demo import format_value
+
+    snap = actor.snapshot
+    if not applied:
+        _out(f"{args.actor_id}: event id {args.event_id!r} was already applied; skipped")
+    else:
+        change = format_value(snap.value)
+        if snap.value != before_value:
+            change = f"{format_value(before_value)} -> {change}"
+        _out(f"{args.actor_id}: {args.event} applied")
+        _out(f"  {'state':<10} {change}")
+    _out(f"  {'status':<10} {snap.status}")
+    _block("context", dict(snap.context))
+    if snap.output is not None:
+        _block("output", snap.output)
+    if actor.version == before_version:
+        _out(f"  {'version':<10} {before_version} (nothing changed, nothing written)")
+    else:
+        _out(f"  {'version':<10} {before_version or '(new)'} -> {actor.version}")
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """``durable-state unlock ACTOR_ID``: force-release the lease after a confirmation."""
+    from .locks import Lease
+
+    async def run() -> int:
+        async with _open_backends(args, storage=False) as b:
+            if b.lock is None:
+                raise UsageError(
+                    "no lock is configured (--lock none): there is no lease to release"
+                )
+            now = time.time()
+            record = await peek_lease(b.lock, args.actor_id)
+            if isinstance(record, _Unknown):
+                raise Failure(
+                    f"{type(b.lock).__name__} offers no way to look at or force-release a lease; "
+                    "it runs out at its expiry"
+                )
+            if record is None or not record.held(now):
+                _out(f"{args.actor_id}: lease {_lease_text(record, now)}; nothing to release")
+                return EXIT_OK
+            _out(f"{args.actor_id}: lease {_lease_text(record, now)}")
+            if not args.yes and not await anyio.to_thread.run_sync(_confirm, sys.stdin, sys.stdout):
+                _out("not released")
+                return EXIT_ERROR
+            lease = Lease(record.key, record.owner, record.token, record.expires_at, record.ttl)
+            # release() frees the key only while this exact owner and token hold it,
+            # so a lease that changed hands since the peek is left alone.
+            await b.lock.release(lease)
+            after = await peek_lease(b.lock, args.actor_id)
+            if isinstance(after, LeaseRecord) and after.held(time.time()):
+                raise Failure(
+                    f"the lease on {args.actor_id!r} changed hands meanwhile: not released"
+                )
+            _out(
+                f"released: {args.actor_id} can be taken now. If its holder is still running, "
+                "its next renewal fails (LockLost) and a save it attempts after another "
+                "writer's is refused (VersionConflict)."
+            )
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _confirm(stdin: TextIO, stdout: TextIO) -> bool:
+    if not stdin.isatty():
+        raise UsageError("refusing to force-release without a terminal to ask on: pass --yes")
+    stdout.write("Force-release it? The holder may still be running. [y/N] ")
+    stdout.flush()
+    answer = stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    """``durable-state diagram MODULE:ATTR``: Mermaid or DOT source on stdout."""
+    from ._diagram import to_dot, to_mermaid
+
+    machine = load_machine(args.machine)
+    render = to_dot if args.format == "dot" else to_mermaid
+    sys.stdout.write(render(machine))
+    sys.stdout.flush()
+    return EXIT_OK
