@@ -22,6 +22,8 @@ from durable_state.integrations.aiohttp import (
 )
 from durable_state.storage import Storage
 
+from .conftest import load_example
+
 
 def _view(actor: PersistedActor) -> dict[str, Any]:
     snap = actor.snapshot
@@ -157,3 +159,19 @@ def test_missing_aiohttp_raises_missing_dependency() -> None:
         "    raise SystemExit('no MissingDependency')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_example_app(storage: Storage, locks: Any) -> None:
+    example = load_example("aiohttp_app")
+    async with TestClient(TestServer(example.create_app(storage, locks))) as c:
+        assert (await c.get("/orders/ex-1")).status == 404
+        r = await c.post("/orders/ex-1/events", json={"type": "ADD", "by": 2})
+        assert r.status == 200, await r.text()
+        r = await c.post("/orders/ex-1/events", json={"type": "CHECKOUT"})
+        assert await r.json() == {
+            "id": "ex-1",
+            "state": "paid",
+            "context": {"items": 2},
+            "status": "done",
+        }
+        assert (await c.get("/orders/ex-1")).status == 200

@@ -20,6 +20,8 @@ from durable_state import Machine, PersistedActor, persisted_actor
 from durable_state.integrations.fastapi import actor_dependency, install_error_handlers
 from durable_state.storage import Storage
 
+from .conftest import load_example
+
 
 def _view(actor: PersistedActor) -> dict[str, Any]:
     snap = actor.snapshot
@@ -207,3 +209,22 @@ def test_missing_fastapi_raises_missing_dependency() -> None:
         [sys.executable, "-c", code], check=True, timeout=60, capture_output=True, text=True
     )
     assert 'pip install "durable-state[fastapi]"' in out.stdout
+
+
+async def test_example_app(storage: Storage, locks: Any) -> None:
+    example = load_example("fastapi_app")
+    app = example.create_app(storage, locks)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        assert (await c.get("/orders/ex-1")).status_code == 404
+        r = await c.post("/orders/ex-1/events", json={"type": "ADD", "by": 2})
+        assert r.status_code == 200, r.text
+        r = await c.post("/orders/ex-1/events", json={"type": "CHECKOUT"})
+        assert r.json() == {
+            "id": "ex-1",
+            "state": "paid",
+            "context": {"items": 2},
+            "status": "done",
+        }
+        assert (await c.post("/orders/ex-1/events", json={"by": 2})).status_code == 422
+        assert (await c.get("/orders/ex-1")).json()["state"] == "paid"

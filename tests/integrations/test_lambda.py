@@ -32,7 +32,7 @@ from durable_state.locks.dynamodb import DynamoDBLockManager
 from durable_state.locks.file import FileLockManager
 from durable_state.storage import LocalFileStorage, S3Storage, Storage
 
-from .conftest import order_machine
+from .conftest import load_example, order_machine
 
 REGION = "us-east-1"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:orders.fifo"
@@ -332,3 +332,23 @@ def test_sync_handler_serves_warm_invocations(aws: Aws) -> None:
         handler.run(storage.aclose())
         handler.run(locks.aclose())
         handler.close()
+
+
+def test_example_function_on_moto(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The example reads its configuration from the environment, as deployed;
+    # botocore takes the endpoint from AWS_ENDPOINT_URL.
+    monkeypatch.setenv("STATE_BUCKET", aws.bucket)
+    monkeypatch.setenv("STATE_PREFIX", "orders/")
+    monkeypatch.setenv("LOCK_TABLE", aws.table)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint.url)
+    example = load_example("lambda_sqs")
+    try:
+        batch = [msg("e-1", {"type": "ADD", "by": 2}, "e1"), msg("e-1", "CHECKOUT", "e2")]
+        assert failures(example.handler({"Records": batch}, FakeContext(30_000))) == []
+        found = example.handler.run(example.storage.read("e-1"))
+        assert found is not None
+        assert json.loads(found.data)["value"] == "paid"
+    finally:
+        example.handler.run(example.storage.aclose())
+        example.handler.run(example.locks.aclose())
+        example.handler.close()
