@@ -151,7 +151,14 @@ def _classify(exc: Exception) -> tuple[int, str]:
         return EXIT_USAGE, str(exc)
     if isinstance(exc, ActorNotFound):
         return EXIT_NOT_FOUND, str(exc)
-    if isinstance(exc, LockTimeout | LockLost | VersionConflict):
+    if isinstance(exc, LockTimeout):
+        holder = f" by {exc.holder}" if exc.holder else ""
+        until = f" until {_when(exc.expires_at, time.time())}" if exc.expires_at else ""
+        return EXIT_CONFLICT, (
+            f"{exc.key!r} is locked{holder}{until}. Retry later, wait with --wait SECONDS, "
+            f"or, if its holder is gone, release it with: {_PROG} unlock {_shell_quote(exc.key)}"
+        )
+    if isinstance(exc, LockLost | VersionConflict):
         return EXIT_CONFLICT, str(exc)
     if isinstance(exc, MissingDependency | DurableStateError | Failure):
         return EXIT_ERROR, str(exc)

@@ -1,0 +1,813 @@
+"""The ``durable-state`` command.
+
+Every sub-command runs in-process through ``main([...])`` on real files in
+``tmp_path``; the demo and Ctrl-C run in real processes; leases are held by
+real processes; ``s3://`` and ``dynamodb://`` talk to the moto server over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable_state._urls import (
+    ENV_ENDPOINT,
+    ENV_LOCK,
+    ENV_STORAGE,
+    BackendURLError,
+    LockSpec,
+    StorageSpec,
+    parse_lock_url,
+    parse_storage_url,
+    resolve_backends,
+)
+from durable_state.cli import (
+    ENV_MACHINE,
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    main,
+)
+from durable_state.errors import DurableStateError
+
+ITEM = '{"sku": "book", "price": 12.5}'
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory, with no backend or machine chosen by the environment."""
+    monkeypatch.chdir(tmp_path)
+    for var in (ENV_STORAGE, ENV_LOCK, ENV_ENDPOINT, ENV_MACHINE):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def add_item(capsys: pytest.CaptureFixture[str], actor_id: str, *extra: str) -> str:
+    code, out, err = run(
+        capsys, "send", actor_id, "ADD_ITEM", "--data", ITEM, "--machine", "demo", *extra
+    )
+    assert code == EXIT_OK, err
+    return out
+
+
+def stored(capsys: pytest.CaptureFixture[str], actor_id: str, *extra: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "show", actor_id, "--json", *extra)
+    assert code == EXIT_OK, err
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def python(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, check=False, **kwargs
+    )
+
+
+# --------------------------------------------------------------------------- #
+# demo
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.slow
+def test_demo_runs_in_a_real_process_and_again_with_reset(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    proc = python("-m", "durable_state", "demo", "--dir", "demo-state")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert proc.stderr == ""
+    assert elapsed < 10
+    out = proc.stdout
+    for expected in (
+        "new order order-",
+        "ADD_ITEM",
+        "already applied, skipped",
+        "nothing changed, nothing written",
+        "payment.declined",
+        "after retry_backoff in #order.payment.declined: due in 1.5 s",
+        "a duplicate webhook for this order is refused",
+        "fired on load: payment.declined -> payment.pending",
+        "attempts=2",
+        '"outcome": "shipped"',
+        "delivered after the save succeeded",
+        "durable-state show order-",
+    ):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    # Fencing tokens grow with every invocation: six invocations, tokens 1..6.
+    assert [f"lease token {n})" in out for n in range(1, 7)] == [True] * 6
+
+    code, listing, _ = run(capsys, "ls", "--dir", "demo-state")
+    first = listing.split()
+    assert code == EXIT_OK
+    assert len(first) == 1
+    assert first[0].startswith("order-")
+    assert stored(capsys, first[0], "--dir", "demo-state")["status"] == "done"
+
+    code, out, err = run(capsys, "demo", "--dir", "demo-state", "--reset")
+    assert code == EXIT_OK, err
+    assert "removed 1 order(s)" in out
+    code, listing, _ = run(capsys, "ls", "--dir", "demo-state")
+    second = listing.split()
+    assert len(second) == 1
+    assert second != first
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_without_a_traceback(cwd: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "durable_state", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "pass ..." in line:  # the demo now sleeps until its timer is due
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert "interrupted" in err
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- #
+# send, show, ls
+# --------------------------------------------------------------------------- #
+
+
+def test_send_creates_then_applies_and_show_tells_it(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = add_item(capsys, "o-1", "--create", "--event-id", "m-1")
+    assert "ADD_ITEM applied" in out
+    assert "(new) -> 1." in out
+    assert (cwd / ".durable-state").is_dir()  # the default directory
+
+    code, out, err = run(capsys, "send", "o-1", "CHECKOUT", "--machine", "demo")
+    assert code == EXIT_OK, err
+    assert "cart -> payment.pending" in out
+
+    code, out, _ = run(capsys, "show", "o-1")
+    assert code == EXIT_OK
+    assert "status     active" in out
+    assert "state      payment.pending" in out
+    assert 'items=["book"]' in out or '"items": ["book"]' in out
+    assert "after payment_timeout in #order.payment: due" in out
+    assert "1 event id(s); latest: m-1" in out
+    assert "lease      free (last lease token 2" in out
+
+    data = stored(capsys, "o-1")
+    assert data["value"] == {"payment": "pending"}
+    assert data["context"]["attempts"] == 1
+    assert [t["event"]["type"] for t in data["$durable"]["timers"]] == [
+        "xstate.after.payment_timeout.order.payment"
+    ]
+    assert data["version"].startswith("2.")
+
+
+def test_a_redelivered_event_id_is_skipped_and_nothing_is_written(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_item(capsys, "o-1", "--create", "--event-id", "m-1")
+    before = stored(capsys, "o-1")
+    out = add_item(capsys, "o-1", "--event-id", "m-1")
+    assert "event id 'm-1' was already applied; skipped" in out
+    assert "nothing changed, nothing written" in out
+    after = stored(capsys, "o-1")
+    assert after["version"] == before["version"]
+    assert after["context"]["items"] == ["book"]
+
+
+def test_send_json_output(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "send",
+        "o-1",
+        "ADD_ITEM",
+        "--data",
+        ITEM,
+        "--machine",
+        "demo",
+        "--create",
+        "--json",
+    )
+    assert code == EXIT_OK, err
+    result = json.loads(out)
+    assert result["applied"] is True
+    assert result["created"] is True
+    assert result["value"] == "cart"
+    assert result["context"]["total"] == 12.5
+    assert result["version"] == stored(capsys, "o-1")["version"]
+
+
+def test_unknown_actor_exits_3(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "send", "ghost", "ADD_ITEM", "--data", ITEM, "--machine", "demo")
+    assert (code, out) == (EXIT_NOT_FOUND, "")
+    assert err.strip() == "durable-state: no actor stored at 'ghost'"
+    code, _, err = run(capsys, "show", "ghost")
+    assert code == EXIT_NOT_FOUND
+    assert "ghost" in err
+    assert "Traceback" not in err
+
+
+def test_ls_plain_prefix_and_long(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ls", "-l")
+    assert code == EXIT_OK
+    assert "(no actors in file://.durable-state)" in out
+    for actor_id in ("b-1", "a-2", "a-1"):
+        add_item(capsys, actor_id, "--create")
+    assert run(capsys, "ls") == (EXIT_OK, "a-1\na-2\nb-1\n", "")
+    assert run(capsys, "ls", "--prefix", "a-")[1] == "a-1\na-2\n"
+    code, out, _ = run(capsys, "ls", "--long", "--prefix", "b")
+    assert code == EXIT_OK
+    assert out.startswith("b-1  active  cart  version 1.")
+
+
+def test_send_without_a_machine_is_a_usage_error(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "send", "o-1", "ADD_ITEM")
+    assert code == EXIT_USAGE
+    assert "--machine" in err
+    assert ENV_MACHINE in err
+
+
+def test_machine_from_the_environment(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_MACHINE, "demo")
+    code, out, err = run(capsys, "send", "o-1", "ADD_ITEM", "--data", ITEM, "--create")
+    assert code == EXIT_OK, err
+    assert "ADD_ITEM applied" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data", "{not json"], "--data is not valid JSON"),
+        (["--data", "[1, 2]"], "--data must be a JSON object, not list"),
+        (["--data", '{"type": "X"}'], "--data must not contain 'type'"),
+        (["--machine", "no_colon"], "expected MODULE:ATTR"),
+        (["--machine", "no_such_module_xyz:machine"], "no module named 'no_such_module_xyz'"),
+        (["--machine", "json:no_such_attr"], "module 'json' has no attribute 'no_such_attr'"),
+        (["--machine", "os:sep"], "is a str, not a durable_state.Machine"),
+        (["--wait", "-1"], "not a number of seconds"),
+    ],
+)
+def test_send_usage_errors(
+    cwd: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    if "--machine" not in argv:
+        argv = [*argv, "--machine", "demo"]
+    code, out, err = run(capsys, "send", "o-1", "ADD_ITEM", "--create", *argv)
+    assert code == EXIT_USAGE
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+    assert not (cwd / ".durable-state").exists() or run(capsys, "ls")[1] == ""
+
+
+def test_machine_module_from_the_working_directory(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (cwd / "toggles.py").write_text(
+        textwrap.dedent(
+            """
+            from durable_state import Machine
+
+            def build():
+                return Machine({"id": "toggle", "initial": "off",
+                                "states": {"off": {"on": {"FLIP": "on"}},
+                                           "on": {"on": {"FLIP": "off"}}}})
+            """
+        )
+    )
+    (cwd / "broken_machines.py").write_text("raise RuntimeError('boom at import')\n")
+    code, out, err = run(capsys, "send", "t-1", "FLIP", "--machine", "toggles:build", "--create")
+    assert code == EXIT_OK, err
+    assert "off -> on" in out
+    code, _, err = run(capsys, "send", "t-1", "FLIP", "--machine", "broken_machines:m")
+    assert code == EXIT_ERROR
+    assert "importing 'broken_machines' failed: RuntimeError: boom at import" in err
+    # The stored actor belongs to machine "toggle": the demo machine refuses it.
+    code, _, err = run(capsys, "send", "t-1", "ADD_ITEM", "--machine", "demo")
+    assert code == EXIT_ERROR
+    assert "belongs to machine 'toggle'" in err
+
+
+def test_an_implementation_error_exits_1_and_saves_nothing(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_item(capsys, "o-1", "--create")
+    before = stored(capsys, "o-1")["version"]
+    # ADD_ITEM without "sku": the add_item action raises KeyError.
+    code, out, err = run(capsys, "send", "o-1", "ADD_ITEM", "--machine", "demo")
+    assert (code, out) == (EXIT_ERROR, "")
+    assert "ADD_ITEM failed in the machine's code, nothing was saved: KeyError: 'sku'" in err
+    assert "Traceback" not in err
+    assert stored(capsys, "o-1")["version"] == before
+    code, _, err = run(capsys, "send", "o-1", "ADD_ITEM", "--machine", "demo", "--traceback")
+    assert code == EXIT_ERROR
+    assert "Traceback" in err
+    assert "KeyError" in err
+
+
+# --------------------------------------------------------------------------- #
+# Leases: busy, unlock
+# --------------------------------------------------------------------------- #
+
+HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from durable_state.locks.file import FileLockManager
+
+    async def main():
+        async with FileLockManager(sys.argv[1]) as manager:
+            lease = await manager.acquire(sys.argv[2], ttl=120)
+            print("held", lease.token, flush=True)
+            await asyncio.sleep(120)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.fixture
+def hold_lease(cwd: Path) -> Iterator[Any]:
+    """Start a real process that takes the lease on a key and keeps it."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(key: str, root: str = ".durable-state") -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, root, key], stdout=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("held")
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_busy_lease_exits_4_and_unlock_frees_it(
+    cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    hold_lease: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    add_item(capsys, "o-1", "--create")
+    holder = hold_lease("o-1")
+
+    code, out, err = run(capsys, "send", "o-1", "CHECKOUT", "--machine", "demo")
+    assert (code, out) == (EXIT_CONFLICT, "")
+    assert "'o-1' is locked by" in err
+    assert f":{holder.pid}:" in err
+    assert "durable-state unlock o-1" in err
+
+    code, out, _ = run(capsys, "show", "o-1")
+    assert "lease      held by " in out
+    assert f":{holder.pid}:" in out
+    assert "(token 2)" in out
+
+    # Without --yes and without a terminal to ask on: refused.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, _, err = run(capsys, "unlock", "o-1")
+    assert code == EXIT_USAGE
+    assert "pass --yes" in err
+
+    # On a terminal, "n" keeps the lease.
+    monkeypatch.setattr(sys, "stdin", _Tty("n\n"))
+    code, out, _ = run(capsys, "unlock", "o-1")
+    assert code == EXIT_ERROR
+    assert "Force-release it?" in out
+    assert "not released" in out
+    assert run(capsys, "send", "o-1", "CHECKOUT", "--machine", "demo")[0] == EXIT_CONFLICT
+
+    # "y" releases it; the holder process is still alive, but the key is free.
+    monkeypatch.setattr(sys, "stdin", _Tty("y\n"))
+    code, out, err = run(capsys, "unlock", "o-1")
+    assert code == EXIT_OK, err
+    assert "released: o-1 can be taken now" in out
+    assert holder.poll() is None
+    code, out, err = run(capsys, "send", "o-1", "CHECKOUT", "--machine", "demo")
+    assert code == EXIT_OK, err
+    assert "lease token" not in out
+    code, out, _ = run(capsys, "show", "o-1")
+    assert "(last lease token 3" in out  # tokens keep growing after a forced release
+
+
+def test_unlock_yes_and_a_dead_holder(
+    cwd: Path, capsys: pytest.CaptureFixture[str], hold_lease: Any
+) -> None:
+    code, out, _ = run(capsys, "unlock", "never-locked", "--yes")
+    assert code == EXIT_OK
+    assert "free (never leased); nothing to release" in out
+
+    hold_lease("k-1")
+    code, out, err = run(capsys, "unlock", "k-1", "--yes")
+    assert code == EXIT_OK, err
+    assert "released" in out
+
+    dead = hold_lease("k-2")
+    dead.send_signal(signal.SIGKILL)
+    dead.wait()
+    code, out, _ = run(capsys, "unlock", "k-2", "--yes")
+    assert code == EXIT_OK
+    assert "its holder's process is gone" in out
+    assert "nothing to release" in out
+
+
+def test_unlock_without_a_lock_is_a_usage_error(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "unlock", "o-1", "--lock", "none", "--yes")
+    assert code == EXIT_USAGE
+    assert "no lock is configured" in err
+
+
+def test_lock_none_runs_optimistic(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    add_item(capsys, "o-1", "--create", "--lock", "none")
+    assert not (cwd / ".durable-state" / ".locks").exists()
+    code, out, _ = run(capsys, "show", "o-1", "--lock", "none")
+    assert code == EXIT_OK
+    assert "lease      none (no lock configured)" in out
+
+
+# --------------------------------------------------------------------------- #
+# diagram
+# --------------------------------------------------------------------------- #
+
+
+def test_diagram_mermaid_of_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "diagram", "demo")
+    assert code == EXIT_OK
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[0] == "stateDiagram-v2"
+    for expected in (
+        "[*] --> order",
+        "state order {",
+        "[*] --> cart",
+        "state payment {",
+        "[*] --> pending",
+        "shipped --> [*]",
+        "cancelled --> [*]",
+        "cart --> cart : ADD_ITEM",
+        "cart --> payment : CHECKOUT [has_items]",
+        "payment --> cancelled : after payment_timeout (15 min)",
+        "pending --> paid : PAYMENT_SUCCEEDED",
+        "declined --> pending : after retry_backoff (1.5 s) [can_retry(max_attempts=3)]",
+        "declined --> cancelled : after retry_backoff (1.5 s)",
+        "paid --> shipped : SHIP",
+    ):
+        assert expected in lines, f"{expected!r} missing from:\n{out}"
+    assert out.count("{") == out.count("}")
+
+
+COMPLEX = textwrap.dedent(
+    """
+    from durable_state import Machine
+
+    machine = Machine(
+        {
+            "id": "player",
+            "type": "parallel",
+            "on": {"RESET": ".playback"},
+            "states": {
+                "playback": {
+                    "initial": "stopped",
+                    "states": {
+                        "stopped": {"on": {"PLAY": "playing"}},
+                        "playing": {
+                            "on": {"PAUSE": {"target": "paused", "guard": {
+                                "type": "and", "guards": ["ok", {"type": "not", "guards": ["bad"]}]}}},
+                            "invoke": {"src": "load", "onDone": "paused", "onError": "stopped"},
+                        },
+                        "paused": {"always": {"target": "hist", "guard": {
+                            "type": "stateIn", "stateId": "#player.volume.muted"}}},
+                        "hist": {"type": "history", "history": "deep"},
+                    },
+                },
+                "volume": {
+                    "initial": "normal",
+                    "states": {
+                        "normal": {"on": {"MUTE": "muted"}, "after": {"1000": "muted"}},
+                        "muted": {"on": {"note: x; y": "normal"}},
+                    },
+                },
+            },
+        },
+        guards={"ok": lambda c, e: True, "bad": lambda c, e: False},
+        actors={"load": lambda i: None},
+    )
+    """
+)
+
+
+def test_diagram_of_parallel_history_invoke_and_odd_labels(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (cwd / "player_machine.py").write_text(COMPLEX)
+    code, out, err = run(capsys, "diagram", "player_machine:machine")
+    assert code == EXIT_OK, err
+    lines = [line.strip() for line in out.splitlines()]
+    assert "state player {" in lines
+    assert "--" in lines  # between the parallel regions
+    assert 'state "H*" as playback_hist' in lines
+    assert "player --> playback : RESET" in lines
+    assert "playing --> paused : PAUSE [ok and (not bad)]" in lines
+    assert "playing --> paused : done#58; load" in lines
+    assert "playing --> stopped : error#58; load" in lines
+    assert "paused --> playback_hist : always [in #35;player.volume.muted]" in lines
+    assert "playback_hist --> stopped : default" in lines
+    assert "normal --> muted : after 1 s" in lines
+    assert "muted --> normal : note#58; x#59; y" in lines
+
+    code, dot_out, _ = run(capsys, "diagram", "player_machine:machine", "--format", "dot")
+    assert code == EXIT_OK
+    assert dot_out.startswith('digraph "player" {')
+    assert 'subgraph "cluster_player.playback" {' in dot_out
+    assert "style=dashed;" in dot_out  # parallel regions
+    assert '"player.playback.hist" [label="H*", shape=circle];' in dot_out
+    assert '"player.playback.playing" -> "player.playback.paused" [label="done: load"];' in dot_out
+    _check_dot(dot_out)
+
+
+def test_diagram_dot_of_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "diagram", "demo", "--format", "dot")
+    assert code == EXIT_OK
+    assert "compound=true;" in out
+    assert '"order.shipped" [label="shipped", peripheries=2];' in out
+    # An arrow into a compound state ends at its border (lhead), and one out of it starts there.
+    assert (
+        '"order.cart" -> "order.payment:initial" [label="CHECKOUT [has_items]", '
+        'lhead="cluster_order.payment"];' in out
+    )
+    assert 'ltail="cluster_order.payment"' in out
+    _check_dot(out)
+
+
+def _check_dot(source: str) -> None:
+    dot = shutil.which("dot")
+    if dot is None:
+        return  # Graphviz is optional; the structure is asserted above
+    proc = subprocess.run(
+        [dot, "-Tsvg"], input=source, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr  # no warnings (e.g. about lhead/ltail)
+
+
+def test_diagram_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "diagram", "durable_state._demo:no_such_machine")
+    assert (code, out) == (EXIT_USAGE, "")
+    assert "has no attribute 'no_such_machine'" in err
+    code, _, err = run(capsys, "diagram", "demo", "--format", "svg")
+    assert code == EXIT_USAGE
+    assert "invalid choice" in err
+
+
+# --------------------------------------------------------------------------- #
+# Arguments, URLs, environment
+# --------------------------------------------------------------------------- #
+
+
+def test_help_version_and_missing_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == EXIT_OK
+    assert out.startswith("durable-state ")
+    code, out, _ = run(capsys, "--help")
+    assert code == EXIT_OK
+    assert "Exit codes: 0 ok, 1 error, 2 usage" in out
+    code, _, err = run(capsys)
+    assert code == EXIT_USAGE
+    assert "required" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "message"),
+    [
+        ("--storage", "ftp://host/x", "unknown storage scheme 'ftp'"),
+        ("--storage", "not-a-url", "not a URL"),
+        ("--storage", "file://", "no directory"),
+        ("--storage", "s3://", "no bucket name"),
+        ("--storage", "s3://Bad_Bucket/x", "is not a valid S3 bucket name"),
+        ("--storage", "s3://bucket-a?colour=red", "unknown parameter 'colour'"),
+        ("--storage", "s3://bucket-a?endpoint_url=localhost:9", "is not an http(s) URL"),
+        ("--lock", "dynamodb://", "no table name"),
+        ("--lock", "dynamodb://table/x", "has no path"),
+        ("--lock", "redis://host", "unknown lock scheme 'redis'"),
+    ],
+)
+def test_bad_urls_are_one_line_usage_errors(
+    cwd: Path, capsys: pytest.CaptureFixture[str], option: str, url: str, message: str
+) -> None:
+    code, out, err = run(capsys, "ls", option, url)
+    assert (code, out) == (EXIT_USAGE, "")
+    assert err.count("\n") == 1
+    assert message in err
+    assert repr(url) in err
+
+
+def test_parse_storage_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert parse_storage_url("file:///srv/state") == StorageSpec("file", "/srv/state")
+    assert parse_storage_url("file://.durable-state") == StorageSpec("file", ".durable-state")
+    assert parse_storage_url("file://localhost/srv/x") == StorageSpec("file", "/srv/x")
+    assert parse_storage_url("file://~/state") == StorageSpec("file", "/home/someone/state")
+    assert parse_storage_url("FILE://a%20b") == StorageSpec("file", "a b")
+    assert parse_storage_url("s3://my-bucket") == StorageSpec("s3", "my-bucket", "")
+    assert parse_storage_url("s3://my-bucket/actors") == StorageSpec("s3", "my-bucket", "actors/")
+    assert parse_storage_url("s3://my-bucket/a/b/").prefix == "a/b/"
+    spec = parse_storage_url(
+        "s3://my-bucket/p?region=eu-west-1&sse=aws:kms&kms_key_id=k1",
+        endpoint_url="http://127.0.0.1:9000",
+    )
+    assert dict(spec.options) == {
+        "region": "eu-west-1",
+        "sse": "aws:kms",
+        "kms_key_id": "k1",
+        "endpoint_url": "http://127.0.0.1:9000",
+    }
+    # An endpoint in the URL wins over the environment's.
+    spec = parse_storage_url("s3://b-1/?endpoint_url=http://a:1", endpoint_url="http://b:2")
+    assert spec.options["endpoint_url"] == "http://a:1"
+    assert str(parse_storage_url("s3://my-bucket/actors")) == "s3://my-bucket/actors/"
+    with pytest.raises(BackendURLError) as info:
+        parse_storage_url("s3://b-1?region=")
+    assert isinstance(info.value, DurableStateError)
+    assert isinstance(info.value, ValueError)
+    assert info.value.url == "s3://b-1?region="
+
+
+def test_parse_lock_urls() -> None:
+    assert parse_lock_url("none") == LockSpec("none")
+    assert parse_lock_url("NONE") == LockSpec("none")
+    assert parse_lock_url("file:///tmp/locks") == LockSpec("file", "/tmp/locks")
+    assert parse_lock_url("dynamodb://lockingTable") == LockSpec("dynamodb", "lockingTable")
+    spec = parse_lock_url("dynamodb://locks?region=us-east-2", endpoint_url="http://h:1")
+    assert dict(spec.options) == {"region": "us-east-2", "endpoint_url": "http://h:1"}
+    with pytest.raises(BackendURLError, match="not a valid DynamoDB table name"):
+        parse_lock_url("dynamodb://ab")
+
+
+def test_backend_precedence() -> None:
+    empty: dict[str, str] = {}
+    assert resolve_backends(None, None, environ=empty) == (
+        StorageSpec("file", ".durable-state"),
+        LockSpec("file", ".durable-state"),
+    )
+    assert resolve_backends("file://x", None, environ=empty)[1] == LockSpec("file", "x")
+    assert resolve_backends("s3://bucket-a", None, environ=empty)[1] == LockSpec("none")
+    env = {ENV_STORAGE: "s3://bucket-b/p", ENV_LOCK: "dynamodb://locks", ENV_ENDPOINT: "http://m:5"}
+    storage, lock = resolve_backends(None, None, environ=env)
+    assert (storage.location, storage.prefix, lock.location) == ("bucket-b", "p/", "locks")
+    assert storage.options["endpoint_url"] == lock.options["endpoint_url"] == "http://m:5"
+    # --dir beats the environment; explicit URLs beat --dir.
+    assert resolve_backends(None, None, directory="d", environ=env) == (
+        StorageSpec("file", "d"),
+        LockSpec("file", "d"),
+    )
+    assert resolve_backends(None, "none", directory="d", environ=env)[1] == LockSpec("none")
+
+
+def test_missing_aws_extra_is_named(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes "import aioboto3" fail, as without the extra.
+    monkeypatch.setitem(sys.modules, "aioboto3", None)
+    code, out, err = run(capsys, "ls", "--storage", "s3://bucket-a")
+    assert (code, out) == (EXIT_ERROR, "")
+    assert 'pip install "durable-state[aws]"' in err
+    assert err.count("\n") == 1
+    code, _, err = run(capsys, "unlock", "o-1", "--lock", "dynamodb://locks", "--yes")
+    assert code == EXIT_ERROR
+    assert "DynamoDBLockManager" in err
+    assert 'pip install "durable-state[aws]"' in err
+
+
+# --------------------------------------------------------------------------- #
+# S3 and DynamoDB (the moto server, over HTTP)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture
+def aws(
+    cwd: Path, moto_server: Any, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """A new bucket and lock table; the CLI finds them through the environment."""
+    pytest.importorskip("aioboto3")
+    from durable_state.locks.dynamodb import DynamoDBLockManager
+
+    async def create() -> None:
+        import aioboto3
+
+        async with aioboto3.Session().client("s3", **moto_server.client_kwargs()) as s3:
+            await s3.create_bucket(Bucket=unique_name)
+        async with DynamoDBLockManager(unique_name, **moto_server.client_kwargs()) as locks:
+            await locks.create_table()
+
+    asyncio.run(create())
+    monkeypatch.setenv(ENV_ENDPOINT, moto_server.url)
+    monkeypatch.setenv(ENV_STORAGE, f"s3://{unique_name}/actors")
+    monkeypatch.setenv(ENV_LOCK, f"dynamodb://{unique_name}")
+    return unique_name, moto_server.url
+
+
+def test_s3_storage_and_dynamodb_lock(
+    aws: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, endpoint = aws
+    add_item(capsys, "o-1", "--create", "--event-id", "m-1")
+    out = add_item(capsys, "o-1", "--event-id", "m-1")
+    assert "already applied; skipped" in out
+    code, out, err = run(capsys, "send", "o-1", "CHECKOUT", "--machine", "demo")
+    assert code == EXIT_OK, err
+    assert run(capsys, "ls") == (EXIT_OK, "o-1\n", "")
+    code, out, _ = run(capsys, "show", "o-1")
+    assert code == EXIT_OK
+    assert f"o-1  (s3://{name}/actors/)" in out
+    assert "state      payment.pending" in out
+    # DynamoDB tokens start from the clock in ms (see DynamoDBLockManager).
+    assert "lease      free (last lease token " in out
+    assert ": released)" in out
+    assert stored(capsys, "o-1")["version"].startswith('"')  # an ETag
+
+    # Another prefix of the same bucket is another namespace.
+    assert run(capsys, "ls", "--storage", f"s3://{name}/other")[1] == ""
+
+    # A lease taken (and never released) by another client: busy, then unlocked.
+    from durable_state.locks.dynamodb import DynamoDBLockManager
+
+    async def take() -> int:
+        async with DynamoDBLockManager(name, endpoint_url=endpoint) as locks:
+            lease = await locks.acquire("o-1", ttl=300)
+            return lease.token
+
+    token = asyncio.run(take())
+    code, _, err = run(capsys, "send", "o-1", "PAYMENT_SUCCEEDED", "--machine", "demo")
+    assert code == EXIT_CONFLICT
+    assert "'o-1' is locked by" in err
+    code, out, _ = run(capsys, "show", "o-1")
+    assert f"(token {token}) until" in out
+    code, out, err = run(capsys, "unlock", "o-1", "--yes")
+    assert code == EXIT_OK, err
+    code, out, err = run(capsys, "send", "o-1", "PAYMENT_SUCCEEDED", "--machine", "demo")
+    assert code == EXIT_OK, err
+    assert "payment.pending -> paid" in out
+
+
+def test_s3_missing_bucket_is_one_line(
+    cwd: Path, moto_server: Any, capsys: pytest.CaptureFixture[str], unique_name: str
+) -> None:
+    pytest.importorskip("aioboto3")
+    code, out, err = run(
+        capsys,
+        "show",
+        "o-1",
+        "--storage",
+        f"s3://{unique_name}?endpoint_url={moto_server.url}",
+        "--lock",
+        "none",
+    )
+    assert (code, out) == (EXIT_ERROR, "")
+    assert "NoSuchBucket" in err
+    assert err.count("\n") == 1
