@@ -23,6 +23,11 @@ from .errors import StatechartError as StatechartError
 from .errors import StorageError as StorageError
 from .errors import StorageUnavailable as StorageUnavailable
 from .errors import VersionConflict as VersionConflict
+from .locks import DynamoDBLockManager as DynamoDBLockManager
+from .locks import FileLockManager as FileLockManager
+from .locks import Lease as Lease
+from .locks import LockManager as LockManager
+from .locks import MemoryLockManager as MemoryLockManager
 from .persisted import PersistedActor as PersistedActor
 from .persisted import fire_due_timers as fire_due_timers
 from .persisted import persisted_actor as persisted_actor
@@ -33,6 +38,11 @@ from .statechart import assign as assign
 from .statechart import emit as emit
 from .statechart import raise_event as raise_event
 from .statechart import state_in as state_in
+from .storage import LocalFileStorage as LocalFileStorage
+from .storage import MemoryStorage as MemoryStorage
+from .storage import S3Storage as S3Storage
+from .storage import Storage as Storage
+from .storage import Stored as Stored
 
 __version__ = "0.1.0.dev0"
 
@@ -42,25 +52,35 @@ __all__ = (
     "ActorStopped",
     "Clock",
     "DurableStateError",
+    "DynamoDBLockManager",
+    "FileLockManager",
     "InvalidEvent",
     "InvalidKey",
     "InvalidMachine",
+    "Lease",
+    "LocalFileStorage",
     "LockError",
     "LockLost",
+    "LockManager",
     "LockTimeout",
     "LockUnavailable",
     "Machine",
     "ManualClock",
+    "MemoryLockManager",
+    "MemoryStorage",
     "MicrostepLimitExceeded",
     "MissingDependency",
     "NotSerializable",
     "PersistedActor",
+    "S3Storage",
     "Snapshot",
     "SnapshotCorrupt",
     "SnapshotIncompatible",
     "StatechartError",
+    "Storage",
     "StorageError",
     "StorageUnavailable",
+    "Stored",
     "SystemClock",
     "VersionConflict",
     "assign",
