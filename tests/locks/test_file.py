@@ -1,0 +1,240 @@
+"""FileLockManager beyond the contract: file names, process death, sessions."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from durable_state.errors import InvalidKey, LockTimeout, LockUnavailable
+from durable_state.locks import FileLockManager
+from durable_state.locks.file import MAX_PLAIN_NAME, file_name
+
+WORKER = os.path.join(os.path.dirname(__file__), "_lock_worker.py")
+
+keys = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1)
+
+
+# --------------------------------------------------------------------------- #
+# Key -> file name
+# --------------------------------------------------------------------------- #
+
+
+@given(keys, keys)
+def test_file_names_are_injective_even_without_case(a: str, b: str) -> None:
+    name_a, name_b = file_name(a.encode()), file_name(b.encode())
+    if a != b:
+        assert name_a != name_b
+        assert name_a.lower() != name_b.lower()  # case-insensitive file systems
+    else:
+        assert name_a == name_b
+
+
+@given(keys)
+def test_file_names_are_plain_names(key: str) -> None:
+    name = file_name(key.encode())
+    assert "/" not in name
+    assert "\\" not in name
+    assert "." not in name
+    assert name not in ("", ".", "..")
+    assert len(name) <= max(MAX_PLAIN_NAME, 65)
+
+
+def test_readable_keys_keep_readable_names() -> None:
+    assert file_name(b"order-42") == "order-42"
+    assert file_name(b"Order/42") == "%4Frder%2F42"
+    assert file_name(b"x" * 200).startswith("~")
+
+
+@pytest.mark.parametrize(
+    "key", ["../escape", "../../etc/passwd", "/absolute", ".", "..", "a/../../b", "~", "%2F"]
+)
+async def test_no_key_escapes_the_root(tmp_path: Path, key: str) -> None:
+    root = tmp_path / "root"
+    async with FileLockManager(root) as manager:
+        lease = await manager.acquire(key, ttl=60)
+        assert Path(manager._record_path(key)).parent == root / ".locks" / "keys"
+        await manager.release(lease)
+    assert [p.name async for p in anyio.Path(tmp_path).iterdir()] == ["root"]
+    assert [p.name async for p in anyio.Path(root).iterdir()] == [".locks"]
+
+
+async def test_long_keys_work_and_too_long_keys_are_refused(tmp_path: Path) -> None:
+    async with FileLockManager(tmp_path) as manager:
+        long_key = "é" * 1000  # 2000 bytes: stored under a hashed name
+        lease = await manager.acquire(long_key, ttl=60)
+        with pytest.raises(LockTimeout):
+            await manager.acquire(long_key)
+        await manager.release(lease)
+        with pytest.raises(InvalidKey, match="2048"):
+            await manager.acquire("x" * 2049)
+
+
+# --------------------------------------------------------------------------- #
+# Process death and liveness
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Child processes, killed (and resumed first, if stopped) at the end."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, WORKER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def start_holder(
+    processes: list[subprocess.Popen[str]], *args: str
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start a worker that takes a lease; return it and its "acquired" fields."""
+    proc = spawn(*args)
+    processes.append(proc)
+    assert proc.stdout is not None
+    line = await anyio.to_thread.run_sync(proc.stdout.readline)
+    fields = line.split()
+    assert fields[:1] == ["acquired"], line
+    return proc, fields[1:]
+
+
+@pytest.mark.slow
+async def test_a_killed_holder_frees_its_lease_at_once(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    holder, (token,) = await start_holder(processes, "hold", str(tmp_path), "k", "600")
+    async with FileLockManager(tmp_path) as manager:
+        with pytest.raises(LockTimeout):
+            await manager.acquire("k")  # alive: its lease holds
+        holder.kill()  # SIGKILL: no clean-up code runs in the holder
+        holder.wait()
+        started = time.monotonic()
+        lease = await manager.acquire("k")  # no wait: free at once, 600 s early
+        assert time.monotonic() - started < 1.0
+        assert lease.token == int(token) + 1
+    sessions = list((tmp_path / ".locks" / "sessions").iterdir())
+    assert sessions == []  # the dead holder's session file was cleared away
+
+
+@pytest.mark.slow
+async def test_a_stopped_holder_keeps_its_lease_until_the_ttl(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    # Alive but not renewing (paused): the OS lock says "alive", the record's
+    # expiry still ends the lease after the TTL.
+    holder, (token,) = await start_holder(processes, "hold", str(tmp_path), "k", "1.0")
+    holder.send_signal(signal.SIGSTOP)
+    async with FileLockManager(tmp_path) as manager:
+        with pytest.raises(LockTimeout) as info:
+            await manager.acquire("k")
+        assert info.value.expires_at is not None
+        lease = await manager.acquire("k", wait=5)
+        assert time.time() >= info.value.expires_at
+        assert lease.token == int(token) + 1
+
+
+@pytest.mark.slow
+async def test_a_forked_child_does_not_keep_a_dead_holders_lease(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    holder, (_, child_pid) = await start_holder(
+        processes, "hold-and-fork", str(tmp_path), "k", "600"
+    )
+    try:
+        holder.kill()
+        holder.wait()
+        async with FileLockManager(tmp_path) as manager:
+            await manager.acquire("k")  # the forked child is alive, the holder is not
+    finally:
+        os.kill(int(child_pid), signal.SIGKILL)
+
+
+async def test_closing_a_manager_frees_its_leases(tmp_path: Path) -> None:
+    first = FileLockManager(tmp_path)
+    lease = await first.acquire("k", ttl=600)
+    async with FileLockManager(tmp_path) as second:
+        with pytest.raises(LockTimeout):
+            await second.acquire("k")
+        await first.aclose()
+        taken = await second.acquire("k")
+        assert taken.token == lease.token + 1
+
+
+async def test_stale_session_files_are_swept(tmp_path: Path) -> None:
+    sessions = tmp_path / ".locks" / "sessions"
+    sessions.mkdir(parents=True)
+    (sessions / ("0" * 32)).write_text("pid 1\n")  # nobody holds its lock
+    async with FileLockManager(tmp_path) as manager:
+        await manager.acquire("k", ttl=60)
+        assert [p.name for p in sessions.iterdir()] != ["0" * 32]
+        assert not (sessions / ("0" * 32)).exists()
+
+
+# --------------------------------------------------------------------------- #
+# Failures
+# --------------------------------------------------------------------------- #
+
+
+async def test_a_corrupt_record_is_reported_not_overwritten(tmp_path: Path) -> None:
+    async with FileLockManager(tmp_path) as manager:
+        lease = await manager.acquire("k", ttl=60)
+        path = anyio.Path(manager._record_path("k"))
+        await path.write_text("{not json")
+        with pytest.raises(LockUnavailable, match="corrupt") as info:
+            await manager.acquire("k")
+        assert info.value.operation == "acquire"
+        with pytest.raises(LockUnavailable, match="corrupt"):
+            await manager.renew(lease)
+        assert await path.read_text() == "{not json"
+
+
+async def test_an_unusable_root_is_reported(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    async with FileLockManager(not_a_dir) as manager:
+        with pytest.raises(LockUnavailable) as info:
+            await manager.acquire("k")
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_a_stuck_critical_section_times_out(tmp_path: Path) -> None:
+    async with FileLockManager(tmp_path) as manager:
+        lease = await manager.acquire("k", ttl=60)
+        manager.contention_timeout = 0.3
+        # Another open file description holding the per-key lock, as a
+        # process stopped inside its critical section would.
+        fd = os.open(Path(manager._record_path("k")).with_suffix(".lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            started = time.monotonic()
+            with pytest.raises(LockUnavailable, match="critical section"):
+                await manager.renew(lease)
+            assert 0.3 <= time.monotonic() - started < 3
+        finally:
+            os.close(fd)
+        await manager.renew(lease)
