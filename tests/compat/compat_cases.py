@@ -602,6 +602,35 @@ FIXED: list[Case] = [
         [advance(49), advance(1), send("RESET"), advance(50), advance(10)],
         timed=True,
     ),
+    # A timer restarted at the same due time goes behind the timers that
+    # were already waiting for that time (scheduling order breaks ties).
+    _case(
+        "after-restarted-timer-loses-tie",
+        machine(
+            type="parallel",
+            states={
+                "p": {
+                    "initial": "a",
+                    "states": {
+                        "a": {
+                            "on": {"E": {"target": "a", "reenter": True}},
+                            "after": {"100": {"target": "b", "actions": push("p:fire")}},
+                        },
+                        "b": {},
+                    },
+                },
+                "q": {
+                    "initial": "a",
+                    "states": {
+                        "a": {"after": {"100": {"target": "b", "actions": push("q:fire")}}},
+                        "b": {},
+                    },
+                },
+            },
+        ),
+        [send("E"), advance(100)],
+        timed=True,
+    ),
     # The init event reaches entry actions of the initial states.
     _case(
         "init-event",

@@ -152,6 +152,7 @@ class _Generator:
         self.state_in: dict[str, str] = {}
         self.tags = 0
         self.eventless: list[_Node] = []
+        self.mentioned: set[str] = set()
 
     # -- structure -------------------------------------------------------
 
@@ -205,6 +206,17 @@ class _Generator:
                 region.kind = "atomic"
             else:
                 self._fill_compound(region)
+        if node.parent is not None and rng.random() < 0.25:
+            deep = rng.random() < 0.5
+            node.children.append(
+                _Node(
+                    key="hist",
+                    kind="history",
+                    parent=node,
+                    depth=node.depth + 1,
+                    history="deep" if deep else "shallow",
+                )
+            )
 
     # -- vocabulary ------------------------------------------------------
 
@@ -309,11 +321,11 @@ class _Generator:
     def multi_target(self, nodes: list[_Node]) -> list[str] | None:
         """Targets in two orthogonal regions of one parallel state, if any."""
         rng = self.rng
-        parallels = [n for n in nodes if n.kind == "parallel" and len(n.children) >= 2]
+        parallels = [n for n in nodes if n.kind == "parallel"]
         if not parallels:
             return None
         par = rng.choice(parallels)
-        regions = rng.sample(par.children, 2)
+        regions = rng.sample(par.real_children, 2)
         picks: list[str] = []
         for region in regions:
             inside = [n for n in region.walk() if n.kind not in ("history",)]
@@ -404,9 +416,10 @@ class _Generator:
             if descriptor in on:
                 continue
             on[descriptor] = self.candidates(node, nodes, internal=internal)
+            self.mentioned.add(descriptor)
         if on:
             cfg["on"] = on
-        if node.parent is not None and rng.random() < 0.2 and self.may_add_always(node):
+        if rng.random() < (0.2 if node.parent is not None else 0.1) and self.may_add_always(node):
             self.eventless.append(node)
             count = rng.randint(1, 2)
             always = []
@@ -458,7 +471,7 @@ class _Generator:
         if node.kind == "compound":
             return any(c.kind == "final" for c in node.children)
         if node.kind == "parallel":
-            return all(self.can_complete(r) for r in node.children)
+            return all(self.can_complete(r) for r in node.real_children)
         return False
 
     # -- emission --------------------------------------------------------
@@ -481,15 +494,25 @@ class _Generator:
 
     def steps(self) -> list[JsonDict]:
         rng = self.rng
+        # Mostly events the machine names, so that most steps do something.
+        named: set[str] = set()
+        for descriptor in self.mentioned:
+            if descriptor == "x.*":
+                named.update(("x.one", "x.two"))
+            elif descriptor != "*":
+                named.add(descriptor)
+        pool = sorted(named) or list(EXTERNAL_EVENTS)
         out: list[JsonDict] = []
         for _ in range(10):
             if self.timed and rng.random() < 0.35:
                 out.append({"advance": rng.choice(_ADVANCES)})
                 continue
             roll = rng.random()
-            if roll < 0.8:
+            if roll < 0.7:
+                etype = rng.choice(pool)
+            elif roll < 0.82:
                 etype = rng.choice(EXTERNAL_EVENTS)
-            elif roll < 0.9:
+            elif roll < 0.92:
                 etype = rng.choice(INTERNAL_EVENTS)
             else:
                 etype = rng.choice(UNKNOWN_EVENTS)
