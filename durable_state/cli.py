@@ -778,7 +778,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 create=args.create,
                 lock_wait=args.wait,
             ) as actor:
-                before_value = actor.snapshot.value
+                before = actor.snapshot
                 before_version = actor.version
                 try:
                     applied = await actor.send(event, event_id=args.event_id)
@@ -799,6 +799,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                             "actor_id": args.actor_id,
                             "applied": applied,
                             "created": before_version is None,
+                            "changed": snap is not before,
                             "status": snap.status,
                             "value": snap.value,
                             "context": dict(snap.context),
@@ -809,24 +810,28 @@ def cmd_send(args: argparse.Namespace) -> int:
                     )
                 )
                 return EXIT_OK
-            _print_sent(args, applied, before_value, before_version, actor)
+            _print_sent(args, applied, before, before_version, actor)
         return EXIT_OK
 
     return asyncio.run(run())
 
 
 def _print_sent(
-    args: argparse.Namespace, applied: bool, before_value: Any, before_version: Any, actor: Any
+    args: argparse.Namespace, applied: bool, before: Any, before_version: Any, actor: Any
 ) -> None:
     from ._demo import format_value
 
     snap = actor.snapshot
     if not applied:
         _out(f"{args.actor_id}: event id {args.event_id!r} was already applied; skipped")
+    elif snap is before:
+        # The core returns the very same snapshot when no transition was enabled.
+        _out(f"{args.actor_id}: {args.event} changed nothing (no enabled transition)")
+        _out(f"  {'state':<10} {format_value(snap.value)}")
     else:
         change = format_value(snap.value)
-        if snap.value != before_value:
-            change = f"{format_value(before_value)} -> {change}"
+        if snap.value != before.value:
+            change = f"{format_value(before.value)} -> {change}"
         _out(f"{args.actor_id}: {args.event} applied")
         _out(f"  {'state':<10} {change}")
     _out(f"  {'status':<10} {snap.status}")
