@@ -198,6 +198,16 @@ class HeldLease:
                 task_group.cancel_scope.cancel()
                 # No exception passed in: see the module docstring.
                 await task_group.__aexit__(None, None, None)
+                # A body that blocked the event loop past the expiry gave the
+                # heartbeat no chance to notice; the lease was lost all the same.
+                lease = self.lease
+                if self._lost is None and self._manager.clock() >= lease.expires_at:
+                    self._lost = LockLost(
+                        lease.key,
+                        owner=lease.owner,
+                        token=lease.token,
+                        reason="it ran out before the block ended",
+                    )
         finally:
             await self._release_quietly()
 
