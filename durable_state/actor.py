@@ -165,20 +165,23 @@ class Actor:
             raise ActorStopped(self.machine.id, "stopped")
         self._status = "running"
         pending: list[Awaitable[Any]] = []
+        error: Exception | None = None
         try:
             if self._snapshot is None:
                 snap, effects = self.machine.initial_transition(
                     self._input, now_ms=self.clock.now_ms()
                 )
                 self._snapshot = snap
-                pending.extend(self._carry_out(effects))
-            self._fire_overdue(pending)
+                error = self._carry_out(effects, pending)
+            if error is None:
+                error = self._fire_overdue(pending)
             self._reconcile()
             self._notify(self.snapshot)
         except BaseException:
             self._status = "not-started" if self._snapshot is None else self._status
+            _close_all(pending)
             raise
-        await _await_all(pending)
+        await _await_all(pending, error)
 
     async def stop(self) -> None:
         """Stop: disarm timers and cancel invoked children. Idempotent.
@@ -230,8 +233,11 @@ class Actor:
             InvalidEvent: if the event is malformed.
             ActorStopped: if the actor is not running.
             MicrostepLimitExceeded: if the macrostep does not settle.
-            Exception: whatever an implementation raised. The actor then keeps
-                the snapshot it had before this event.
+            Exception: whatever an implementation raised. When the machine
+                raised (an assign, a guard, a raise or emit function), the actor
+                keeps the snapshot it had before this event. When a custom
+                action or a listener raised, the step was taken and its other
+                effects were still carried out.
         """
         ev = to_event(event)
         if self._status != "running":
@@ -239,9 +245,9 @@ class Actor:
         self._mailbox.append(("event", ev))
         if self._processing:
             return
-        pending = self._drain()
-        if pending:
-            await _await_all(pending)
+        pending, error = self._drain()
+        if pending or error is not None:
+            await _await_all(pending, error)
 
     def persisted_snapshot(self) -> dict[str, Any]:
         """The JSON-able persisted form of the current snapshot.
@@ -291,44 +297,64 @@ class Actor:
     # Internals
     # ------------------------------------------------------------------ #
 
-    def _drain(self) -> list[Awaitable[Any]]:
-        """Process the mailbox synchronously; returns coroutines to await."""
+    def _drain(self) -> tuple[list[Awaitable[Any]], Exception | None]:
+        """Process the mailbox synchronously.
+
+        Returns the coroutines to await and the first failure. Processing stops
+        at a failure: when the machine raised, the snapshot is the one before
+        that event; when a custom action or a listener raised, the step was
+        already taken and every other effect of it was still carried out.
+        The coroutines collected so far are returned either way, so that none
+        is left un-awaited.
+        """
         pending: list[Awaitable[Any]] = []
+        error: Exception | None = None
         self._processing = True
         try:
             while self._mailbox and self._status == "running":
                 kind, item = self._mailbox.popleft()
                 snap = self.snapshot
                 now = self.clock.now_ms()
-                if kind == "timer":
-                    nxt, effects = self.machine.fire_timer(snap, item, now_ms=now)
-                else:
-                    nxt, effects = self.machine._transition(snap, item, now)
+                try:
+                    if kind == "timer":
+                        nxt, effects = self.machine.fire_timer(snap, item, now_ms=now)
+                    else:
+                        nxt, effects = self.machine._transition(snap, item, now)
+                except Exception as exc:  # noqa: BLE001 - returned, raised to the sender
+                    error = exc
+                    break
                 if nxt is snap and not effects:
                     continue
                 self._snapshot = nxt
                 if nxt.timers is not snap.timers or nxt.children is not snap.children:
                     self._reconcile()
                 if effects:
-                    pending.extend(self._carry_out(effects))
+                    error = self._carry_out(effects, pending)
                 if self._subscribers:
                     self._notify(nxt)
+                if error is not None:
+                    break
         finally:
             self._processing = False
             if self._mailbox and self._status == "running":
                 asyncio.get_running_loop().call_soon(self._drain_in_background)
-        return pending
+        return pending, error
 
     def _drain_in_background(self) -> None:
         """Process events that arrived with no caller (timers, invoked work)."""
         if self._processing or self._status != "running":
             return
-        try:
-            pending = self._drain()
-        except Exception as exc:
+        pending, exc = self._drain()
+        if pending:
+            self._spawn(_await_all(pending))
+        if exc is not None:
             # No caller to raise to: like xstate, the actor's snapshot goes to
             # status "error", and the failure is logged.
-            logger.exception("actor %s failed while processing a timer or child event", self.id)
+            logger.error(
+                "actor %s failed while processing a timer or child event",
+                self.id,
+                exc_info=exc,
+            )
             snap = self.snapshot
             self._snapshot = Snapshot(
                 self.machine,
@@ -344,35 +370,50 @@ class Actor:
             self._mailbox.clear()
             self._reconcile()
             self._notify(self._snapshot)
-            return
-        if pending:
-            self._spawn(_await_all(pending))
 
-    def _fire_overdue(self, pending: list[Awaitable[Any]]) -> None:
-        """Deliver every timer already due, in due order, synchronously."""
+    def _fire_overdue(self, pending: list[Awaitable[Any]]) -> Exception | None:
+        """Deliver every timer already due, in due order, synchronously.
+
+        Returns the first failure of a custom action or listener (firing stops
+        there); an exception of the machine itself propagates.
+        """
         now = self.clock.now_ms()
         while True:
             snap = self.snapshot
             if snap.status != "active" or not snap.timers or snap.timers[0].due_ms > now:
-                return
+                return None
             nxt, effects = self.machine.fire_timer(snap, snap.timers[0].id, now_ms=now)
             self._snapshot = nxt
-            pending.extend(self._carry_out(effects))
+            error = self._carry_out(effects, pending)
+            if error is not None:
+                return error
 
-    def _carry_out(self, effects: list[Effect]) -> list[Awaitable[Any]]:
-        pending: list[Awaitable[Any]] = []
+    def _carry_out(self, effects: list[Effect], pending: list[Awaitable[Any]]) -> Exception | None:
+        """Run custom actions and deliver emitted events, in order.
+
+        Coroutines they return are appended to ``pending``. Every effect runs
+        even when an earlier one raised (they are independent side effects of
+        a step that was already taken); the first failure is returned.
+        """
+        error: Exception | None = None
         for eff in effects:
-            if isinstance(eff, ActionEffect):
-                result = eff.run()
-                if inspect.isawaitable(result):
-                    pending.append(result)
-            elif isinstance(eff, EmitEffect):
-                if self._hold_emits:
-                    self._held.append(eff.event)
+            try:
+                if isinstance(eff, ActionEffect):
+                    result = eff.run()
+                    if inspect.isawaitable(result):
+                        pending.append(result)
+                elif isinstance(eff, EmitEffect):
+                    if self._hold_emits:
+                        self._held.append(eff.event)
+                    else:
+                        pending.extend(self._deliver(eff.event))
+                # Timers and children are reconciled from the snapshot itself.
+            except Exception as exc:
+                if error is None:
+                    error = exc
                 else:
-                    pending.extend(self._deliver(eff.event))
-            # Timers and children are reconciled from the snapshot itself.
-        return pending
+                    logger.error("actor %s: another action failed as well", self.id, exc_info=exc)
+        return error
 
     def _deliver(self, event: Mapping[str, Any]) -> list[Awaitable[Any]]:
         pending: list[Awaitable[Any]] = []
@@ -447,9 +488,8 @@ class Actor:
         task.add_done_callback(self._background.discard)
 
 
-async def _await_all(pending: list[Awaitable[Any]]) -> None:
-    """Await every coroutine; re-raise the first failure after all were run."""
-    error: Exception | None = None
+async def _await_all(pending: list[Awaitable[Any]], error: Exception | None = None) -> None:
+    """Await every coroutine; raise the first failure (``error`` if given) after all ran."""
     for aw in pending:
         try:
             await aw
@@ -460,6 +500,13 @@ async def _await_all(pending: list[Awaitable[Any]]) -> None:
                 logger.exception("another async action or listener failed as well")
     if error is not None:
         raise error
+
+
+def _close_all(pending: list[Awaitable[Any]]) -> None:
+    """Close coroutines that will never be awaited (no "never awaited" warning)."""
+    for aw in pending:
+        if inspect.iscoroutine(aw):
+            aw.close()
 
 
 def _discard(items: list[Any], item: Any) -> None:

@@ -653,3 +653,39 @@ async def test_synchronous_actor_functions_work_too() -> None:
         await actor.send("LOAD")
         await wait_for(actor, lambda s: s.value != "loading")
         assert actor.snapshot.context["data"] == 42
+
+
+async def test_a_failing_custom_action_still_lets_the_step_and_its_other_effects_happen() -> None:
+    # Custom actions run after the step was taken: the exception reaches the
+    # sender, but subscribers see the new snapshot and the other effects
+    # (here an emitted event and an async action) are still carried out.
+    def bad(context: Any, event: Any) -> None:
+        raise RuntimeError("side effect failed")
+
+    awaited: list[str] = []
+
+    async def later(context: Any, event: Any) -> None:
+        awaited.append(event["type"])
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "states": {
+                "a": {"on": {"GO": {"target": "b", "actions": ["later", "bad", "ping"]}}},
+                "b": {},
+            },
+        },
+        actions={"bad": bad, "ping": emit("PING"), "later": later},
+    )
+    got: list[Any] = []
+    seen: list[Any] = []
+    async with Actor(m) as actor:
+        actor.on("PING", got.append)
+        actor.subscribe(lambda snap: seen.append(snap.value))
+        with pytest.raises(RuntimeError, match="side effect failed"):
+            await actor.send("GO")
+        assert actor.snapshot.value == "b"
+        assert seen == ["b"]
+        assert got == [{"type": "PING"}]
+        assert awaited == ["GO"]
