@@ -1,0 +1,209 @@
+"""One test per row of docs/compatibility.md: the deliberate differences from xstate v5.
+
+Each test shows what durable_state does; the comment says what xstate 5.33
+does for the same machine (checked by running it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from durable_state import Actor, Machine, ManualClock, MicrostepLimitExceeded, assign
+
+from ._helpers import make, set_, when
+
+
+def test_row1_eventless_transitions_in_parallel_regions_use_document_order() -> None:
+    # Region A's state changes from a1 to a2 before the eventless transitions
+    # become enabled. xstate selects in the order of its internal node list,
+    # where a2 now comes after B's b1, so B's transition wins and the machine
+    # ends in "y"; here region A wins because it comes first in the document,
+    # and a persisted and restored snapshot gives the same answer.
+    m = make(
+        {
+            "id": "m",
+            "initial": "p",
+            "context": {"go": False},
+            "states": {
+                "p": {
+                    "type": "parallel",
+                    "on": {"GO": {"actions": set_("go", True)}},
+                    "states": {
+                        "A": {
+                            "initial": "a1",
+                            "always": {"guard": when("go"), "target": "#m.x"},
+                            "states": {"a1": {"on": {"SW": "a2"}}, "a2": {}},
+                        },
+                        "B": {
+                            "initial": "b1",
+                            "always": {"guard": when("go"), "target": "#m.y"},
+                            "states": {"b1": {}},
+                        },
+                    },
+                },
+                "x": {},
+                "y": {},
+            },
+        }
+    )
+    s, _ = m.transition(m.initial_snapshot(), "SW")
+    assert m.transition(s, "GO")[0].value == "x"
+    restored = m.restore_snapshot(json.loads(json.dumps(m.persisted_snapshot(s))))
+    assert m.transition(restored, "GO")[0].value == "x"
+
+
+def failing_machine() -> Machine:
+    def boom(context: Any, event: Any) -> Any:
+        raise ValueError("boom")
+
+    return Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"n": 0},
+            "states": {
+                "a": {
+                    "on": {"BAD": {"actions": "boom"}, "LATER": "waiting"},
+                },
+                "waiting": {"after": {"10": {"actions": "boom"}}},
+            },
+        },
+        actions={"boom": assign(boom)},
+    )
+
+
+async def test_row2_an_exception_propagates_to_the_sender_and_the_snapshot_stays() -> None:
+    # xstate: send() returns normally and the actor's status becomes "error".
+    async with Actor(failing_machine()) as actor:
+        before = actor.snapshot
+        with pytest.raises(ValueError, match="boom"):
+            await actor.send("BAD")
+        assert actor.snapshot is before
+        assert actor.snapshot.status == "active"
+
+
+async def test_row2_without_a_caller_the_actor_moves_to_error_like_xstate() -> None:
+    clock = ManualClock()
+    async with Actor(failing_machine(), clock=clock) as actor:
+        await actor.send("LATER")
+        await clock.advance(10)
+        assert actor.snapshot.status == "error"
+        assert isinstance(actor.snapshot.error, ValueError)
+
+
+async def test_row3_stop_leaves_the_snapshot_status() -> None:
+    # xstate: the snapshot's status becomes "stopped" and cannot be resumed.
+    actor = Actor(make({"id": "m", "initial": "a", "states": {"a": {}}}))
+    await actor.start()
+    await actor.stop()
+    assert actor.snapshot.status == "active"
+    assert actor.persisted_snapshot()["status"] == "active"
+    async with Actor(actor.machine, snapshot=actor.persisted_snapshot()) as again:
+        assert again.snapshot.status == "active"
+
+
+async def test_row4_pending_timers_are_persisted_and_restored() -> None:
+    # xstate: getPersistedSnapshot() has no timers; a restored actor never
+    # leaves "a" (statelyai/xstate #5331).
+    m = Machine({"id": "m", "initial": "a", "states": {"a": {"after": {"100": "b"}}, "b": {}}})
+    clock = ManualClock(start_ms=0)
+    async with Actor(m, clock=clock) as actor:
+        await clock.advance(50)
+        data = json.loads(json.dumps(actor.persisted_snapshot()))
+    assert data["$durable"]["timers"][0]["due"] == 100.0
+    clock2 = ManualClock(start_ms=50)
+    async with Actor(m, snapshot=data, clock=clock2) as again:
+        await clock2.advance(50)
+        assert again.snapshot.value == "b"
+
+
+async def test_row5_custom_actions_run_after_the_macrostep() -> None:
+    # xstate runs a custom action in the middle of the microstep; here it runs
+    # once the macrostep is complete (the actor already shows the next
+    # state), with the context as it was where the action stood.
+    seen: list[Any] = []
+    actor: Actor
+
+    def peek(context: Any, event: Any) -> None:
+        seen.append((context["n"], actor.snapshot.value, actor.snapshot.context["n"]))
+
+    m = make(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"n": 0},
+            "states": {
+                "a": {"on": {"GO": {"target": "b", "actions": ["peek", "inc"]}}},
+                "b": {"entry": "inc"},
+            },
+        },
+        actions={"peek": peek},
+    )
+    actor = Actor(m)
+    async with actor:
+        await actor.send("GO")
+    assert seen == [(0, "b", 2)]
+
+
+async def test_row6_a_finished_child_is_removed_from_children() -> None:
+    # xstate keeps the finished child in snapshot.children until its state exits.
+    async def job(input: Any) -> int:
+        return 42
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {},
+            "states": {"a": {"invoke": {"id": "job", "src": "job", "onDone": {"actions": "keep"}}}},
+        },
+        actors={"job": job},
+        actions={"keep": assign(lambda context, event: {"got": event["output"]})},
+    )
+    done = asyncio.Event()
+    async with Actor(m) as actor:
+        actor.subscribe(lambda snap: done.set() if "got" in snap.context else None)
+        await asyncio.wait_for(done.wait(), 5)
+        assert actor.snapshot.children == {}
+        assert actor.persisted_snapshot()["children"] == {}
+
+
+def test_row7_a_macrostep_that_never_settles_raises_instead_of_hanging() -> None:
+    # xstate's default maxIterations is Infinity: the same machine never returns.
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "states": {"a": {"on": {"GO": "b"}}, "b": {"always": "c"}, "c": {"always": "b"}},
+        }
+    )
+    with pytest.raises(MicrostepLimitExceeded):
+        m.transition(m.initial_snapshot(), "GO")
+
+
+def test_row8_persisted_snapshot_always_has_output_and_error_keys() -> None:
+    # xstate leaves undefined output/error out of the JSON; here they are null,
+    # and a thrown error is stored as {"name", "message"} (xstate: {}).
+    m = Machine({"id": "m", "initial": "a", "states": {"a": {}}})
+    data = m.persisted_snapshot(m.initial_snapshot())
+    assert data["output"] is None
+    assert data["error"] is None
+
+
+def test_row9_implementations_are_plain_python_callables() -> None:
+    # xstate: context: ({ input }) => ..., actions ({ context, event }, params).
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": lambda input: {"n": input},
+            "states": {"a": {"on": {"ADD": {"actions": {"type": "add", "params": {"by": 2}}}}}},
+        },
+        actions={"add": assign(lambda context, event, by: {"n": context["n"] + by})},
+    )
+    s, _ = m.transition(m.initial_snapshot(input=1), "ADD")
+    assert s.context == {"n": 3}
