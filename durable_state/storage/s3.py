@@ -89,7 +89,7 @@ class S3Storage:
     ``S3Storage`` in a Lambda handler keeps its connections warm across
     invocations that run on the same event loop. If it is used from another
     event loop (e.g. one ``asyncio.run`` per invocation) a new client is made
-    for that loop and the old one is dropped. Pass ``client`` to use an
+    for that loop and the old one is closed. Pass ``client`` to use an
     aiobotocore S3 client you own; :meth:`aclose` then leaves it open.
 
     Credentials come from botocore's default provider chain (environment,
@@ -114,6 +114,10 @@ class S3Storage:
             "durable-state[aws]"``).
         ValueError: ``bucket`` is empty, ``prefix`` is too long or contains
             NUL, or ``sse`` is unknown.
+
+    An operation raises ``RuntimeError`` if the instance's client belongs to
+    another event loop that is still running (share an instance between
+    threads only through one loop).
     """
 
     #: The longest key in UTF-8 bytes, prefix included.
@@ -392,17 +396,46 @@ class S3Storage:
             if self._client is not None and self._client_loop is loop:
                 return self._client
             if self._stack is not None:
-                # Made on another (by now usually closed) loop: its connections
-                # cannot be used or closed from this one.
-                logger.debug("%r: event loop changed; creating a new S3 client", self)
-                self._stack = None
-                self._client = None
+                await self._drop_client_of_other_loop()
             try:
                 return await self._create_client(loop)
             except self._client_error as exc:
                 raise self._unavailable(operation, key, exc) from exc
             except self._driver_errors as exc:
                 raise self._unavailable(operation, key, exc) from exc
+
+    async def _drop_client_of_other_loop(self) -> None:
+        """Close the client made on a previous event loop before making one here.
+
+        Typical in a Lambda handler that calls ``asyncio.run`` per invocation:
+        the previous loop is closed, and its client's connections can still be
+        closed from this loop. A loop that is still running means the instance
+        is shared between threads, which is not supported.
+
+        Raises:
+            RuntimeError: the client's loop is still running in another thread.
+        """
+        old_loop, stack = self._client_loop, self._stack
+        if old_loop is not None and old_loop.is_running():
+            raise RuntimeError(
+                f"{self!r} is in use on another running event loop; "
+                "create one S3Storage per event loop"
+            )
+        self._stack, self._client, self._client_loop = None, None, None
+        if stack is None:
+            return
+        logger.debug("%r: the event loop changed; replacing the S3 client", self)
+        expected: tuple[type[BaseException], ...] = (
+            RuntimeError,
+            self._client_error,
+            *self._driver_errors,
+        )
+        try:
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await stack.aclose()
+        except expected:
+            # Its sockets belong to a finished loop; nothing more can be done.
+            logger.debug("%r: could not close the previous S3 client", self, exc_info=True)
 
     async def _create_client(self, loop: asyncio.AbstractEventLoop) -> Any:
         import aioboto3

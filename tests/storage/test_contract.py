@@ -218,7 +218,7 @@ async def test_data_round_trips(storage: Storage, data: bytes) -> None:
 
 async def test_bytes_like_data_is_copied(storage: Storage) -> None:
     buffer = bytearray(b"before")
-    await storage.write("k", buffer)
+    await storage.write("k", buffer)  # type: ignore[arg-type]  # bytes-like is accepted
     buffer[:] = b"after!"
     stored = await storage.read("k")
     assert stored is not None
