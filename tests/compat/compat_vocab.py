@@ -245,7 +245,7 @@ def describe_mismatch(
     if case.id.startswith("seed-"):
         seed = case.id.removeprefix("seed-")
         lines.append(
-            f"reproduce: DURABLE_STATE_COMPAT_SEEDS={seed} pytest tests/compat -k '{case.id}]'"
+            f"reproduce: DURABLE_STATE_COMPAT_SEEDS={seed} pytest tests/compat -k '{case.id}-'"
         )
     return "\n".join(lines)
 
