@@ -38,6 +38,10 @@ def advance(ms: int) -> dict[str, Any]:
     return {"advance": ms}
 
 
+_BUDGET_1 = {"type": "ctxLt", "params": {"key": "g", "n": 1}}
+_INC_G = {"type": "inc", "params": {"key": "g", "by": 1}}
+
+
 def _case(name: str, config: dict[str, Any], steps: list[dict[str, Any]], **kw: Any) -> Case:
     return Case(id=f"fixed-{name}", config=config, steps=steps, **kw)
 
@@ -630,6 +634,42 @@ FIXED: list[Case] = [
         ),
         [send("E"), advance(100)],
         timed=True,
+    ),
+    # Eventless transitions enabled in two regions at once: xstate runs them
+    # in the order the atomic states were entered (q.a before the newer p.b),
+    # durable_state in document order.
+    _case(
+        "always-in-two-regions-entry-order",
+        machine(
+            type="parallel",
+            states={
+                "p": {
+                    "initial": "a",
+                    "states": {
+                        "a": {
+                            "on": {
+                                "GO": {
+                                    "target": "b",
+                                    "actions": {"type": "set", "params": {"key": "g", "value": 0}},
+                                }
+                            }
+                        },
+                        "b": {"always": {"guard": _BUDGET_1, "actions": [_INC_G, push("p")]}},
+                    },
+                },
+                "q": {
+                    "initial": "a",
+                    "states": {
+                        "a": {"always": {"guard": _BUDGET_1, "actions": [_INC_G, push("q")]}},
+                    },
+                },
+            },
+        ),
+        [send("GO")],
+        known_difference=(
+            "deliberate: eventless transitions run in document order, not in xstate's "
+            "entry order (docs/compatibility.md, row 1)"
+        ),
     ),
     # The init event reaches entry actions of the initial states.
     _case(

@@ -65,6 +65,9 @@ class Case:
         state_in: guard name -> ``"#state-id"`` for ``stateIn`` guards.
         timed: whether the machine has delayed transitions (``after``), so
             it must be driven by actors on simulated clocks.
+        known_difference: for a hand-picked case that shows a documented,
+            deliberate difference from xstate: why (it is then expected to
+            fail, strictly).
     """
 
     id: str
@@ -72,6 +75,7 @@ class Case:
     steps: list[JsonDict]
     state_in: dict[str, str] = field(default_factory=dict)
     timed: bool = False
+    known_difference: str | None = None
 
     def runner_input(self, *, persist_each: bool, emit_persisted: bool = False) -> JsonDict:
         """The case as ``runner.mjs`` reads it."""
