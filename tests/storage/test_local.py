@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -365,7 +366,8 @@ async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -
     holder = await anyio.open_process([sys.executable, WORKER, "hold-lock", lock_path])
     try:
         assert holder.stdout is not None
-        assert await holder.stdout.receive() == b"locked\n"
+        line = await BufferedByteReceiveStream(holder.stdout).receive_until(b"\n", 100)
+        assert line == b"locked"
         with anyio.move_on_after(0.3) as scope:
             await storage.write("k", b"new", if_version=version)
         assert scope.cancelled_caught, "the write must wait while another process holds the lock"
