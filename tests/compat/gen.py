@@ -5,7 +5,7 @@ config (plain JSON), the ``stateIn`` guards it names and a list of steps
 (events to send, and for timed cases clock advances). The same seed always
 gives the same case, so a failure is reproduced by its seed alone.
 
-Every machine only uses the fixed vocabulary of :mod:`tests.compat.vocab`
+Every machine only uses the fixed vocabulary of ``compat_vocab.py``
 (mirrored in ``runner.mjs``) and is built to settle: no macrostep can run
 forever. The argument, which the generator keeps by construction:
 
@@ -16,7 +16,7 @@ forever. The argument, which the generator keeps by construction:
   handled is one macrostep.
 * A transition that can start another microstep -- eventless (``always``),
   or on an event that can be raised inside a macrostep (``R1``, ``R2``,
-  ``*``, ``done.state.*`` via ``onDone``) and either has a target or raises
+  ``*``, ``xstate.done.state.*`` via ``onDone``) and either has a target or raises
   -- is guarded by ``g < N`` and increments ``g``. Such transitions can
   therefore fire only finitely often per macrostep, and every other
   microstep adds no new internal event without consuming budget.

@@ -10,7 +10,7 @@
 //   {"value", "context", "status", "output", "error", "persisted"?}
 //
 // The named actions, guards and delays below are a fixed vocabulary; the Python
-// side of the suite (tests/compat/vocab.py) defines the same names with the same
+// side of the suite (tests/compat/compat_vocab.py) defines the same names with the same
 // meaning. Keep the two in step.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
