@@ -25,6 +25,7 @@ from ._clock import Clock, SystemClock, TimerHandle
 from .errors import ActorStopped, SnapshotIncompatible
 from .statechart import (
     ActionEffect,
+    ChildRecord,
     Effect,
     EmitEffect,
     Machine,
@@ -116,6 +117,12 @@ class Actor:
         self._processing = False
         self._armed: dict[str, tuple[float, TimerHandle]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # The snapshot record each child was started for. A state that is
+        # re-entered records a new ChildRecord under the same id: the running
+        # work is then cancelled and started again, as xstate restarts it. An
+        # entry outlives its task until the snapshot drops the child, so that
+        # work whose result is still queued is not started a second time.
+        self._started: dict[str, ChildRecord] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._listeners: dict[str, list[Listener]] = {}
         self._subscribers: list[Callable[[Snapshot], Any]] = []
@@ -197,6 +204,7 @@ class Actor:
         self._armed.clear()
         tasks = [*self._tasks.values(), *self._background]
         self._tasks.clear()
+        self._started.clear()
         self._background.clear()
         for t in tasks:
             t.cancel()
@@ -437,15 +445,19 @@ class Actor:
             if tid not in self._armed:
                 handle = self.clock.call_at(due, partial(self._on_timer, tid, due))
                 self._armed[tid] = (due, handle)
-        for cid in [k for k in self._tasks if k not in snap.children]:
-            self._tasks.pop(cid).cancel()
+        for cid in [k for k, rec in self._started.items() if snap.children.get(k) is not rec]:
+            del self._started[cid]
+            task = self._tasks.pop(cid, None)
+            if task is not None:
+                task.cancel()
         for cid, child in snap.children.items():
-            if cid not in self._tasks:
+            if cid not in self._started:
                 fn = self.machine.actors[child.src]
                 task = asyncio.get_running_loop().create_task(
                     self._run_child(cid, fn, child.input), name=f"{self.id}:{cid}"
                 )
                 self._tasks[cid] = task
+                self._started[cid] = child
 
     def _on_timer(self, timer_id: str, due: float) -> None:
         armed = self._armed.get(timer_id)

@@ -689,3 +689,52 @@ async def test_a_failing_custom_action_still_lets_the_step_and_its_other_effects
         assert seen == ["b"]
         assert got == [{"type": "PING"}]
         assert awaited == ["GO"]
+
+
+async def test_reentering_a_state_restarts_its_invoked_work() -> None:
+    # Verified against xstate: a reentering transition stops the running
+    # child and starts it again with the new input; only the new one's
+    # result arrives.
+    runs: list[int] = []
+    cancelled: list[int] = []
+
+    async def job(input: Any) -> int:
+        runs.append(input["n"])
+        try:
+            await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            cancelled.append(input["n"])
+            raise
+        return int(input["n"])
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "loading",
+            "context": {"n": 0},
+            "states": {
+                "loading": {
+                    "invoke": {
+                        "id": "job",
+                        "src": "job",
+                        "input": lambda context, event: {"n": context["n"]},
+                        "onDone": {"target": "done", "actions": "got"},
+                    },
+                    "on": {"RETRY": {"target": "loading", "reenter": True, "actions": "inc"}},
+                },
+                "done": {},
+            },
+        },
+        actors={"job": job},
+        actions={
+            "got": assign(lambda context, event: {"got": event["output"]}),
+            "inc": assign(lambda context, event: {"n": context["n"] + 1}),
+        },
+    )
+    async with Actor(m) as actor:
+        await asyncio.sleep(0)  # the first run starts
+        await actor.send("RETRY")
+        await wait_for(actor, lambda s: s.value == "done")
+        assert actor.snapshot.context == {"n": 1, "got": 1}
+    assert runs == [0, 1]
+    assert cancelled == [0]
