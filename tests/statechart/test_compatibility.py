@@ -207,3 +207,33 @@ def test_row9_implementations_are_plain_python_callables() -> None:
     )
     s, _ = m.transition(m.initial_snapshot(input=1), "ADD")
     assert s.context == {"n": 3}
+
+
+async def test_row10_a_delayed_event_with_the_same_id_replaces_the_pending_one() -> None:
+    # xstate schedules the second one without clearing the first timer, so
+    # PING arrives twice; here the id names one pending event, which is
+    # rescheduled (and it is also the key of the persisted timer).
+    from durable_state import raise_event
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"n": 0},
+            "states": {"a": {"on": {"GO": {"actions": "later"}, "PING": {"actions": "inc"}}}},
+        },
+        actions={
+            "later": raise_event("PING", delay=100, id="ping"),
+            "inc": assign(lambda context, event: {"n": context["n"] + 1}),
+        },
+    )
+    clock = ManualClock()
+    async with Actor(m, clock=clock) as actor:
+        await actor.send("GO")
+        await clock.advance(50)
+        await actor.send("GO")
+        assert [(t.id, t.due_ms) for t in actor.snapshot.timers] == [("ping", 150.0)]
+        await clock.advance(99)
+        assert actor.snapshot.context["n"] == 0
+        await clock.advance(200)
+        assert actor.snapshot.context["n"] == 1
