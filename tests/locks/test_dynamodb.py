@@ -55,6 +55,7 @@ def test_without_aioboto3_construction_names_the_extra(monkeypatch: pytest.Monke
 
 
 def test_constructor_arguments_are_checked() -> None:
+    pytest.importorskip("aioboto3", reason="the aws extra is part of the test extra")
     with pytest.raises(ValueError, match="table_name"):
         DynamoDBLockManager("")
     with pytest.raises(ValueError, match="skew_margin"):
