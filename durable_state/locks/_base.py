@@ -29,8 +29,9 @@ from types import TracebackType
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 
-from ..errors import LockLost, LockTimeout
+from ..errors import LockLost, LockTimeout, LockUnavailable
 from ._hold import RELEASE_TIMEOUT, HeldLease
 from ._lease import DEFAULT_TTL, MAX_KEY_BYTES, Busy, Lease, check_key, check_ttl, check_wait
 from ._lease import new_owner as _new_owner
@@ -48,12 +49,16 @@ class BaseLockManager(abc.ABC):
     Attributes:
         backoff_initial: the first retry delay while waiting, in seconds.
         backoff_max: the longest retry delay while waiting, in seconds.
+        operation_timeout: the longest one acquisition attempt may take (it
+            is not interrupted by cancellation, so that its outcome is known),
+            in seconds.
         cleanup_timeout: how long the clean-up after an interrupted
             acquisition may take, in seconds.
     """
 
     backoff_initial: float = 0.01
     backoff_max: float = 1.0
+    operation_timeout: float = 30.0
     cleanup_timeout: float = RELEASE_TIMEOUT
     _max_key_bytes: int = MAX_KEY_BYTES
 
@@ -155,6 +160,9 @@ class BaseLockManager(abc.ABC):
     async def release(self, lease: Lease) -> None:
         """Give ``lease`` back; a stale lease is a logged no-op.
 
+        The release runs to completion even if the calling task is cancelled
+        meanwhile (for at most :attr:`cleanup_timeout` seconds).
+
         Raises:
             LockUnavailable: the backend failed.
             TypeError: ``lease`` is not a :class:`Lease`.
@@ -162,7 +170,15 @@ class BaseLockManager(abc.ABC):
         """
         self._check_open()
         _check_lease(lease)
-        stale = await self._release(lease, self._clock())
+        # Shielded: release is clean-up, usually run while a cancellation or
+        # an exception is on its way out, and an interrupted release would
+        # leave the key blocked until the lease's expiry.
+        with anyio.move_on_after(self.cleanup_timeout, shield=True) as scope:
+            stale = await self._release(lease, self._clock())
+        if scope.cancelled_caught:
+            raise LockUnavailable(
+                "release", lease.key, f"no answer within {self.cleanup_timeout:.1f}s"
+            )
         if stale is not None:
             logger.warning(
                 "ignored the release of a stale lease on %r (owner %r, token %d): %s",
@@ -240,13 +256,21 @@ class BaseLockManager(abc.ABC):
     async def _attempt(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
         """One acquisition attempt that leaves nothing behind if it is interrupted.
 
-        A cancellation (or a lost response) can arrive after the backend
-        recorded the lease but before it was handed to the caller; such a
-        lease would block the key until its TTL. It is given back under a
-        shielded scope before the interruption propagates.
+        The attempt runs shielded (bounded by :attr:`operation_timeout`), so
+        a cancellation never cuts a conditional write off mid-flight with its
+        outcome unknown; the cancellation is delivered once the backend has
+        answered. If it arrives, or the attempt fails in a way that may have
+        taken the lease anyway (a lost response), whatever this owner holds is
+        given back under a shielded scope before the exception propagates.
         """
         try:
-            return await self._try_acquire(key, owner, ttl, now)
+            with anyio.move_on_after(self.operation_timeout, shield=True) as scope:
+                result = await self._try_acquire(key, owner, ttl, now)
+            if scope.cancelled_caught:
+                raise LockUnavailable(
+                    "acquire", key, f"no answer within {self.operation_timeout:.1f}s"
+                )
+            await anyio.lowlevel.checkpoint()
         except BaseException as exc:
             if not self._may_have_applied(exc):
                 raise
@@ -262,6 +286,7 @@ class BaseLockManager(abc.ABC):
                         exc_info=True,
                     )
             raise
+        return result
 
     def _backoff(self, attempt: int, busy: Busy, now: float) -> float:
         """The delay before the next attempt: exponential, with equal jitter.
