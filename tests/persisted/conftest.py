@@ -1,0 +1,252 @@
+"""Fixtures for the persisted-actor tests: one ``backend`` fixture over every storage + lock pair.
+
+* ``memory``: ``MemoryStorage`` + ``MemoryLockManager`` (one process);
+* ``file``: ``LocalFileStorage`` + ``FileLockManager`` on one directory in tmp_path;
+* ``aws``: ``S3Storage`` + ``DynamoDBLockManager`` on the session's moto
+  server, over HTTP, with a fresh bucket and table per test.
+
+Multi-process tests reach moto through :func:`serialized_moto` instead:
+moto 5.2 does not apply a conditional write atomically. Its ``UpdateItem``
+reads the item, evaluates the condition and then applies the update, and
+its ``PutObject`` compares ``If-Match`` with the current ETag and then
+stores, with nothing held in between, while its werkzeug server handles
+requests on concurrent threads. Seen here: two processes granted a lease on
+one fresh key (both conditions passed), and two ``If-Match`` puts on one
+ETag both succeeding (a lost increment). AWS applies each conditional write
+atomically; :func:`serialized_moto` gives moto the same property by running
+one request at a time. It serves the same in-process moto backends as the
+session's server, so buckets and tables are shared between the two.
+
+A test that needs fewer backends narrows the parameter with
+``@pytest.mark.parametrize("backend", [...], indirect=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from durable_state.errors import LockTimeout
+from durable_state.locks.file import FileLockManager
+from durable_state.locks.memory import MemoryLockManager
+from durable_state.storage import LocalFileStorage, MemoryStorage, S3Storage
+
+BACKENDS = ("memory", "file", "aws")
+
+#: The takeover margin of the DynamoDB managers in these tests (seconds).
+DYNAMO_SKEW = 0.2
+
+
+@dataclass
+class Backend:
+    """A storage and a lock manager sharing one backend, plus ways to meddle with them."""
+
+    kind: str
+    storage: Any
+    lock: Any
+    #: Another manager on the same lease table/directory (what another process sees).
+    make_lock: Callable[[], Any]
+    #: Move a key's lease expiry into the past behind its holder's back.
+    expire_lease: Callable[[str], Awaitable[None]]
+    #: Remove a key's lease record behind its holder's back.
+    delete_lease: Callable[[str], Awaitable[None]]
+    #: JSON-able description for child processes (``None`` for memory).
+    spec: dict[str, Any] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def steal_lease(self, key: str) -> Any:
+        """Expire the holder's lease and take the key with another manager.
+
+        Returns:
+            The thief's lease (released when the test's backend is torn down).
+        """
+        await self.expire_lease(key)
+        return await self.make_lock().acquire(key, ttl=60)
+
+    async def assert_lock_free(self, key: str) -> None:
+        """Fail unless another manager can take ``key`` at once (then give it back)."""
+        other = self.make_lock()
+        try:
+            lease = await other.acquire(key, ttl=30)
+        except LockTimeout as exc:  # pragma: no cover - the failure message matters
+            pytest.fail(f"the lease on {key!r} was left held: {exc}")
+        await other.release(lease)
+
+
+@pytest.fixture(scope="session")
+def aws_session(moto_server: Any) -> Any:
+    """One aioboto3 session for the run: it caches botocore's service models."""
+    aioboto3 = pytest.importorskip("aioboto3")
+    return aioboto3.Session()
+
+
+class _OneRequestAtATime:
+    """A WSGI wrapper that runs the wrapped app for one request at a time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    url: str
+    region: str = "us-east-1"
+
+    def client_kwargs(self) -> dict[str, str]:
+        return {"endpoint_url": self.url, "region_name": self.region}
+
+
+@pytest.fixture(scope="session")
+def serialized_moto(moto_server: Any) -> Iterator[_Endpoint]:
+    """The moto backends behind an HTTP server that applies one request at a time.
+
+    See the module docstring for why the multi-process tests need it.
+    """
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield _Endpoint(f"http://{host}:{port}", moto_server.region)
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+@pytest.fixture
+def aws_endpoint(moto_server: Any) -> Any:
+    """The moto endpoint the ``aws`` backend talks to (a module may override it)."""
+    return moto_server
+
+
+@pytest.fixture
+def actor_id() -> str:
+    """A fresh actor id (also the storage key and the lock key)."""
+    return f"actor-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each storage + lock pair in turn, empty."""
+    async with AsyncExitStack() as stack:
+        if request.param == "memory":
+            yield _memory_backend(stack)
+        elif request.param == "file":
+            yield _file_backend(stack, tmp_path / "state")
+        else:
+            moto = request.getfixturevalue("aws_endpoint")
+            session = request.getfixturevalue("aws_session")
+            yield await _aws_backend(stack, moto, session)
+
+
+def _memory_backend(stack: AsyncExitStack) -> Backend:
+    lock = MemoryLockManager()
+    made: list[MemoryLockManager] = []
+
+    def make_lock() -> MemoryLockManager:
+        other = lock.sibling()
+        made.append(other)
+        return other
+
+    async def expire(key: str) -> None:
+        lock._table.records[key].expires_at = 0.0
+
+    async def delete(key: str) -> None:
+        del lock._table.records[key]
+
+    return Backend("memory", MemoryStorage(), lock, make_lock, expire, delete)
+
+
+def _file_backend(stack: AsyncExitStack, root: Path) -> Backend:
+    lock = FileLockManager(root)
+    stack.push_async_callback(lock.aclose)
+
+    def make_lock() -> FileLockManager:
+        other = FileLockManager(root)
+        stack.push_async_callback(other.aclose)
+        return other
+
+    async def expire(key: str) -> None:
+        path = anyio.Path(lock._record_path(key))
+        record = json.loads(await path.read_bytes())
+        record["expires_at"] = 0.0
+        await path.write_text(json.dumps(record))
+
+    async def delete(key: str) -> None:
+        await anyio.Path(lock._record_path(key)).unlink()
+
+    return Backend(
+        "file",
+        LocalFileStorage(root),
+        lock,
+        make_lock,
+        expire,
+        delete,
+        spec={"kind": "file", "root": os.fspath(root)},
+    )
+
+
+async def _aws_backend(stack: AsyncExitStack, moto: Any, session: Any) -> Backend:
+    from durable_state.locks.dynamodb import DynamoDBLockManager
+
+    bucket = f"ds-{uuid.uuid4().hex[:24]}"
+    table = f"locks-{uuid.uuid4().hex[:12]}"
+    kwargs = moto.client_kwargs()
+    s3 = await stack.enter_async_context(session.client("s3", **kwargs))
+    await s3.create_bucket(Bucket=bucket)
+    dynamo = await stack.enter_async_context(session.client("dynamodb", **kwargs))
+
+    def make_lock() -> DynamoDBLockManager:
+        other = DynamoDBLockManager(table, session=session, skew_margin=DYNAMO_SKEW, **kwargs)
+        stack.push_async_callback(other.aclose)
+        return other
+
+    lock = make_lock()
+    await lock.create_table()
+    storage = S3Storage(bucket, session=session, **kwargs)
+    stack.push_async_callback(storage.aclose)
+
+    async def expire(key: str) -> None:
+        await dynamo.update_item(
+            TableName=table,
+            Key={"id": {"S": key}},
+            UpdateExpression="SET expireAt = :zero",
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
+
+    async def delete(key: str) -> None:
+        await dynamo.delete_item(TableName=table, Key={"id": {"S": key}})
+
+    spec = {
+        "kind": "aws",
+        "bucket": bucket,
+        "table": table,
+        "endpoint": moto.url,
+        "region": moto.region,
+        "skew": DYNAMO_SKEW,
+    }
+    return Backend("aws", storage, lock, make_lock, expire, delete, spec=spec, extras={"s3": s3})
