@@ -30,6 +30,7 @@ from .statechart import (
     EmitEffect,
     Machine,
     Snapshot,
+    Timer,
 )
 from .statechart._machine import to_event
 
@@ -115,7 +116,11 @@ class Actor:
         self._status: ActorStatus = "not-started"
         self._mailbox: deque[tuple[str, Any]] = deque()
         self._processing = False
-        self._armed: dict[str, tuple[float, TimerHandle]] = {}
+        # The snapshot Timer each clock callback was armed for. A timer that
+        # is scheduled again gets a new Timer (even with the same due time):
+        # it is re-armed, so that it fires after the timers scheduled before
+        # it, in the order of the snapshot's (due time, scheduling order).
+        self._armed: dict[str, tuple[Timer, TimerHandle]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # The snapshot record each child was started for. A state that is
         # re-entered records a new ChildRecord under the same id: the running
@@ -438,13 +443,13 @@ class Actor:
     def _reconcile(self) -> None:
         """Make armed timers and running children match the snapshot."""
         snap = self.snapshot
-        wanted = {t.id: t.due_ms for t in snap.timers}
-        for tid in [k for k in self._armed if wanted.get(k) != self._armed[k][0]]:
+        wanted = {t.id: t for t in snap.timers}
+        for tid in [k for k, (timer, _) in self._armed.items() if wanted.get(k) is not timer]:
             self._armed.pop(tid)[1].cancel()
-        for tid, due in wanted.items():
+        for tid, timer in wanted.items():  # in due order, ties in scheduling order
             if tid not in self._armed:
-                handle = self.clock.call_at(due, partial(self._on_timer, tid, due))
-                self._armed[tid] = (due, handle)
+                handle = self.clock.call_at(timer.due_ms, partial(self._on_timer, tid, timer))
+                self._armed[tid] = (timer, handle)
         for cid in [k for k, rec in self._started.items() if snap.children.get(k) is not rec]:
             del self._started[cid]
             task = self._tasks.pop(cid, None)
@@ -459,9 +464,9 @@ class Actor:
                 self._tasks[cid] = task
                 self._started[cid] = child
 
-    def _on_timer(self, timer_id: str, due: float) -> None:
+    def _on_timer(self, timer_id: str, timer: Timer) -> None:
         armed = self._armed.get(timer_id)
-        if armed is None or armed[0] != due:
+        if armed is None or armed[0] is not timer:
             return
         del self._armed[timer_id]
         self._mailbox.append(("timer", timer_id))

@@ -738,3 +738,39 @@ async def test_reentering_a_state_restarts_its_invoked_work() -> None:
         assert actor.snapshot.context == {"n": 1, "got": 1}
     assert runs == [0, 1]
     assert cancelled == [0]
+
+
+async def test_a_restarted_timer_fires_after_timers_scheduled_before_it() -> None:
+    # Verified against xstate: p's timer is restarted at time 0 with the same
+    # due time as q's, so it now comes second in scheduling order.
+    def region(name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "initial": "a",
+            "states": {
+                "a": {
+                    "after": {
+                        "100": {"target": "b", "actions": {"type": "log", "params": {"tag": name}}}
+                    },
+                    **extra,
+                },
+                "b": {},
+            },
+        }
+
+    m = Machine(
+        {
+            "id": "m",
+            "type": "parallel",
+            "context": {"log": []},
+            "states": {
+                "p": region("p", on={"E": {"target": "a", "reenter": True}}),
+                "q": region("q"),
+            },
+        },
+        actions={"log": log_action()},
+    )
+    clock = ManualClock()
+    async with Actor(m, clock=clock) as actor:
+        await actor.send("E")
+        await clock.advance(100)
+        assert actor.snapshot.context["log"] == ["q", "p"]
