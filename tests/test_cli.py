@@ -175,6 +175,12 @@ def test_send_creates_then_applies_and_show_tells_it(
     assert code == EXIT_OK, err
     assert "cart -> payment.pending" in out
 
+    # CHECKOUT again: no transition takes it in payment.pending; nothing is written.
+    code, out, err = run(capsys, "send", "o-1", "CHECKOUT", "--machine", "demo")
+    assert code == EXIT_OK, err
+    assert "o-1: CHECKOUT changed nothing (no enabled transition)" in out
+    assert "(nothing changed, nothing written)" in out
+
     code, out, _ = run(capsys, "show", "o-1")
     assert code == EXIT_OK
     assert "status     active" in out
@@ -223,6 +229,7 @@ def test_send_json_output(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None
     result = json.loads(out)
     assert result["applied"] is True
     assert result["created"] is True
+    assert result["changed"] is True
     assert result["value"] == "cart"
     assert result["context"]["total"] == 12.5
     assert result["version"] == stored(capsys, "o-1")["version"]
