@@ -364,3 +364,30 @@ def test_newer_version_is_never_downgraded() -> None:
     data = v2.persisted_snapshot(v2.initial_snapshot())
     with pytest.raises(SnapshotIncompatible, match="written by version 2"):
         simple(version=1).restore_snapshot(data)
+
+
+def test_not_serializable_timer_events_and_outputs_name_their_path() -> None:
+    from durable_state import raise_event
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "output": lambda context, event: {"when": object()},
+            "states": {
+                "a": {"on": {"LATER": {"actions": "later"}, "END": "end"}},
+                "end": {"type": "final"},
+            },
+        },
+        actions={
+            "later": raise_event(lambda context, event: {"type": "PING", "data": {1, 2}}, delay=10)
+        },
+    )
+    s, _ = m.transition(m.initial_snapshot(), "LATER")
+    with pytest.raises(NotSerializable) as info:
+        m.persisted_snapshot(s)
+    assert info.value.path == "$durable.timers[0].event.data"
+    s, _ = m.transition(m.initial_snapshot(), "END")
+    with pytest.raises(NotSerializable) as info:
+        m.persisted_snapshot(s)
+    assert info.value.path == "output.when"
