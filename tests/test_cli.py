@@ -188,7 +188,7 @@ def test_send_creates_then_applies_and_show_tells_it(
     assert 'items=["book"]' in out or '"items": ["book"]' in out
     assert "after payment_timeout in #order.payment: due" in out
     assert "1 event id(s); latest: m-1" in out
-    assert "lease      free (last lease token 2" in out
+    assert "lease      free (last lease token 3" in out  # three sends, three leases
 
     data = stored(capsys, "o-1")
     assert data["value"] == {"payment": "pending"}
