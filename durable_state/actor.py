@@ -329,8 +329,18 @@ class Actor:
                 snap = self.snapshot
                 now = self.clock.now_ms()
                 try:
-                    if kind == "timer":
-                        nxt, effects = self.machine.fire_timer(snap, item, now_ms=now)
+                    if kind == "due":
+                        # Deliver the earliest due timer, then look again: all
+                        # timers due by now go in the snapshot's order (due time,
+                        # then scheduling order), whichever clock callback woke
+                        # us. A callback that came early finds nothing due and
+                        # the timer is simply armed again.
+                        first = snap.timers[0] if snap.timers else None
+                        if first is None or first.due_ms > now or snap.status != "active":
+                            self._reconcile()
+                            continue
+                        nxt, effects = self.machine.fire_timer(snap, first.id, now_ms=now)
+                        self._mailbox.appendleft(("due", None))
                     else:
                         nxt, effects = self.machine._transition(snap, item, now)
                 except Exception as exc:  # noqa: BLE001 - returned, raised to the sender
@@ -469,7 +479,7 @@ class Actor:
         if armed is None or armed[0] is not timer:
             return
         del self._armed[timer_id]
-        self._mailbox.append(("timer", timer_id))
+        self._mailbox.append(("due", None))
         self._drain_in_background()
 
     async def _run_child(self, cid: str, fn: Callable[..., Any], child_input: Any) -> None:
