@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from durable_state import Actor, Machine, ManualClock, MicrostepLimitExceeded, assign
+from durable_state import (
+    Actor,
+    Machine,
+    ManualClock,
+    MicrostepLimitExceeded,
+    assign,
+    raise_event,
+)
 
 from ._helpers import make, set_, when
 
@@ -213,8 +220,6 @@ async def test_row10_a_delayed_event_with_the_same_id_replaces_the_pending_one()
     # xstate schedules the second one without clearing the first timer, so
     # PING arrives twice; here the id names one pending event, which is
     # rescheduled (and it is also the key of the persisted timer).
-    from durable_state import raise_event
-
     m = Machine(
         {
             "id": "m",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from durable_state import Machine
+from durable_state import Machine, assign
 
 from ._helpers import log, logs, make, run
 
@@ -120,8 +120,6 @@ def test_init_event_carries_the_input_to_entry_actions() -> None:
     def record(context: Any, event: Any) -> Any:
         seen.append(dict(event))
         return {}
-
-    from durable_state import assign
 
     m = Machine(
         {"id": "m", "initial": "a", "entry": "rec", "states": {"a": {"entry": "rec"}}},
@@ -302,8 +300,6 @@ def test_entry_and_exit_accept_one_action_or_a_list() -> None:
 
 
 def test_inline_callable_actions_and_guards() -> None:
-    from durable_state import assign
-
     m = Machine(
         {
             "id": "m",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from durable_state import Machine, NotSerializable, SnapshotIncompatible, assign
+from durable_state import Machine, NotSerializable, SnapshotIncompatible, assign, raise_event
 
 from ._helpers import log, make
 
@@ -367,8 +367,6 @@ def test_newer_version_is_never_downgraded() -> None:
 
 
 def test_not_serializable_timer_events_and_outputs_name_their_path() -> None:
-    from durable_state import raise_event
-
     m = Machine(
         {
             "id": "m",
