@@ -32,11 +32,12 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, TextIO
 
 import anyio
@@ -51,7 +52,9 @@ from .errors import (
     InvalidKey,
     LockLost,
     LockTimeout,
+    LockUnavailable,
     MissingDependency,
+    SnapshotCorrupt,
     VersionConflict,
 )
 from .statechart import Machine
@@ -230,14 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--reset", action="store_true", help="delete the orders of earlier demo runs first"
     )
-    demo.set_defaults(handler=cmd_demo)
+    demo.set_defaults(handler=_cmd_demo)
 
     ls = sub.add_parser("ls", parents=[common, backends], help="list the actor ids in the storage")
     ls.add_argument("--prefix", default="", help="only ids starting with this")
     ls.add_argument(
         "-l", "--long", action="store_true", help="also show status, state, version, next timer"
     )
-    ls.set_defaults(handler=cmd_ls)
+    ls.set_defaults(handler=_cmd_ls)
 
     show = sub.add_parser(
         "show",
@@ -246,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("actor_id", metavar="ACTOR_ID")
     show.add_argument("--json", action="store_true", help="print the stored snapshot as JSON")
-    show.set_defaults(handler=cmd_show)
+    show.set_defaults(handler=_cmd_show)
 
     send = sub.add_parser(
         "send",
@@ -278,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait this long for a busy lease (default: fail at once, exit code 4)",
     )
     send.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    send.set_defaults(handler=cmd_send)
+    send.set_defaults(handler=_cmd_send)
 
     unlock = sub.add_parser(
         "unlock",
@@ -287,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unlock.add_argument("actor_id", metavar="ACTOR_ID")
     unlock.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    unlock.set_defaults(handler=cmd_unlock)
+    unlock.set_defaults(handler=_cmd_unlock)
 
     diagram = sub.add_parser(
         "diagram",
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="mermaid",
         help="mermaid (stateDiagram-v2, default) or dot (Graphviz)",
     )
-    diagram.set_defaults(handler=cmd_diagram)
+    diagram.set_defaults(handler=_cmd_diagram)
     return parser
 
 
@@ -456,8 +459,6 @@ async def _open_backends(
 
 
 def _decode(raw: bytes, key: str) -> dict[str, Any]:
-    from .errors import SnapshotCorrupt
-
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -545,8 +546,6 @@ async def peek_lease(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
 
 
 def _read_file_record(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
-    from .errors import LockUnavailable
-
     path = lock._record_path(key)
     try:
         with open(path, "rb") as f:
@@ -571,16 +570,10 @@ def _read_file_record(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
     alive = getattr(store, "session_alive", None)
     if isinstance(session, str) and callable(alive):
         try:
-            record = _replace_alive(record, bool(alive(session)))
+            record = replace(record, holder_alive=bool(alive(session)))
         except OSError as exc:
             raise LockUnavailable("peek", key, f"{type(exc).__name__}: {exc}") from exc
     return record
-
-
-def _replace_alive(record: LeaseRecord, alive: bool) -> LeaseRecord:
-    from dataclasses import replace
-
-    return replace(record, holder_alive=alive)
 
 
 def _dynamodb_record(key: str, item: Mapping[str, Any]) -> LeaseRecord | _Unknown:
@@ -623,7 +616,7 @@ def _lease_text(record: LeaseRecord | _Unknown | None, now: float) -> str:
 # --------------------------------------------------------------------------- #
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     """``durable-state demo``: the order workflow, step by step."""
     from ._demo import reset, run_demo
 
@@ -645,12 +638,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _shell_quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
+def _cmd_ls(args: argparse.Namespace) -> int:
     """``durable-state ls``: the actor ids, one per line."""
 
     async def run() -> int:
@@ -688,7 +679,7 @@ def _long_line(key: str, data: Mapping[str, Any], version: str, now: float) -> s
     return f"{key}  {status:<7} {format_value(data.get('value'))}  version {version}{timer}"
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def _cmd_show(args: argparse.Namespace) -> int:
     """``durable-state show ACTOR_ID``: snapshot, timers, processed ids, lease."""
 
     async def run() -> int:
@@ -748,7 +739,7 @@ def _print_snapshot(
     _out(f"  {'lease':<10} {lease_text}")
 
 
-def cmd_send(args: argparse.Namespace) -> int:
+def _cmd_send(args: argparse.Namespace) -> int:
     """``durable-state send ACTOR_ID EVENT``: one event, saved."""
     from .persisted import persisted_actor
 
@@ -844,7 +835,7 @@ def _print_sent(
         _out(f"  {'version':<10} {before_version or '(new)'} -> {actor.version}")
 
 
-def cmd_unlock(args: argparse.Namespace) -> int:
+def _cmd_unlock(args: argparse.Namespace) -> int:
     """``durable-state unlock ACTOR_ID``: force-release the lease after a confirmation."""
     from .locks import Lease
 
@@ -896,7 +887,7 @@ def _confirm(stdin: TextIO, stdout: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def cmd_diagram(args: argparse.Namespace) -> int:
+def _cmd_diagram(args: argparse.Namespace) -> int:
     """``durable-state diagram MODULE:ATTR``: Mermaid or DOT source on stdout."""
     from ._diagram import to_dot, to_mermaid
 
