@@ -14,6 +14,7 @@ import pytest
 
 from durable_state import (
     Actor,
+    InvalidMachine,
     Machine,
     ManualClock,
     MicrostepLimitExceeded,
@@ -242,3 +243,19 @@ async def test_row10_a_delayed_event_with_the_same_id_replaces_the_pending_one()
         assert actor.snapshot.context["n"] == 0
         await clock.advance(200)
         assert actor.snapshot.context["n"] == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "path"),
+    [
+        ({"entry": "nope"}, "states.a.entry"),
+        ({"on": {"GO": {"target": "a", "guard": "noguard"}}}, "states.a.on.GO.guard"),
+    ],
+)
+def test_row11_missing_implementations_fail_when_the_machine_is_built(
+    state: dict[str, Any], path: str
+) -> None:
+    # xstate starts the machine; the action is skipped and the guard fails on GO.
+    with pytest.raises(InvalidMachine) as info:
+        Machine({"id": "m", "initial": "a", "states": {"a": state}})
+    assert info.value.path == path
