@@ -136,9 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except BaseException as exc:
-        if not isinstance(exc, Exception):
-            raise
+    except Exception as exc:  # noqa: BLE001 - the top of the command: every error becomes one line
         code, message = _classify(exc)
         _err(message)
         if args.traceback:
