@@ -28,7 +28,6 @@ from ._clock import Clock, SystemClock
 from .actor import Actor, Listener, Subscription
 from .errors import (
     ActorNotFound,
-    DurableStateError,
     LockLost,
     SnapshotCorrupt,
     SnapshotIncompatible,
@@ -546,13 +545,15 @@ async def persisted_actor(
             if save_on_error and isinstance(exc, Exception) and not _lease_lost(pa):
                 try:
                     await pa.save()
-                except DurableStateError as save_exc:
+                except Exception:
+                    # The save (or a listener of its emitted events) failing
+                    # too must not hide why the body failed; it is logged.
                     logger.warning(
-                        "actor %s: saving after a failed body failed too: %s", actor_id, save_exc
+                        "actor %s: saving after a failed body failed too", actor_id, exc_info=True
                     )
         finally:
-            # Whatever the save did (even if it raised something else), the
-            # actor is stopped and the lease released.
+            # Whatever the save did (even if cancelled), the actor is stopped
+            # and the lease released.
             await pa._finish(exc)
         raise
     try:
