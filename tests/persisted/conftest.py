@@ -23,13 +23,15 @@ A test that needs fewer backends narrows the parameter with
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,6 @@ class Backend:
     delete_lease: Callable[[str], Awaitable[None]]
     #: JSON-able description for child processes (``None`` for memory).
     spec: dict[str, Any] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     async def steal_lease(self, key: str) -> Any:
         """Expire the holder's lease and take the key with another manager.
@@ -137,6 +138,36 @@ def serialized_moto(moto_server: Any) -> Iterator[_Endpoint]:
         server.server_close()
 
 
+@pytest.fixture(scope="session")
+def aws_names(moto_server: Any) -> tuple[str, str]:
+    """A bucket and a lock table for the whole run (every test uses its own keys).
+
+    Made once, on a loop of its own in a thread of its own (this fixture is
+    first requested while a test's loop runs): creating them per test costs
+    more than most tests. Both moto fronts serve the same backends, so both
+    see them.
+    """
+    import aioboto3
+
+    from durable_state.locks.dynamodb import DynamoDBLockManager
+
+    bucket = f"ds-{uuid.uuid4().hex[:24]}"
+    table = f"locks-{uuid.uuid4().hex[:12]}"
+    session = aioboto3.Session()
+
+    async def create() -> None:
+        async with session.client("s3", **moto_server.client_kwargs()) as s3:
+            await s3.create_bucket(Bucket=bucket)
+        async with DynamoDBLockManager(
+            table, session=session, **moto_server.client_kwargs()
+        ) as manager:
+            await manager.create_table()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+    return bucket, table
+
+
 @pytest.fixture
 def aws_endpoint(moto_server: Any) -> Any:
     """The moto endpoint the ``aws`` backend talks to (a module may override it)."""
@@ -160,17 +191,15 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         else:
             moto = request.getfixturevalue("aws_endpoint")
             session = request.getfixturevalue("aws_session")
-            yield await _aws_backend(stack, moto, session)
+            names = request.getfixturevalue("aws_names")
+            yield await _aws_backend(stack, moto, session, names)
 
 
 def _memory_backend(stack: AsyncExitStack) -> Backend:
     lock = MemoryLockManager()
-    made: list[MemoryLockManager] = []
 
     def make_lock() -> MemoryLockManager:
-        other = lock.sibling()
-        made.append(other)
-        return other
+        return lock.sibling()
 
     async def expire(key: str) -> None:
         lock._table.records[key].expires_at = 0.0
@@ -210,36 +239,34 @@ def _file_backend(stack: AsyncExitStack, root: Path) -> Backend:
     )
 
 
-async def _aws_backend(stack: AsyncExitStack, moto: Any, session: Any) -> Backend:
+async def _aws_backend(
+    stack: AsyncExitStack, moto: Any, session: Any, names: tuple[str, str]
+) -> Backend:
     from durable_state.locks.dynamodb import DynamoDBLockManager
 
-    bucket = f"ds-{uuid.uuid4().hex[:24]}"
-    table = f"locks-{uuid.uuid4().hex[:12]}"
+    bucket, table = names
     kwargs = moto.client_kwargs()
-    s3 = await stack.enter_async_context(session.client("s3", **kwargs))
-    await s3.create_bucket(Bucket=bucket)
-    dynamo = await stack.enter_async_context(session.client("dynamodb", **kwargs))
 
     def make_lock() -> DynamoDBLockManager:
         other = DynamoDBLockManager(table, session=session, skew_margin=DYNAMO_SKEW, **kwargs)
         stack.push_async_callback(other.aclose)
         return other
 
-    lock = make_lock()
-    await lock.create_table()
     storage = S3Storage(bucket, session=session, **kwargs)
     stack.push_async_callback(storage.aclose)
 
     async def expire(key: str) -> None:
-        await dynamo.update_item(
-            TableName=table,
-            Key={"id": {"S": key}},
-            UpdateExpression="SET expireAt = :zero",
-            ExpressionAttributeValues={":zero": {"N": "0"}},
-        )
+        async with session.client("dynamodb", **kwargs) as dynamo:
+            await dynamo.update_item(
+                TableName=table,
+                Key={"id": {"S": key}},
+                UpdateExpression="SET expireAt = :zero",
+                ExpressionAttributeValues={":zero": {"N": "0"}},
+            )
 
     async def delete(key: str) -> None:
-        await dynamo.delete_item(TableName=table, Key={"id": {"S": key}})
+        async with session.client("dynamodb", **kwargs) as dynamo:
+            await dynamo.delete_item(TableName=table, Key={"id": {"S": key}})
 
     spec = {
         "kind": "aws",
@@ -249,4 +276,4 @@ async def _aws_backend(stack: AsyncExitStack, moto: Any, session: Any) -> Backen
         "region": moto.region,
         "skew": DYNAMO_SKEW,
     }
-    return Backend("aws", storage, lock, make_lock, expire, delete, spec=spec, extras={"s3": s3})
+    return Backend("aws", storage, make_lock(), make_lock, expire, delete, spec=spec)
