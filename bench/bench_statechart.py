@@ -208,6 +208,9 @@ class Result:
     runs_s: list[float]
     events_per_s: float
     actor_send_ratio: float | None = None  # durable_state Actor.send / this
+    # CPU time / wall time of the best run (Python only): under ~0.9 the run
+    # shared its core with other processes and its figure is pessimistic.
+    cpu_share: float | None = None
 
 
 @dataclass
@@ -757,11 +760,27 @@ def _next_size(n: int, elapsed: float, min_time: float) -> int:
     return max(n + 1, math.ceil(n * min_time * 1.1 / elapsed))
 
 
-def measure(run: SyncRun, settings: Settings) -> tuple[int, list[float]]:
+class _Share:
+    """The share of a core this thread got during a run: its CPU time over wall time.
+
+    Well under 1 means other processes took the core for part of the run, so
+    its figure is pessimistic (taking the best of several runs limits that).
+    """
+
+    def __init__(self) -> None:
+        self.cpu = time.thread_time()
+        self.wall = time.perf_counter()
+
+    def done(self) -> float:
+        wall = time.perf_counter() - self.wall
+        return (time.thread_time() - self.cpu) / wall if wall > 0 else 1.0
+
+
+def measure(run: SyncRun, settings: Settings) -> tuple[int, list[tuple[float, float]]]:
     """Calibrate ``n`` to last ``min_time`` (which also warms up), then repeat.
 
     Returns:
-        ``n`` and the seconds of each repeat.
+        ``n`` and, for each repeat, its seconds and the share of a core it got.
     """
     n = 100
     while (elapsed := run(n)) < settings.min_time:
@@ -769,11 +788,13 @@ def measure(run: SyncRun, settings: Settings) -> tuple[int, list[float]]:
     times = []
     for _ in range(settings.repeats):
         gc.collect()
-        times.append(run(n))
+        share = _Share()
+        elapsed = run(n)
+        times.append((elapsed, share.done()))
     return n, times
 
 
-async def ameasure(run: AsyncRun, settings: Settings) -> tuple[int, list[float]]:
+async def ameasure(run: AsyncRun, settings: Settings) -> tuple[int, list[tuple[float, float]]]:
     """:func:`measure` for an async run, all within one event loop."""
     n = 100
     while (elapsed := await run(n)) < settings.min_time:
@@ -781,7 +802,9 @@ async def ameasure(run: AsyncRun, settings: Settings) -> tuple[int, list[float]]
     times = []
     for _ in range(settings.repeats):
         gc.collect()
-        times.append(await run(n))
+        share = _Share()
+        elapsed = await run(n)
+        times.append((elapsed, share.done()))
     return n, times
 
 
@@ -803,7 +826,7 @@ def run_case(case: Case, settings: Settings) -> Result:
         n, times = measure(case.run, settings)
     else:
         raise ValueError(f"case {case.implementation} {case.path} has nothing to run")
-    best = min(times)
+    best, share = min(times)
     return Result(
         case.machine,
         case.implementation,
@@ -811,8 +834,9 @@ def run_case(case: Case, settings: Settings) -> Result:
         _kind(case.implementation),
         n,
         best,
-        times,
+        [elapsed for elapsed, _ in times],
         n / best,
+        cpu_share=round(share, 3),
     )
 
 
@@ -1009,17 +1033,18 @@ def render(
         out.append(f"\nmachine {machine!r}: events/s (best of repeats; higher is better)")
         out.append(
             _table(
-                ["implementation", "path", "events/s", "Actor.send / this"],
+                ["implementation", "path", "events/s", "Actor.send / this", "CPU share"],
                 [
                     [
                         r.implementation,
                         r.path,
                         _fmt_rate(r.events_per_s),
                         _fmt_ratio(r.actor_send_ratio),
+                        "-" if r.cpu_share is None else f"{r.cpu_share:.2f}",
                     ]
                     for r in rows
                 ],
-                right={2, 3},
+                right={2, 3, 4},
             )
         )
         entry = summary[machine]
@@ -1053,6 +1078,11 @@ def render(
                 right={2, 3},
             )
         )
+    notes = [
+        "CPU share: CPU time / wall time of the best run; under ~0.9 other processes "
+        "took the core for part of it and its events/s is pessimistic",
+        *notes,
+    ]
     if notes:
         out.append("\nnotes:")
         out.extend(f"  - {note}" for note in notes)
