@@ -92,6 +92,11 @@ class S3Storage:
     for that loop and the old one is closed. Pass ``client`` to use an
     aiobotocore S3 client you own; :meth:`aclose` then leaves it open.
 
+    Cancellation: a cancelled call stops waiting at once, but its request may
+    already be on its way, so a cancelled write can still take effect shortly
+    afterwards. Its condition still holds it to the version it was given, so
+    no update is lost; a writer that must know the outcome re-reads.
+
     Credentials come from botocore's default provider chain (environment,
     config files, container or instance role) unless ``session`` or ``client``
     carries others.
