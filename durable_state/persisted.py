@@ -305,8 +305,12 @@ class PersistedActor:
 
         Raises:
             InvalidEvent: the event is malformed.
+            ValueError: ``event_id`` is not a non-empty string.
             Exception: whatever an implementation raised (the session's
-                changes are then discarded unless ``save_on_error``).
+                changes are then discarded unless ``save_on_error``). If a
+                custom action or a listener raised, the step was taken and
+                ``event_id`` is remembered; if the machine raised (an assign,
+                a guard), it was not and the id is not.
         """
         actor = self._live()
         ev = to_event(event)
@@ -316,13 +320,29 @@ class PersistedActor:
             if event_id in self._processed:
                 logger.info("actor %s: skipped redelivered event %s", self.actor_id, event_id)
                 return False
-        await actor.send(ev)
-        if event_id is not None and self._processed_limit:
-            self._processed.append(event_id)
-            while len(self._processed) > self._processed_limit:
-                self._processed.popleft()
-            self._processed_dirty = True
+        before = actor.snapshot
+        try:
+            await actor.send(ev)
+        except BaseException:
+            # A custom action or a listener that raises does so after the
+            # step was taken: the event was applied (and save_on_error may
+            # save it), so a redelivery must still be skipped. When the
+            # machine itself raised, the snapshot is unchanged and the event
+            # counts as not applied.
+            if event_id is not None and actor.snapshot is not before:
+                self._remember(event_id)
+            raise
+        if event_id is not None:
+            self._remember(event_id)
         return True
+
+    def _remember(self, event_id: str) -> None:
+        if not self._processed_limit:
+            return
+        self._processed.append(event_id)
+        while len(self._processed) > self._processed_limit:
+            self._processed.popleft()
+        self._processed_dirty = True
 
     async def save(self) -> str | None:
         """Save the snapshot if it changed: a compare-and-set on the version read.
