@@ -24,7 +24,13 @@ __all__ = (
 
 
 def counter_machine() -> Machine:
-    """``INC`` adds ``by`` (default 1) to ``count``; ``SET`` stores ``value`` under ``key``."""
+    """A counter.
+
+    ``INC`` adds ``by`` (default 1) to ``count``; ``SET`` stores ``value``
+    under ``key``; ``BOOM`` runs a custom action that raises; ``INC_BOOM``
+    increments, then raises from a custom action (the step is taken);
+    ``NOOP`` is handled and changes nothing.
+    """
     return Machine(
         {
             "id": "counter",
@@ -36,6 +42,7 @@ def counter_machine() -> Machine:
                         "INC": {"actions": "inc"},
                         "SET": {"actions": "set"},
                         "BOOM": {"actions": "boom"},
+                        "INC_BOOM": {"actions": ["inc", "boom"]},
                         "NOOP": {},
                     }
                 }
@@ -140,7 +147,8 @@ def versioned_machine(version: int, *, migrations: Mapping[int, Any] | None = No
     """The same little machine at several versions.
 
     Version 1 keeps ``n``; version 2 calls it ``count``; version 3 adds
-    ``unit``. Every version has states ``a`` and ``b``.
+    ``unit``. Every version has states ``a`` and ``b`` (``GO``), and
+    ``TOUCH`` sets ``touched`` anywhere.
     """
     context: dict[str, Any] = {1: {"n": 0}, 2: {"count": 0}, 3: {"count": 0, "unit": "x"}}[version]
     return Machine(
@@ -148,8 +156,10 @@ def versioned_machine(version: int, *, migrations: Mapping[int, Any] | None = No
             "id": "versioned",
             "initial": "a",
             "context": context,
+            "on": {"TOUCH": {"actions": "touch"}},
             "states": {"a": {"on": {"GO": "b"}}, "b": {}},
         },
+        actions={"touch": assign(lambda c, e: {"touched": True})},
         version=version,
         migrations=migrations,
     )
