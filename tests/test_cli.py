@@ -447,7 +447,7 @@ def test_unlock_yes_and_a_dead_holder(
 ) -> None:
     code, out, _ = run(capsys, "unlock", "never-locked", "--yes")
     assert code == EXIT_OK
-    assert "free (never leased); nothing to release" in out
+    assert "free (no lease recorded); nothing to release" in out
 
     hold_lease("k-1")
     code, out, err = run(capsys, "unlock", "k-1", "--yes")
