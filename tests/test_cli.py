@@ -49,12 +49,20 @@ ITEM = '{"sku": "book", "price": 12.5}'
 
 
 @pytest.fixture
-def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working directory, with no backend or machine chosen by the environment."""
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh working directory, with no backend or machine chosen by the environment.
+
+    ``--machine`` makes the working directory importable; the path and the
+    machine modules imported from ``tmp_path`` are undone afterwards.
+    """
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     for var in (ENV_STORAGE, ENV_LOCK, ENV_ENDPOINT, ENV_MACHINE):
         monkeypatch.delenv(var, raising=False)
-    return tmp_path
+    yield tmp_path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
