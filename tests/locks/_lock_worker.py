@@ -28,11 +28,21 @@ from durable_state.locks import DynamoDBLockManager, FileLockManager, LockManage
 
 
 def fork_idle_child() -> int:
-    """Fork a child that idles for an hour (outliving this process); return its pid."""
+    """Fork a child that idles for an hour (outliving this process); return its pid.
+
+    Returns once the child runs: fork handlers have run in it by then.
+    """
+    ready, signal = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(ready)
+        os.write(signal, b"x")
+        os.close(signal)
         time.sleep(3600)
         os._exit(0)
+    os.close(signal)
+    os.read(ready, 1)
+    os.close(ready)
     return pid
 
 
