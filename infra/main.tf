@@ -118,6 +118,8 @@ resource "aws_s3_bucket_ownership_controls" "this" {
 }
 
 resource "aws_s3_bucket_policy" "this" {
+  count = var.require_tls ? 1 : 0
+
   bucket = aws_s3_bucket.this.id
   policy = jsonencode({
     Version = "2012-10-17"

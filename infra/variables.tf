@@ -65,6 +65,12 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "require_tls" {
+  description = "Attach a bucket policy that denies requests not made over TLS. Turn off only for local emulators reached over plain HTTP."
+  type        = bool
+  default     = true
+}
+
 variable "force_destroy" {
   description = "Let terraform destroy the bucket even when it holds snapshots."
   type        = bool
