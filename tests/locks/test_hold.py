@@ -27,11 +27,11 @@ class FlakyRenewals(MemoryLockManager):
 
 async def test_transient_renewal_failures_are_retried() -> None:
     manager = FlakyRenewals()
-    async with manager.hold("k", ttl=0.9) as held:
+    async with manager.hold("k", ttl=1.5) as held:
         manager.failing = True
-        await anyio.sleep(0.45)  # a renewal at 0.3 fails and is retried
+        await anyio.sleep(0.7)  # the renewal at 0.5 fails
         manager.failing = False
-        await anyio.sleep(0.8)  # ... a retry succeeds before the lease runs out
+        await anyio.sleep(1.2)  # a retry (0.25 s later) succeeds before the expiry at 1.5
         assert not held.lost
     assert manager.attempts >= 3
 
