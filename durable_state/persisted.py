@@ -74,8 +74,11 @@ class PersistedActor:
         finally:
             await pa.close()
 
-    ``init()`` and ``close()`` must run in the same task (the lease's heartbeat
-    is a structured task group). ``close()`` does not save.
+    ``init()`` and ``close()`` must run in the same task and at the same
+    level of cancel scopes: the lease's heartbeat is a structured task group
+    whose scopes ``init()`` enters and ``close()`` exits, so a ``with
+    anyio.fail_after(...)`` (or any cancel scope) must enclose both calls or
+    neither. ``close()`` does not save.
 
     Args:
         actor_id: the actor's id, also its storage key and lock key.
