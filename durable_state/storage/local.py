@@ -35,9 +35,9 @@ import random
 import secrets
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import aiofiles.os
 import anyio
@@ -53,6 +53,8 @@ if sys.platform != "win32":
 __all__ = ("MAX_PLAIN_NAME", "LocalFileStorage")
 
 logger = logging.getLogger("durable_state.storage")
+
+_T = TypeVar("_T")
 
 #: Encoded names longer than this many characters are stored under a hash.
 #: 120 (+ 6 for ``.state``) fits every common file system's name limit,
@@ -200,131 +202,151 @@ def _scan(root: str, prefix: str) -> list[str]:
 
 
 class _Busy:
-    """Returned by :meth:`_Section.try_enter` when another holder has the lock."""
+    """Returned by a :class:`_Section` step when another holder has the lock."""
 
 
 _BUSY: Final = _Busy()
 
 
+def _check(head: bytes | None, key: str, if_version: str | None) -> str | None:
+    """Check ``if_version`` against the file whose head was read; return its version.
+
+    A file this storage cannot parse counts as existing at an unknown version:
+    an unconditional write replaces it, a conditional one fails.
+
+    Raises:
+        VersionConflict: the condition does not hold.
+    """
+    current: str | None = None
+    if head is not None:
+        try:
+            current = _parse(head)[0]
+        except _Corrupt:
+            current = None
+    if if_version == ANY_VERSION:
+        return current
+    if head is None and if_version is None:
+        return None
+    if head is not None and current is not None and current == if_version:
+        return current
+    raise VersionConflict(key, expected=if_version, actual=current)
+
+
 class _Section:
-    """The critical section around one check-and-replace of one file.
+    """One check-and-replace (or check-and-delete) of one file, as a critical section.
 
     Exclusion: ``flock`` on a lock-stripe file, through a descriptor opened for
-    this section alone. ``flock`` locks belong to the open file description, so
-    two sections exclude each other whether they are in two processes, two
+    this attempt alone. ``flock`` locks belong to the open file description, so
+    two attempts exclude each other whether they come from two processes, two
     storage instances or two tasks of one instance; the kernel drops the lock
-    when its holder dies.
+    when its holder dies, so a crashed writer never leaves the key locked.
 
-    Every step runs in a worker thread holding ``_mutex``. A caller that is
-    cancelled (by anyio or by a native ``Task.cancel()``, which can leave a
-    step running or still queued) calls :meth:`abort` from a thread: it waits
-    for a running step, removes the temp file and closes the lock descriptor,
-    and marks the section abandoned so that a step that runs later does
-    nothing. Hence no temp file and no held lock survive a cancelled write, and
-    a replace can never happen after the lock was given up.
+    Each attempt is one call in a worker thread that takes the lock without
+    blocking (``LOCK_NB``; the caller sleeps and retries on the event loop, so
+    waiting stays cancellable), checks the version, does the whole change and
+    unlocks in a ``finally``: no temp file and no held lock outlive the call.
+    A running attempt is never interrupted, so a cancelled caller leaves the
+    key at its old or its new value. When the caller is cancelled, it calls
+    :meth:`abort`, which waits for a running attempt to finish and makes an
+    attempt that is still queued (possible after a native ``Task.cancel()``)
+    do nothing: nothing changes after the cancelled call has returned.
     """
 
-    __slots__ = ("_abandoned", "_lock_fd", "_mutex", "_tmp", "lock_path", "path", "root", "settled")
+    __slots__ = ("_abandoned", "_mutex", "lock_path", "path", "root")
 
     def __init__(self, root: str, name: str) -> None:
         self.root = root
         self.path = os.path.join(root, name)
         stripe = hashlib.sha256(name.encode("ascii")).digest()[0] % _LOCK_STRIPES
         self.lock_path = os.path.join(root, _LOCK_DIR, f"{stripe:02x}.lock")
-        self.settled = False  # read and written on the event loop only
         self._mutex = threading.Lock()
-        self._lock_fd: int | None = None
-        self._tmp: str | None = None
         self._abandoned = False
 
-    # -- steps, each run in a worker thread -------------------------------- #
-
-    def try_enter(self) -> bytes | _Busy | None:
-        """Take the lock without blocking; then read the current file's head."""
+    def write(
+        self, key: str, if_version: str | None, header_key: bytes, data: bytes
+    ) -> str | _Busy:
+        """Check the version and replace the file; return the new version."""
         with self._mutex:
             if self._abandoned:
                 return _BUSY
-            if self._lock_fd is None:
-                self._lock_fd = self._open_lock_file()
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            lock_fd = self._try_lock()
+            if lock_fd is None:
                 return _BUSY
-            return _read_file(self.path, _PEEK_BYTES)
-
-    def stage(self, header: bytes, data: bytes) -> None:
-        """Write the complete new file under a temp name and make it durable."""
-        with self._mutex:
-            if self._abandoned:
-                return
-            tmp = os.path.join(self.root, _TMP_PREFIX + secrets.token_hex(8))
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-            fd = os.open(tmp, flags, 0o666)
-            self._tmp = tmp
+            tmp: str | None = None
             try:
-                _write_all(fd, header)
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def commit(self) -> None:
-        """Put the staged file in place, make the rename durable, unlock."""
-        with self._mutex:
-            if self._abandoned or self._tmp is None:
-                return
-            try:
-                os.replace(self._tmp, self.path)
-                self._tmp = None
+                current = _check(_read_file(self.path, _PEEK_BYTES), key, if_version)
+                version = _next_version(current)
+                tmp = os.path.join(self.root, _TMP_PREFIX + secrets.token_hex(8))
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+                fd = os.open(tmp, flags, 0o666)
+                try:
+                    _write_all(fd, b"%s %s %s\n" % (_MAGIC, version.encode(), header_key))
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.path)
+                tmp = None
                 _fsync_dir(self.root)
+                return version
             finally:
-                self._unlock()
+                if tmp is not None:
+                    _remove_quietly(tmp)
+                os.close(lock_fd)  # drops the flock
 
-    def remove(self) -> None:
-        """Delete the file (if any), make that durable, unlock."""
+    def delete(self, key: str, if_version: str | None) -> _Busy | None:
+        """Check the version (unless ``None``) and remove the file if it exists."""
         with self._mutex:
             if self._abandoned:
-                return
+                return _BUSY
+            lock_fd = self._try_lock()
+            if lock_fd is None:
+                return _BUSY
             try:
+                if if_version is not None:
+                    _check(_read_file(self.path, _PEEK_BYTES), key, if_version)
                 try:
                     os.unlink(self.path)
                 except FileNotFoundError:
-                    return
+                    return None
                 _fsync_dir(self.root)
+                return None
             finally:
-                self._unlock()
+                os.close(lock_fd)
 
     def abort(self) -> None:
-        """Undo whatever is left: remove the temp file, release the lock."""
+        """Wait for a running attempt; make any later one a no-op."""
         with self._mutex:
             self._abandoned = True
-            if self._tmp is not None:
-                try:
-                    os.unlink(self._tmp)
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    # It stays invisible to list(); only disk space is lost.
-                    logger.warning("could not remove temp file %s", self._tmp, exc_info=True)
-                self._tmp = None
-            self._unlock()
 
-    # -- helpers (caller holds _mutex) -------------------------------------- #
-
-    def _open_lock_file(self) -> int:
+    def _try_lock(self) -> int | None:
+        """A descriptor holding the stripe's flock, or ``None`` if someone else holds it."""
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            return os.open(self.lock_path, flags, 0o666)
+            fd = os.open(self.lock_path, flags, 0o666)
         except FileNotFoundError:
-            # The root (or its lock directory) is created on demand.
+            # The root (and its lock directory) is created on demand.
             os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
-            return os.open(self.lock_path, flags, 0o666)
-
-    def _unlock(self) -> None:
-        # Closing the only descriptor of the open file description drops the flock.
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
+            fd = os.open(self.lock_path, flags, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        # A leftover temp file is invisible to list(); only disk space is lost.
+        logger.warning("could not remove temp file %s", path, exc_info=True)
 
 
 def _describe(exc: OSError) -> str:
@@ -434,23 +456,15 @@ class LocalFileStorage:
         key_bytes = check_key(key)
         payload = check_data(data)
         check_version(if_version)
-        name = file_name(key_bytes)
-        section = _Section(self.root, name)
+        section = _Section(self.root, file_name(key_bytes))
+        header_key = encode_key(key_bytes).encode("ascii")
         try:
-            try:
-                head = await self._enter(section)
-                current = self._current_version(head, key, if_version)
-                version = _next_version(current)
-                header = b"%s %s %s\n" % (_MAGIC, version.encode(), encode_key(key_bytes).encode())
-                await anyio.to_thread.run_sync(section.stage, header, payload)
-                await anyio.to_thread.run_sync(section.commit)
-                section.settled = True
-                return version
-            finally:
-                if not section.settled:
-                    await self._abort(section)
+            version = await self._attempt(
+                section, section.write, key, if_version, header_key, payload
+            )
         except OSError as exc:
             raise StorageUnavailable("write", key, _describe(exc)) from exc
+        return version
 
     async def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Delete ``key``, unconditionally or only if still at ``if_version``.
@@ -467,16 +481,9 @@ class LocalFileStorage:
         key_bytes = check_key(key)
         check_version(if_version)
         section = _Section(self.root, file_name(key_bytes))
+        condition = None if if_version == ANY_VERSION else if_version
         try:
-            try:
-                head = await self._enter(section)
-                if if_version is not None:
-                    self._current_version(head, key, if_version)
-                await anyio.to_thread.run_sync(section.remove)
-                section.settled = True
-            finally:
-                if not section.settled:
-                    await self._abort(section)
+            await self._attempt(section, section.delete, key, condition)
         except OSError as exc:
             raise StorageUnavailable("delete", key, _describe(exc)) from exc
 
@@ -534,45 +541,27 @@ class LocalFileStorage:
     # -- internals ----------------------------------------------------------- #
 
     @staticmethod
-    async def _enter(section: _Section) -> bytes | None:
-        """Poll for the section's lock, sleeping (cancellably) while it is busy.
+    async def _attempt(section: _Section, step: Callable[..., _T | _Busy], *args: Any) -> _T:
+        """Run ``step`` in a worker thread until it gets the lock; return its result.
 
-        Polling with ``LOCK_NB`` instead of a blocking ``flock`` in a thread
-        keeps the wait cancellable: a thread blocked in ``flock`` could not be
-        interrupted and would take the lock after its caller had gone.
+        While another holder has the lock, sleep (cancellably) with jittered
+        exponential backoff and try again. Polling with ``LOCK_NB`` instead of
+        a blocking ``flock`` in a thread keeps the wait cancellable: a thread
+        blocked in ``flock`` could not be interrupted and would take the lock
+        after its caller had gone.
         """
         delay = _FIRST_BACKOFF
         while True:
-            head = await anyio.to_thread.run_sync(section.try_enter)
-            if not isinstance(head, _Busy):
-                return head
+            try:
+                result = await anyio.to_thread.run_sync(step, *args)
+            except (VersionConflict, OSError):
+                raise  # raised by the step itself: it has finished and cleaned up
+            except BaseException:
+                # Cancelled: the step may still be queued or running.
+                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
+                    await anyio.to_thread.run_sync(section.abort, abandon_on_cancel=True)
+                raise
+            if not isinstance(result, _Busy):
+                return result
             await anyio.sleep(delay * (0.5 + random.random()))  # jitter avoids lockstep
             delay = min(delay * 2, _MAX_BACKOFF)
-
-    @staticmethod
-    async def _abort(section: _Section) -> None:
-        # Shielded: this must run even when the caller is being cancelled. If it
-        # times out the thread still finishes the cleanup on its own.
-        with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-            await anyio.to_thread.run_sync(section.abort, abandon_on_cancel=True)
-
-    @staticmethod
-    def _current_version(head: bytes | None, key: str, if_version: str | None) -> str | None:
-        """The version of the file whose head was read; check it against ``if_version``.
-
-        A file this storage cannot parse counts as existing at an unknown
-        version: an unconditional write replaces it, a conditional one fails.
-        """
-        current: str | None = None
-        if head is not None:
-            try:
-                current = _parse(head)[0]
-            except _Corrupt:
-                current = None
-        if if_version == ANY_VERSION:
-            return current
-        if head is None and if_version is None:
-            return None
-        if head is not None and current is not None and current == if_version:
-            return current
-        raise VersionConflict(key, expected=if_version, actual=current)
