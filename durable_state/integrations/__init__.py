@@ -14,30 +14,27 @@ only when the module itself is imported:
 Importing this package imports no framework. What it holds is shared by the
 web integrations: how a durable_state error becomes an HTTP response. The
 mapping is one table, so FastAPI and aiohttp answer the same error with the
-same status and JSON body:
+same status and JSON body (status, ``"error"`` code, extra header):
 
-=========================  ======  ===================  ===========
-error                      status  ``"error"`` code     Retry-After
-=========================  ======  ===================  ===========
-``ActorNotFound``          404     ``actor_not_found``
-``InvalidKey``             400     ``invalid_actor_id``
-``InvalidEvent``           422     ``invalid_event``
-``ActorStopped``           409     ``actor_stopped``
-``LockTimeout``            409     ``actor_busy``       1
-``VersionConflict``        409     ``version_conflict``  1
-``LockLost``               503     ``lease_lost``       1
-``LockUnavailable``        503     ``backend_unavailable``  1
-``StorageUnavailable``     503     ``backend_unavailable``  1
-=========================  ======  ===================  ===========
+* ``ActorNotFound``: 404, ``actor_not_found``
+* ``InvalidKey``: 400, ``invalid_actor_id``
+* ``InvalidEvent``: 422, ``invalid_event``
+* ``ActorStopped``: 409, ``actor_stopped``
+* ``LockTimeout``: 409, ``actor_busy``, ``Retry-After: 1``
+* ``VersionConflict``: 409, ``version_conflict``, ``Retry-After: 1``
+* ``LockLost``: 503, ``lease_lost``, ``Retry-After: 1``
+* ``LockUnavailable``, ``StorageUnavailable``: 503, ``backend_unavailable``,
+  ``Retry-After: 1``
 
 A held lease is a 409 (the request conflicts with another one in flight on
-the same actor; retrying later is right), not WebDAV's 423. Every error
-here means nothing was saved, so a client may retry any of them; the
-``Retry-After`` header marks the ones where a plain retry is expected to
-succeed. Other errors (a corrupt or incompatible snapshot, a context that
-cannot be stored, a bug in an action) are server faults: they are left to the
-framework's 500 handling and logging. Response bodies never carry lease
-owners (host names, process ids) or stored data.
+the same actor; retrying later is right), not WebDAV's 423. These errors
+mean nothing was saved, except a backend failure during the save itself,
+whose outcome is unknown (a retry carrying the same event id is applied at
+most once). The ``Retry-After`` header marks the errors a plain retry is
+expected to get past. Other errors (a corrupt or incompatible snapshot, a
+context that cannot be stored, a bug in an action) are server faults: they
+are left to the framework's 500 handling and logging. Response bodies never
+carry lease owners (host names, process ids) or stored data.
 """
 
 from __future__ import annotations
