@@ -50,7 +50,7 @@ from ._protocol import ANY_VERSION, IfVersion, Stored
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ("MAX_PLAIN_NAME", "LocalFileStorage")
+__all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "LocalFileStorage")
 
 logger = logging.getLogger("durable_state.storage")
 
@@ -69,6 +69,8 @@ _MAGIC: Final = b"DSF1"
 # The header holds at most a 3072-character encoded key plus a short version.
 _PEEK_BYTES: Final = 4096
 _CLEANUP_TIMEOUT: Final = 10.0
+#: Default for ``LocalFileStorage(contention_timeout=...)``, in seconds.
+DEFAULT_CONTENTION_TIMEOUT: Final = 30.0
 _FIRST_BACKOFF: Final = 0.0005
 _MAX_BACKOFF: Final = 0.02
 
@@ -379,6 +381,13 @@ class LocalFileStorage:
     Args:
         root: the directory to keep the files in; every key lives directly in
             it, and nothing outside it is ever created or touched.
+        contention_timeout: how long a write or delete waits for a lock held
+            by another writer before giving up with ``StorageUnavailable``.
+            Critical sections last milliseconds; a long wait means a writer
+            was stopped (``SIGSTOP``, a debugger) inside one.
+
+    Raises:
+        ValueError: ``contention_timeout`` is not positive.
 
     Example:
         >>> import asyncio, tempfile
@@ -395,11 +404,19 @@ class LocalFileStorage:
     #: The longest key in UTF-8 bytes.
     max_key_bytes = MAX_KEY_BYTES
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        contention_timeout: float = DEFAULT_CONTENTION_TIMEOUT,
+    ) -> None:
         if sys.platform == "win32":  # pragma: no cover - POSIX-only backend
             raise NotImplementedError("LocalFileStorage needs POSIX flock (not Windows)")
+        if not contention_timeout > 0:
+            raise ValueError(f"contention_timeout must be positive, not {contention_timeout!r}")
         # Fixed now, so that a later chdir() cannot move the store.
         self.root = os.path.abspath(os.fspath(root))
+        self.contention_timeout = contention_timeout
 
     def __repr__(self) -> str:
         return f"LocalFileStorage({self.root!r})"
@@ -438,9 +455,9 @@ class LocalFileStorage:
     async def write(self, key: str, data: bytes, *, if_version: IfVersion = ANY_VERSION) -> str:
         """Store ``data`` at ``key`` if the condition holds.
 
-        See :meth:`durable_state.storage.Storage.write`. Waits (cancellably)
-        while another writer of the same lock stripe is in its critical
-        section.
+        See :meth:`durable_state.storage.Storage.write`. Waits (cancellably,
+        at most ``contention_timeout``) while another writer of the same lock
+        stripe is in its critical section.
 
         Returns:
             The new version.
@@ -450,8 +467,8 @@ class LocalFileStorage:
             InvalidKey: the key is not acceptable.
             TypeError: ``data`` is not bytes-like.
             ValueError: ``if_version`` is an empty string.
-            StorageUnavailable: the file system failed; the key holds either
-                its old or its new value.
+            StorageUnavailable: the file system failed (the key holds either
+                its old or its new value), or the lock stayed busy.
         """
         key_bytes = check_key(key)
         payload = check_data(data)
@@ -460,7 +477,7 @@ class LocalFileStorage:
         header_key = encode_key(key_bytes).encode("ascii")
         try:
             version = await self._attempt(
-                section, section.write, key, if_version, header_key, payload
+                "write", section, section.write, key, if_version, header_key, payload
             )
         except OSError as exc:
             raise StorageUnavailable("write", key, _describe(exc)) from exc
@@ -476,14 +493,14 @@ class LocalFileStorage:
                 or does not exist.
             InvalidKey: the key is not acceptable.
             ValueError: ``if_version`` is an empty string.
-            StorageUnavailable: the file system failed.
+            StorageUnavailable: the file system failed, or the lock stayed busy.
         """
         key_bytes = check_key(key)
         check_version(if_version)
         section = _Section(self.root, file_name(key_bytes))
         condition = None if if_version == ANY_VERSION else if_version
         try:
-            await self._attempt(section, section.delete, key, condition)
+            await self._attempt("delete", section, section.delete, key, condition)
         except OSError as exc:
             raise StorageUnavailable("delete", key, _describe(exc)) from exc
 
@@ -540,8 +557,14 @@ class LocalFileStorage:
 
     # -- internals ----------------------------------------------------------- #
 
-    @staticmethod
-    async def _attempt(section: _Section, step: Callable[..., _T | _Busy], *args: Any) -> _T:
+    async def _attempt(
+        self,
+        operation: str,
+        section: _Section,
+        step: Callable[..., _T | _Busy],
+        key: str,
+        *args: Any,
+    ) -> _T:
         """Run ``step`` in a worker thread until it gets the lock; return its result.
 
         While another holder has the lock, sleep (cancellably) with jittered
@@ -549,11 +572,15 @@ class LocalFileStorage:
         a blocking ``flock`` in a thread keeps the wait cancellable: a thread
         blocked in ``flock`` could not be interrupted and would take the lock
         after its caller had gone.
+
+        Raises:
+            StorageUnavailable: the lock stayed busy for ``contention_timeout``.
         """
         delay = _FIRST_BACKOFF
+        deadline = anyio.current_time() + self.contention_timeout
         while True:
             try:
-                result = await anyio.to_thread.run_sync(step, *args)
+                result = await anyio.to_thread.run_sync(step, key, *args)
             except (VersionConflict, OSError):
                 raise  # raised by the step itself: it has finished and cleaned up
             except BaseException:
@@ -563,5 +590,12 @@ class LocalFileStorage:
                 raise
             if not isinstance(result, _Busy):
                 return result
+            if anyio.current_time() >= deadline:
+                raise StorageUnavailable(
+                    operation,
+                    key,
+                    f"{section.lock_path} stayed locked by another writer for "
+                    f"{self.contention_timeout:g} s",
+                )
             await anyio.sleep(delay * (0.5 + random.random()))  # jitter avoids lockstep
             delay = min(delay * 2, _MAX_BACKOFF)

@@ -407,6 +407,30 @@ async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -
     await _assert_clean(local_root, b"old", version)
 
 
+async def test_a_stopped_lock_holder_times_out_writers(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root, contention_timeout=0.3)
+    version = await storage.write("k", b"old")
+    lock_path = local_module._Section(str(local_root), file_name(b"k")).lock_path
+    holder = await anyio.open_process([sys.executable, WORKER, "hold-lock", lock_path])
+    try:
+        assert holder.stdout is not None
+        line = await BufferedByteReceiveStream(holder.stdout).receive_until(b"\n", 100)
+        assert line == b"locked"
+        started = anyio.current_time()
+        with pytest.raises(StorageUnavailable, match="stayed locked") as info:
+            await storage.write("k", b"new", if_version=version)
+        assert 0.3 <= anyio.current_time() - started < 5
+        assert (info.value.operation, info.value.key) == ("write", "k")
+        with pytest.raises(StorageUnavailable, match="stayed locked"):
+            await storage.delete("k")
+        assert await storage.read("k") == Stored(b"old", version)  # reads take no lock
+    finally:
+        holder.kill()
+        await holder.aclose()
+    with pytest.raises(ValueError, match="contention_timeout"):
+        LocalFileStorage(local_root, contention_timeout=0)
+
+
 # --------------------------------------------------------------------------- #
 # Several OS processes
 # --------------------------------------------------------------------------- #
