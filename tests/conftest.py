@@ -9,10 +9,13 @@ work with aiobotocore, so it is never used.)
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -38,6 +41,7 @@ def moto_server() -> Iterator[AwsEndpoint]:
     # real credentials from the machine can ever be used by a test.
     saved = {k: os.environ.get(k) for k in _AWS_ENV}
     os.environ.update(_AWS_ENV)
+    restore = _atomic_conditional_writes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -45,11 +49,56 @@ def moto_server() -> Iterator[AwsEndpoint]:
         yield AwsEndpoint(url=f"http://{host}:{port}")
     finally:
         server.stop()
+        restore()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _atomic_conditional_writes() -> Callable[[], None]:
+    """Make moto apply each conditional write atomically, as AWS does.
+
+    moto's threaded server handles requests side by side and, by its own
+    account, is not thread-safe (getmoto/moto#7164, #7166): a DynamoDB
+    ``UpdateItem`` reads the item, checks its condition and writes with
+    nothing held in between, and an S3 ``PutObject`` compares ``If-Match``
+    with the current ETag and then stores. Two racing conditional writes can
+    then both succeed (seen here: two lease holders with one token, a lost
+    increment), which AWS never allows. Serialising those operations under
+    one lock restores AWS's per-request atomicity; every request still goes
+    over HTTP and reads stay concurrent.
+
+    Returns:
+        A function that undoes the patch.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.s3.responses import S3Response
+
+    lock = threading.RLock()
+    targets = [
+        (DynamoDBBackend, name)
+        for name in ("put_item", "update_item", "delete_item", "get_item", "transact_write_items")
+    ] + [(S3Response, name) for name in ("put_object", "delete_object")]
+    originals = [(cls, name, getattr(cls, name)) for cls, name in targets]
+
+    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return method
+
+    for cls, name, original in originals:
+        setattr(cls, name, serialised(original))
+
+    def restore() -> None:
+        for cls, name, original in originals:
+            setattr(cls, name, original)
+
+    return restore
 
 
 _AWS_ENV = {

@@ -9,12 +9,10 @@ moto server over HTTP, with a fresh table per test.
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,42 +78,7 @@ class LockBackend:
 
 
 @pytest.fixture(scope="session")
-def atomic_moto_items(moto_server: Any) -> Iterator[None]:
-    """Make moto's DynamoDB item writes atomic, as DynamoDB's are.
-
-    Real DynamoDB applies a conditional write to an item atomically. moto
-    documents that it is not thread-safe (getmoto/moto#7164, #7166), and its
-    threaded server runs concurrent requests side by side, so two conditional
-    UpdateItems on one item can both pass their condition (seen here: two
-    winners of one lease with the same token). Serialising moto's item
-    operations restores DynamoDB's per-item atomicity; the lease protocol under
-    test is unchanged, and every request still goes over HTTP.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    names = ("put_item", "update_item", "delete_item", "get_item", "transact_write_items")
-    originals = {name: getattr(DynamoDBBackend, name) for name in names}
-
-    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(self, *args, **kwargs)
-
-        return method
-
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, serialised(original))
-    try:
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-
-
-@pytest.fixture(scope="session")
-def aws_session(moto_server: Any, atomic_moto_items: None) -> Any:
+def aws_session(moto_server: Any) -> Any:
     """One aioboto3 session for the run: it caches botocore's service models."""
     aioboto3 = pytest.importorskip("aioboto3")
     return aioboto3.Session()
