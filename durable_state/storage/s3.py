@@ -101,6 +101,10 @@ class S3Storage:
     config files, container or instance role) unless ``session`` or ``client``
     carries others.
 
+    An operation raises ``RuntimeError`` if the instance's client belongs to
+    another event loop that is still running: an instance serves one loop at
+    a time (share it between threads only through one loop).
+
     Args:
         bucket: the bucket name.
         prefix: prepended to every key (e.g. ``"actors/"``); its UTF-8 bytes
@@ -119,10 +123,6 @@ class S3Storage:
             "durable-state[aws]"``).
         ValueError: ``bucket`` is empty, ``prefix`` is too long or contains
             NUL, or ``sse`` is unknown.
-
-    An operation raises ``RuntimeError`` if the instance's client belongs to
-    another event loop that is still running (share an instance between
-    threads only through one loop).
     """
 
     #: The longest key in UTF-8 bytes, prefix included.
