@@ -60,14 +60,17 @@ CALL_TO_ACTION = {
 #: helper, and production tables come from the Terraform module.
 NOT_GRANTED = {"create_table"}
 
-_TF_ENV = {
-    **os.environ,
-    "TF_IN_AUTOMATION": "1",
-    "TF_INPUT": "0",
-    "CHECKPOINT_DISABLE": "1",
-    # No user CLI config (provider installation rules, credentials helpers).
-    "TF_CLI_CONFIG_FILE": os.devnull,
-}
+
+def _tf_env() -> dict[str, str]:
+    """The environment for terraform: the current one (read now, after fixtures ran)."""
+    return {
+        **os.environ,
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "CHECKPOINT_DISABLE": "1",
+        # No user CLI config (provider installation rules, credentials helpers).
+        "TF_CLI_CONFIG_FILE": os.devnull,
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -284,7 +287,7 @@ def find_aws_provider_mirror() -> Path | None:
 
 def _run(*args: str, cwd: Path, timeout: float = 300) -> str:
     done = subprocess.run(
-        args, cwd=cwd, env=_TF_ENV, capture_output=True, text=True, timeout=timeout
+        args, cwd=cwd, env=_tf_env(), capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -332,7 +335,7 @@ def test_moto_example_applies_and_runs_an_actor(provider_mirror: Path, moto_serv
     args = ["--endpoint", moto_server.url, "--plugin-dir", str(provider_mirror)]
     done = subprocess.run(
         [sys.executable, str(script), *args],
-        env=_TF_ENV,
+        env=_tf_env(),
         capture_output=True,
         text=True,
         timeout=900,

@@ -123,14 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("terraform") is None:
         print("terraform is not on the PATH", file=sys.stderr)
         return 2
+    # moto accepts any credentials; these keep real ones from ever being used.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ[name] = "testing"
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
     server = None
     endpoint = args.endpoint
     if endpoint is None:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-            os.environ.setdefault(name, value)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
