@@ -227,9 +227,13 @@ class PersistedActor:
             SnapshotIncompatible: the snapshot belongs to another machine, a
                 newer version, or names states the machine does not have.
             StorageError: the storage failed.
+            RuntimeError: ``init()`` was already called, or ``close()`` was.
         """
         if self._stack is not None:
             raise RuntimeError("PersistedActor.init() was already called")
+        if self._closed:
+            # close() is final: a lease taken now would never be released.
+            raise RuntimeError("the PersistedActor is closed; make a new one")
         stack = AsyncExitStack()
         await stack.__aenter__()
         self._stack = stack

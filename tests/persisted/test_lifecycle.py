@@ -441,6 +441,8 @@ async def test_explicit_lifecycle(backend: Backend, actor_id: str) -> None:
     finally:
         await pa.close()
     await pa.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        await pa.init()  # a closed actor cannot take the lease again
     assert await count_of(backend, actor_id) == 1
     await backend.assert_lock_free(actor_id)
 
