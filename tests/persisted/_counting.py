@@ -42,6 +42,12 @@ class CountingStorage:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def __aenter__(self) -> CountingStorage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
 
 class CountingLock:
     """Forwards to a lock manager and counts ``acquire``/``renew``/``release`` calls.
@@ -85,6 +91,12 @@ class CountingLock:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    async def __aenter__(self) -> CountingLock:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def round_trips(*counters: CountingStorage | CountingLock) -> int:

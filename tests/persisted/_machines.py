@@ -150,7 +150,12 @@ def versioned_machine(version: int, *, migrations: Mapping[int, Any] | None = No
     ``unit``. Every version has states ``a`` and ``b`` (``GO``), and
     ``TOUCH`` sets ``touched`` anywhere.
     """
-    context: dict[str, Any] = {1: {"n": 0}, 2: {"count": 0}, 3: {"count": 0, "unit": "x"}}[version]
+    contexts: dict[int, dict[str, Any]] = {
+        1: {"n": 0},
+        2: {"count": 0},
+        3: {"count": 0, "unit": "x"},
+    }
+    context = contexts[version]
     return Machine(
         {
             "id": "versioned",

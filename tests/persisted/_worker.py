@@ -35,7 +35,8 @@ import anyio.to_thread
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _machines import counter_machine, open_backend
+# Run as a script: its own directory is on sys.path, its package is not.
+from _machines import counter_machine, open_backend  # type: ignore[import-not-found]
 
 from durable_state import LockLost, VersionConflict, persisted_actor
 

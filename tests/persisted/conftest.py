@@ -129,9 +129,9 @@ def serialized_moto(moto_server: Any) -> Iterator[_Endpoint]:
     server = make_server("127.0.0.1", 0, app, True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
+    port = server.server_address[1]
     try:
-        yield _Endpoint(f"http://{host}:{port}", moto_server.region)
+        yield _Endpoint(f"http://127.0.0.1:{port}", moto_server.region)
     finally:
         server.shutdown()
         thread.join()
