@@ -41,14 +41,12 @@ in milliseconds).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import anyio
-
+from .._aws import LoopBoundClient
 from ..errors import LockLost, LockUnavailable, MissingDependency
 from ._base import BaseLockManager
 from ._lease import DEFAULT_TTL, Busy, Lease
@@ -88,10 +86,11 @@ class _Rejected:
 class DynamoDBLockManager(BaseLockManager):
     """Leases in a DynamoDB table (durable-x-state's ``lockingTable`` shape).
 
-    One client per manager, created on first use and reused (the pattern for
-    AWS Lambda: build the manager once per event loop, e.g. at the start of
-    an ``asyncio.run``); or pass your own aioboto3 DynamoDB client, which
-    :meth:`aclose` leaves open. aioboto3 is imported here, never by
+    One client per manager, created on first use and reused across calls and
+    warm Lambda invocations; used from a new event loop after the old one
+    finished (one ``asyncio.run`` per invocation), the manager closes the old
+    client and makes a new one. Or pass your own aioboto3 DynamoDB client,
+    which :meth:`aclose` leaves open. aioboto3 is imported here, never by
     ``import durable_state``.
 
     Args:
@@ -132,7 +131,7 @@ class DynamoDBLockManager(BaseLockManager):
         skew_margin: float = 1.0,
     ) -> None:
         try:
-            import aioboto3
+            import aioboto3  # noqa: F401 - only checks that the aws extra is there
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError as exc:
             raise MissingDependency("DynamoDBLockManager", "aws") from exc
@@ -145,15 +144,16 @@ class DynamoDBLockManager(BaseLockManager):
             raise ValueError(f"skew_margin must be a finite number >= 0, not {skew_margin!r}")
         self.table_name = table_name
         self.skew_margin = float(skew_margin)
-        self._aioboto3: Any = aioboto3
         self._client_error: type[Exception] = ClientError
         self._botocore_error: type[Exception] = BotoCoreError
-        self._session: Any = session
-        self._region_name = region_name
-        self._endpoint_url = endpoint_url
-        self._client: Any = client
-        self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._client_lock = anyio.Lock()
+        self._client = LoopBoundClient(
+            "dynamodb",
+            owner=self,
+            client=client,
+            session=session,
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -299,37 +299,18 @@ class DynamoDBLockManager(BaseLockManager):
         )
 
     async def _aclose(self) -> None:
-        stack, self._exit_stack = self._exit_stack, None
-        if stack is not None:
-            self._client = None
-            await stack.aclose()
+        await self._client.aclose()
 
     # ------------------------------------------------------------------ #
     # Plumbing
     # ------------------------------------------------------------------ #
 
     async def _get_client(self, operation: str, key: str) -> Any:
-        """The client, created on first use (one per manager)."""
-        if self._client is not None:
-            return self._client
-        async with self._client_lock:
-            if self._client is None:
-                session = self._session
-                if session is None:
-                    session = self._session = self._aioboto3.Session()
-                stack = contextlib.AsyncExitStack()
-                try:
-                    client = await stack.enter_async_context(
-                        session.client(
-                            "dynamodb",
-                            region_name=self._region_name,
-                            endpoint_url=self._endpoint_url,
-                        )
-                    )
-                except (self._botocore_error, OSError) as exc:
-                    raise LockUnavailable(operation, key, _describe(exc)) from exc
-                self._client, self._exit_stack = client, stack
-        return self._client
+        """The client, created on first use (one per manager and event loop)."""
+        try:
+            return await self._client.get()
+        except (self._client_error, self._botocore_error, OSError) as exc:
+            raise LockUnavailable(operation, key, _describe(exc)) from exc
 
     async def _update(
         self, operation: str, key: str, **kwargs: Any

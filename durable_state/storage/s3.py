@@ -21,7 +21,6 @@ bytes; its first write through this class wraps it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
@@ -31,6 +30,7 @@ from typing import Any, Final
 
 import anyio
 
+from .._aws import LoopBoundClient
 from ..errors import (
     MissingDependency,
     SnapshotCorrupt,
@@ -178,15 +178,14 @@ class S3Storage:
             asyncio.TimeoutError,
             OSError,
         )
-        self._session = session
-        self._region_name = region_name
-        self._endpoint_url = endpoint_url
-        self._owns_client = client is None
-        self._client: Any = client
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._create_lock: asyncio.Lock | None = None
-        self._create_lock_loop: asyncio.AbstractEventLoop | None = None
+        self._client = LoopBoundClient(
+            "s3",
+            owner=self,
+            client=client,
+            session=session,
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+        )
 
     def __repr__(self) -> str:
         return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -358,14 +357,8 @@ class S3Storage:
         Raises:
             StorageUnavailable: closing the client failed.
         """
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return
-        self._client = None
-        self._client_loop = None
         try:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await stack.aclose()
+            await self._client.aclose()
         except self._client_error as exc:
             raise self._unavailable("close", None, exc) from exc
         except self._driver_errors as exc:
@@ -389,76 +382,12 @@ class S3Storage:
         return self.prefix + key
 
     async def _get_client(self, operation: str, key: str | None) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._client
-        if client is not None and (not self._owns_client or self._client_loop is loop):
-            return client
-        # A lock per loop: an asyncio.Lock cannot be shared between loops.
-        if self._create_lock is None or self._create_lock_loop is not loop:
-            self._create_lock = asyncio.Lock()
-            self._create_lock_loop = loop
-        async with self._create_lock:
-            if self._client is not None and self._client_loop is loop:
-                return self._client
-            if self._stack is not None:
-                await self._drop_client_of_other_loop()
-            try:
-                return await self._create_client(loop)
-            except self._client_error as exc:
-                raise self._unavailable(operation, key, exc) from exc
-            except self._driver_errors as exc:
-                raise self._unavailable(operation, key, exc) from exc
-
-    async def _drop_client_of_other_loop(self) -> None:
-        """Close the client made on a previous event loop before making one here.
-
-        Typical in a Lambda handler that calls ``asyncio.run`` per invocation:
-        the previous loop is closed, and its client's connections can still be
-        closed from this loop. A loop that is still running means the instance
-        is shared between threads, which is not supported.
-
-        Raises:
-            RuntimeError: the client's loop is still running in another thread.
-        """
-        old_loop, stack = self._client_loop, self._stack
-        if old_loop is not None and old_loop.is_running():
-            raise RuntimeError(
-                f"{self!r} is in use on another running event loop; "
-                "create one S3Storage per event loop"
-            )
-        self._stack, self._client, self._client_loop = None, None, None
-        if stack is None:
-            return
-        logger.debug("%r: the event loop changed; replacing the S3 client", self)
-        expected: tuple[type[BaseException], ...] = (
-            RuntimeError,
-            self._client_error,
-            *self._driver_errors,
-        )
         try:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await stack.aclose()
-        except expected:
-            # Its sockets belong to a finished loop; nothing more can be done.
-            logger.debug("%r: could not close the previous S3 client", self, exc_info=True)
-
-    async def _create_client(self, loop: asyncio.AbstractEventLoop) -> Any:
-        import aioboto3
-
-        session = self._session
-        if session is None:
-            session = self._session = aioboto3.Session()
-        stack = contextlib.AsyncExitStack()
-        try:
-            client = await stack.enter_async_context(
-                session.client("s3", region_name=self._region_name, endpoint_url=self._endpoint_url)
-            )
-        except BaseException:
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await stack.aclose()
-            raise
-        self._stack, self._client, self._client_loop = stack, client, loop
-        return client
+            return await self._client.get()
+        except self._client_error as exc:
+            raise self._unavailable(operation, key, exc) from exc
+        except self._driver_errors as exc:
+            raise self._unavailable(operation, key, exc) from exc
 
     def _translate_conditional(
         self, operation: str, key: str, expected: str | None, exc: Exception

@@ -222,14 +222,14 @@ async def test_a_user_client_is_used_and_left_open(
 
 async def test_one_client_per_manager_created_lazily(make: Any) -> None:
     manager = make()
-    assert manager._client is None
+    assert manager._client.current is None
     await manager.release(await manager.acquire("k", ttl=60))
-    client = manager._client
+    client = manager._client.current
     assert client is not None
     await manager.acquire("k2", ttl=60)
-    assert manager._client is client
+    assert manager._client.current is client
     await manager.aclose()
-    assert manager._client is None
+    assert manager._client.current is None
 
 
 async def test_a_missing_table_is_lock_unavailable(
@@ -259,3 +259,32 @@ async def test_an_unreachable_endpoint_is_lock_unavailable(
         with pytest.raises(LockUnavailable) as info:
             await manager.acquire("k")
     assert info.value.operation == "acquire"
+
+
+def test_client_is_replaced_when_the_event_loop_changes(moto_server: Any) -> None:
+    """One asyncio.run per invocation (a common Lambda shape) keeps working."""
+    code = f"""
+import asyncio, gc, warnings
+warnings.simplefilter("error")
+from durable_state.locks import DynamoDBLockManager
+
+manager = DynamoDBLockManager(
+    "loop-change", endpoint_url={moto_server.url!r}, region_name="us-east-1", skew_margin=0
+)
+asyncio.run(manager.create_table())
+lease = asyncio.run(manager.acquire("k", ttl=60))
+renewed = asyncio.run(manager.renew(lease))
+assert renewed.token == lease.token
+asyncio.run(manager.release(renewed))
+again = asyncio.run(manager.acquire("k", ttl=60))
+assert again.token > lease.token
+asyncio.run(manager.aclose())
+gc.collect()
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert "Unclosed" not in result.stderr, result.stderr
