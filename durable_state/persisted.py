@@ -180,7 +180,11 @@ class PersistedActor:
 
     @property
     def next_timer_at(self) -> float | None:
-        """When the earliest pending timer is due (epoch ms), for a scheduler to wake the actor."""
+        """When the earliest pending timer is due (epoch ms), for a scheduler to wake the actor.
+
+        Raises:
+            RuntimeError: before :meth:`init`.
+        """
         return self._live().next_timer_at
 
     @property
@@ -197,17 +201,36 @@ class PersistedActor:
 
         Raises:
             NotSerializable: if the context holds a value JSON cannot hold.
+            RuntimeError: before :meth:`init`.
         """
         data = self._live().persisted_snapshot()
         data[DURABLE_KEY]["processed"] = list(self._processed)
         return data
 
     def on(self, emitted_type: str, fn: Listener) -> Subscription:
-        """Listen to emitted events; they are delivered only after a successful save."""
+        """Listen to emitted events; they are delivered only after a successful save.
+
+        Args:
+            emitted_type: the emitted event type to listen to (``"*"``: all).
+            fn: ``fn(event)``; may return an awaitable, awaited by the save.
+
+        Returns:
+            A subscription; call it (or its ``unsubscribe()``) to stop.
+
+        Raises:
+            RuntimeError: before :meth:`init`.
+        """
         return self._live().on(emitted_type, fn)
 
     def subscribe(self, fn: Callable[[Snapshot], Any]) -> Subscription:
-        """Call ``fn(snapshot)`` after every macrostep."""
+        """Call ``fn(snapshot)`` after every macrostep.
+
+        Returns:
+            A subscription; call it (or its ``unsubscribe()``) to stop.
+
+        Raises:
+            RuntimeError: before :meth:`init`.
+        """
         return self._live().subscribe(fn)
 
     # ------------------------------------------------------------------ #
@@ -313,6 +336,7 @@ class PersistedActor:
         Raises:
             InvalidEvent: the event is malformed.
             ValueError: ``event_id`` is not a non-empty string.
+            RuntimeError: before :meth:`init`.
             Exception: whatever an implementation raised (the session's
                 changes are then discarded unless ``save_on_error``). If a
                 custom action or a listener raised, the step was taken and
@@ -372,6 +396,8 @@ class PersistedActor:
             LockTimeout: (``"write"`` mode) the lease could not be taken.
             NotSerializable: the context holds a value JSON cannot hold;
                 nothing was written (the error names the value's path).
+            StorageError: the storage failed.
+            RuntimeError: before :meth:`init`.
         """
         actor = self._live()
         if not self.changed:
