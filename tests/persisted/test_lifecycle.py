@@ -319,18 +319,20 @@ async def test_a_held_lease_keeps_the_body_out(backend: Backend, actor_id: str) 
 async def test_lock_wait_queues_behind_the_holder(backend: Backend, actor_id: str) -> None:
     machine = counter_machine()
     order: list[str] = []
+    first_entered = anyio.Event()
 
     async def first() -> None:
         async with persisted_actor(
             actor_id, machine, storage=backend.storage, lock=backend.lock
         ) as actor:
             order.append("first in")
+            first_entered.set()
             await anyio.sleep(0.3)
             await actor.send("INC")
             order.append("first out")
 
     async def second() -> None:
-        await anyio.sleep(0.05)
+        await first_entered.wait()
         async with persisted_actor(
             actor_id, machine, storage=backend.storage, lock=backend.make_lock(), lock_wait=5
         ) as actor:

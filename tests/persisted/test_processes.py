@@ -174,7 +174,7 @@ async def test_frozen_holder_cannot_overwrite_the_next_holders_state(
 async def test_killed_holder(backend: Backend, actor_id: str) -> None:
     """kill -9 mid-body: the file lock is free at once, the DynamoDB lease after its TTL."""
     machine = counter_machine()
-    ttl = 30.0 if backend.kind == "file" else 2.0
+    ttl = 30.0 if backend.kind == "file" else 3.0
     holder = await spawn(backend, "crash", actor_id, str(ttl))
     try:
         line = await read_line(holder)
