@@ -93,7 +93,7 @@ def timer_machine() -> Machine:
     and region ``fast`` logs ``"fast"`` after 1000 ms: due order is the
     opposite of document order. ``LOOK`` copies the log so far into
     ``seen`` (what the body's first event could see). ``SHORT`` enters
-    ``short``, which moves to ``rang`` after 200 ms.
+    ``short``, which moves to ``rang`` after 400 ms.
     """
     return Machine(
         {
@@ -131,7 +131,7 @@ def timer_machine() -> Machine:
                         },
                     },
                 },
-                "short": {"after": {"200": "rang"}},
+                "short": {"after": {"400": "rang"}},
                 "rang": {},
             },
         },
