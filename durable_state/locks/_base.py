@@ -188,6 +188,27 @@ class BaseLockManager(abc.ABC):
                 stale,
             )
 
+    async def peek(self, key: str) -> Lease | None:
+        """The lease that holds ``key`` right now, without taking it.
+
+        For diagnostics (``durable-state show``, a forced unlock): the answer
+        can be out of date as soon as it is returned, so never use it to
+        decide whether to write.
+
+        Returns:
+            The current holder's lease, or ``None`` when an acquisition would
+            succeed now (never taken, released, expired, or its holder's
+            process is gone).
+
+        Raises:
+            LockUnavailable: the backend failed.
+            InvalidKey: ``key`` is not a valid key.
+            RuntimeError: the manager is closed.
+        """
+        self._check_open()
+        check_key(key, max_bytes=self._max_key_bytes)
+        return await self._peek(key, self._clock())
+
     def hold(
         self,
         key: str,
@@ -321,6 +342,10 @@ class BaseLockManager(abc.ABC):
     @abc.abstractmethod
     async def _abandon(self, key: str, owner: str, now: float) -> None:
         """Release any lease ``owner`` holds on ``key`` (token unknown)."""
+
+    @abc.abstractmethod
+    async def _peek(self, key: str, now: float) -> Lease | None:
+        """The lease holding ``key`` as of ``now``, or ``None`` if it is free."""
 
     @abc.abstractmethod
     async def _aclose(self) -> None:

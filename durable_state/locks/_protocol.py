@@ -106,6 +106,18 @@ class LockManager(Protocol):
         """
         ...
 
+    async def peek(self, key: str) -> Lease | None:
+        """The lease holding ``key`` right now, or ``None`` if it is free.
+
+        Diagnostics only (``durable-state show``, a forced unlock): the answer
+        may be stale by the time it arrives; never decide a write on it.
+
+        Raises:
+            LockUnavailable: the backend failed.
+            InvalidKey: ``key`` is not a valid key.
+        """
+        ...
+
     def hold(self, key: str, *, ttl: float | None = None, wait: float | None = None) -> HeldLease:
         """Hold ``key`` for an ``async with`` block, renewing in the background.
 

@@ -62,10 +62,12 @@ _NAMES: Final = {
     "#token": "token",
     "#exp": TTL_ATTRIBUTE,
     "#rel": "released",
+    "#ttl": "ttl",
 }
 
 _ACQUIRE_UPDATE: Final = (
-    "SET #owner = :owner, #exp = :exp, #rel = :false, #token = if_not_exists(#token, :seed) + :one"
+    "SET #owner = :owner, #exp = :exp, #rel = :false, #ttl = :ttl, "
+    "#token = if_not_exists(#token, :seed) + :one"
 )
 _ACQUIRE_CONDITION: Final = "attribute_not_exists(#id) OR #rel = :true OR #exp <= :cutoff"
 _CURRENT_CONDITION: Final = "#owner = :owner AND #token = :token AND #rel = :false"
@@ -218,6 +220,7 @@ class DynamoDBLockManager(BaseLockManager):
             ExpressionAttributeValues={
                 ":owner": {"S": owner},
                 ":exp": {"N": expires},
+                ":ttl": {"N": _number(ttl)},
                 ":false": {"BOOL": False},
                 ":true": {"BOOL": True},
                 ":one": {"N": "1"},
@@ -334,14 +337,29 @@ class DynamoDBLockManager(BaseLockManager):
         attributes: Mapping[str, Any] = response.get("Attributes") or {}
         return attributes
 
-    async def _read(self, key: str) -> Mapping[str, Any] | None:
-        client = await self._get_client("acquire", key)
+    async def _peek(self, key: str, now: float) -> Lease | None:
+        item = await self._read(key, operation="peek")
+        if item is None or _bool_attr(item, "released"):
+            return None
+        owner = _str_attr(item, "owner")
+        token = _int_attr(item, "token")
+        expires_at = _float_attr(item, TTL_ATTRIBUTE)
+        if owner is None or token is None or expires_at is None:
+            return None
+        # The acquire condition's test: taken over once expireAt <= now - skew.
+        if expires_at <= now - self.skew_margin:
+            return None
+        ttl = _float_attr(item, "ttl") or max(expires_at - now, 0.0)
+        return Lease(key, owner, token, expires_at, ttl)
+
+    async def _read(self, key: str, operation: str = "acquire") -> Mapping[str, Any] | None:
+        client = await self._get_client(operation, key)
         try:
             response = await client.get_item(
                 TableName=self.table_name, Key={"id": {"S": key}}, ConsistentRead=True
             )
         except (self._client_error, self._botocore_error, OSError) as exc:
-            raise LockUnavailable("acquire", key, _describe(exc)) from exc
+            raise LockUnavailable(operation, key, _describe(exc)) from exc
         item: Mapping[str, Any] | None = response.get("Item")
         return item
 

@@ -315,6 +315,15 @@ class _Store:
             self.forget_session(dead_session)
         return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
 
+    def peek(self, name: str, now: float) -> Lease | None:
+        # Records are replaced whole, so a read needs no critical section.
+        record = self.read(name)
+        if record is None or record.released or record.expires_at <= now:
+            return None
+        if not self.session_alive(record.session):
+            return None  # its holder's process is gone: acquirable at once
+        return Lease(record.key, record.owner, record.token, record.expires_at, record.ttl)
+
     def renew(self, name: str, lease: Lease, now: float) -> Lease:
         expires_at = now + lease.ttl
         with self.critical_section(name):
@@ -469,6 +478,10 @@ class FileLockManager(BaseLockManager):
         if self._store.session_id is None:
             return  # no session yet: no record can have been written
         await self._run("release", key, self._store.abandon, name, owner)
+
+    async def _peek(self, key: str, now: float) -> Lease | None:
+        name = file_name(key.encode("utf-8"))
+        return await self._run("peek", key, self._store.peek, name, now)
 
     async def _aclose(self) -> None:
         try:

@@ -26,6 +26,7 @@ class _Record:
     token: int
     expires_at: float
     released: bool
+    ttl: float = 0.0
 
 
 class _Table:
@@ -86,7 +87,7 @@ class MemoryLockManager(BaseLockManager):
             if record is not None and not record.released and record.expires_at > now:
                 return Busy(record.owner, record.expires_at, record.expires_at)
             token = 1 if record is None else record.token + 1
-            self._table.records[key] = _Record(owner, token, now + ttl, released=False)
+            self._table.records[key] = _Record(owner, token, now + ttl, released=False, ttl=ttl)
         return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
 
     async def _renew(self, lease: Lease, now: float) -> Lease:
@@ -116,6 +117,14 @@ class MemoryLockManager(BaseLockManager):
             record = self._table.records.get(key)
             if record is not None and record.owner == owner:
                 record.released = True
+
+    async def _peek(self, key: str, now: float) -> Lease | None:
+        await anyio.lowlevel.checkpoint()
+        with self._table.lock:
+            record = self._table.records.get(key)
+            if record is None or record.released or record.expires_at <= now:
+                return None
+            return Lease(key, record.owner, record.token, record.expires_at, record.ttl)
 
     async def _aclose(self) -> None:
         return None

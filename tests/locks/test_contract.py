@@ -483,3 +483,42 @@ async def test_a_closed_manager_refuses_work(backend: LockBackend) -> None:
         await manager.acquire("k2")
     with pytest.raises(RuntimeError, match="closed"):
         await manager.renew(lease)
+
+
+# --------------------------------------------------------------------------- #
+# Peek (diagnostics)
+# --------------------------------------------------------------------------- #
+
+
+async def test_peek_shows_the_current_holder_and_nothing_else(
+    backend: LockBackend, clock: FakeClock
+) -> None:
+    holder, observer = backend.make(clock=clock), backend.make(clock=clock)
+    assert await observer.peek("k") is None  # never taken
+    lease = await holder.acquire("k", ttl=60)
+    seen = await observer.peek("k")
+    assert seen is not None
+    assert (seen.key, seen.owner, seen.token) == ("k", lease.owner, lease.token)
+    assert seen.expires_at == pytest.approx(lease.expires_at)
+    assert seen.ttl == pytest.approx(60)
+    # Peeking takes nothing: the holder can still renew, others still wait.
+    renewed = await holder.renew(lease)
+    with pytest.raises(LockTimeout):
+        await observer.acquire("k")
+    await holder.release(renewed)
+    assert await observer.peek("k") is None  # released
+
+
+async def test_peek_treats_an_expired_lease_as_free(backend: LockBackend, clock: FakeClock) -> None:
+    holder, observer = backend.make(clock=clock), backend.make(clock=clock)
+    await holder.acquire("k", ttl=10)
+    clock.advance(9.5)
+    assert await observer.peek("k") is not None
+    clock.advance(1)
+    assert await observer.peek("k") is None
+    await observer.acquire("k", ttl=10)  # and indeed acquirable
+
+
+async def test_peek_rejects_invalid_keys(backend: LockBackend) -> None:
+    with pytest.raises(InvalidKey):
+        await backend.make().peek("")
