@@ -102,6 +102,7 @@ async def test_the_item_keeps_the_table_shape(
         "token": {"N": str(lease.token)},
         "expireAt": {"N": f"{clock.now + 30:.6f}"},
         "released": {"BOOL": False},
+        "ttl": {"N": "30.000000"},
     }
     clock.advance(5)
     await manager.release(lease)
