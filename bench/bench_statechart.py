@@ -124,6 +124,15 @@ class WorkMismatch(Exception):
         )
 
 
+class GuardsSkipped(Exception):
+    """Guards were called fewer (or more) times than the events require."""
+
+    def __init__(self, expected: int, called: int) -> None:
+        self.expected = expected
+        self.called = called
+        super().__init__(f"the guards ran {called} times where the events need {expected}")
+
+
 def expect(
     machine: MachineName, n: int, regions: Sequence[object], counters: Sequence[object]
 ) -> None:
@@ -256,20 +265,51 @@ def durable_state_suite() -> Suite:
     except ImportError as exc:
         raise Skip(f"durable_state has no statechart API yet ({exc})") from exc
 
+    actions = {
+        "incR1": assign(lambda context, event: {"r1": context["r1"] + 1}),
+        "incR2": assign(lambda context, event: {"r2": context["r2"] + 1}),
+    }
     machines = {
         "flat": Machine(FLAT_CONFIG),
         "parallel": Machine(
             PARALLEL_CONFIG,
-            actions={
-                "incR1": assign(lambda context, event: {"r1": context["r1"] + 1}),
-                "incR2": assign(lambda context, event: {"r2": context["r2"] + 1}),
-            },
+            actions=actions,
             guards={
                 "r1Ok": lambda context, event: context["r1"] >= 0,
                 "r2Ok": lambda context, event: context["r2"] >= 0,
             },
         ),
     }
+
+    # The counters prove the assigns ran; they cannot prove the guards did,
+    # and durable_state caches selection plans. So, once and untimed, the
+    # same machine with guards that count their calls: each event must call
+    # both guards on both paths.
+    calls = [0]
+
+    def counted(key: str) -> Callable[[Any, Any], bool]:
+        def guard(context: Any, event: Any) -> bool:
+            calls[0] += 1
+            return bool(context[key] >= 0)
+
+        return guard
+
+    audited = Machine(
+        PARALLEL_CONFIG, actions=actions, guards={"r1Ok": counted("r1"), "r2Ok": counted("r2")}
+    )
+    audit_events = 7
+    snapshot = audited.initial_snapshot()
+    for _ in range(audit_events):
+        snapshot, _effects = audited.transition(snapshot, NEXT)
+
+    async def drive_actor() -> None:
+        async with Actor(audited, clock=ManualClock()) as actor:
+            for _ in range(audit_events):
+                await actor.send(NEXT)
+
+    asyncio.run(drive_actor())
+    if calls[0] != 2 * 2 * audit_events:
+        raise GuardsSkipped(2 * 2 * audit_events, calls[0])
 
     def observe(name: MachineName, n: int, value: Any, context: Any) -> None:
         if name == "flat":
@@ -1219,6 +1259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             suite = build()
         except Skip as skip:
             notes.append(f"skipped: {skip}")
+            continue
+        except Exception as exc:
+            traceback.print_exc()
+            errors.append(f"{build.__name__}: {exc!r}")
             continue
         if args.only and suite.implementation not in args.only:
             continue
