@@ -148,7 +148,7 @@ class DynamoDBLockManager(BaseLockManager):
         self.skew_margin = float(skew_margin)
         self._client_error: type[Exception] = ClientError
         self._botocore_error: type[Exception] = BotoCoreError
-        self._client = LoopBoundClient(
+        self._aws = LoopBoundClient(
             "dynamodb",
             owner=self,
             client=client,
@@ -302,7 +302,7 @@ class DynamoDBLockManager(BaseLockManager):
         )
 
     async def _aclose(self) -> None:
-        await self._client.aclose()
+        await self._aws.aclose()
 
     # ------------------------------------------------------------------ #
     # Plumbing
@@ -311,7 +311,7 @@ class DynamoDBLockManager(BaseLockManager):
     async def _get_client(self, operation: str, key: str) -> Any:
         """The client, created on first use (one per manager and event loop)."""
         try:
-            return await self._client.get()
+            return await self._aws.get()
         except (self._client_error, self._botocore_error, OSError) as exc:
             raise LockUnavailable(operation, key, _describe(exc)) from exc
 

@@ -178,7 +178,7 @@ class S3Storage:
             asyncio.TimeoutError,
             OSError,
         )
-        self._client = LoopBoundClient(
+        self._aws = LoopBoundClient(
             "s3",
             owner=self,
             client=client,
@@ -358,7 +358,7 @@ class S3Storage:
             StorageUnavailable: closing the client failed.
         """
         try:
-            await self._client.aclose()
+            await self._aws.aclose()
         except self._client_error as exc:
             raise self._unavailable("close", None, exc) from exc
         except self._driver_errors as exc:
@@ -383,7 +383,7 @@ class S3Storage:
 
     async def _get_client(self, operation: str, key: str | None) -> Any:
         try:
-            return await self._client.get()
+            return await self._aws.get()
         except self._client_error as exc:
             raise self._unavailable(operation, key, exc) from exc
         except self._driver_errors as exc:

@@ -223,14 +223,14 @@ async def test_a_user_client_is_used_and_left_open(
 
 async def test_one_client_per_manager_created_lazily(make: Any) -> None:
     manager = make()
-    assert manager._client.current is None
+    assert manager._aws.current is None
     await manager.release(await manager.acquire("k", ttl=60))
-    client = manager._client.current
+    client = manager._aws.current
     assert client is not None
     await manager.acquire("k2", ttl=60)
-    assert manager._client.current is client
+    assert manager._aws.current is client
     await manager.aclose()
-    assert manager._client.current is None
+    assert manager._aws.current is None
 
 
 async def test_a_missing_table_is_lock_unavailable(

@@ -60,7 +60,7 @@ def make_s3(moto_server: Any, aws_session: Any) -> Iterator[Any]:
         return storage
 
     yield make
-    assert all(s._client.current is None for s in made), "an S3Storage was left open"
+    assert all(s._aws.current is None for s in made), "an S3Storage was left open"
 
 
 @pytest.fixture

@@ -237,7 +237,7 @@ async def test_one_lazy_client_even_for_concurrent_first_calls(
             await storage.write(f"k{i}", b"x")
             await storage.read(f"k{i}")
         assert session.clients == 1
-    assert storage._client.current is None
+    assert storage._aws.current is None
     async with storage:  # usable again after aclose: a new client
         assert await storage.read("k1") is not None
     assert session.clients == 2
