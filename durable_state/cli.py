@@ -37,7 +37,7 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
 import anyio
@@ -52,11 +52,11 @@ from .errors import (
     InvalidKey,
     LockLost,
     LockTimeout,
-    LockUnavailable,
     MissingDependency,
     SnapshotCorrupt,
     VersionConflict,
 )
+from .locks import Lease, LockManager
 from .statechart import Machine
 
 __all__ = (
@@ -471,144 +471,20 @@ def _decode(raw: bytes, key: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- #
 
 
-@dataclass(frozen=True)
-class LeaseRecord:
-    """What a lock backend records about the last lease on a key.
-
-    Attributes:
-        key: the key.
-        owner: the holder's owner id (``host:pid:random``).
-        token: the fencing token of that lease.
-        expires_at: when it runs out (epoch seconds).
-        ttl: its duration in seconds.
-        released: whether it was given back.
-        holder_alive: ``False`` when the backend knows the holder's process
-            is gone (``FileLockManager``), else ``None``.
-    """
-
-    key: str
-    owner: str
-    token: int
-    expires_at: float
-    ttl: float
-    released: bool
-    holder_alive: bool | None = None
-
-    def held(self, now: float) -> bool:
-        """Whether the lease still keeps others out at ``now``."""
-        return not self.released and self.expires_at > now and self.holder_alive is not False
-
-
-class _Unknown:
-    """The lock backend offers no way to look at a lease."""
-
-
-UNKNOWN: Final = _Unknown()
-
-
-async def peek_lease(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
-    """Look at the last lease recorded for ``key`` without taking it.
-
-    Uses the manager's ``peek(key)`` when it has one; otherwise reads the
-    lease record of a :class:`~durable_state.locks.FileLockManager` (its
-    ``_record_path``, meant for diagnostics) or the item of a
-    :class:`~durable_state.locks.DynamoDBLockManager`.
-
-    Returns:
-        The record, ``None`` if no lease was ever taken, or :data:`UNKNOWN`.
+async def peek_lease(lock: LockManager, key: str) -> Lease | None:
+    """The lease holding ``key`` now (see :meth:`LockManager.peek`), or ``None``.
 
     Raises:
         LockUnavailable: the backend failed.
     """
-    from .locks import Lease
-
-    peek = getattr(lock, "peek", None)
-    if callable(peek):
-        found = await peek(key)
-        if found is None:
-            return None
-        if isinstance(found, Lease):
-            return LeaseRecord(
-                found.key, found.owner, found.token, found.expires_at, found.ttl, False
-            )
-        return UNKNOWN
-    from .locks.dynamodb import DynamoDBLockManager
-    from .locks.file import FileLockManager
-
-    # Until the lock managers offer peek(), read what they record, through the
-    # helpers they keep for diagnostics; if those change, say "unknown".
-    if isinstance(lock, FileLockManager) and callable(getattr(lock, "_record_path", None)):
-        return await anyio.to_thread.run_sync(_read_file_record, lock, key)
-    if isinstance(lock, DynamoDBLockManager) and callable(getattr(lock, "_read", None)):
-        item = await lock._read(key)
-        return _dynamodb_record(key, item) if item else None
-    return UNKNOWN
+    return await lock.peek(key)
 
 
-def _read_file_record(lock: Any, key: str) -> LeaseRecord | _Unknown | None:
-    path = lock._record_path(key)
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise LockUnavailable("peek", key, f"{type(exc).__name__}: {exc}") from exc
-    try:
-        record = LeaseRecord(
-            key=str(data["key"]),
-            owner=str(data["owner"]),
-            token=int(data["token"]),
-            expires_at=float(data["expires_at"]),
-            ttl=float(data["ttl"]),
-            released=bool(data["released"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return UNKNOWN  # a record format this version does not know
-    session = data.get("session")
-    store = getattr(lock, "_store", None)
-    alive = getattr(store, "session_alive", None)
-    if isinstance(session, str) and callable(alive):
-        try:
-            record = replace(record, holder_alive=bool(alive(session)))
-        except OSError as exc:
-            raise LockUnavailable("peek", key, f"{type(exc).__name__}: {exc}") from exc
-    return record
-
-
-def _dynamodb_record(key: str, item: Mapping[str, Any]) -> LeaseRecord | _Unknown:
-    def attr(name: str, kind: str) -> Any:
-        value = item.get(name)
-        return value.get(kind) if isinstance(value, Mapping) else None
-
-    try:
-        return LeaseRecord(
-            key=key,
-            owner=str(attr("owner", "S")),
-            token=int(attr("token", "N")),
-            expires_at=float(attr("expireAt", "N")),
-            ttl=0.0,
-            released=bool(attr("released", "BOOL")),
-        )
-    except (TypeError, ValueError):
-        return UNKNOWN
-
-
-def _lease_text(record: LeaseRecord | _Unknown | None, now: float) -> str:
-    if isinstance(record, _Unknown):
-        return "unknown (this lock backend offers no way to look at a lease)"
-    if record is None:
-        return "free (no lease recorded)"
-    if record.held(now):
-        until = _when(record.expires_at, now)
-        return f"held by {record.owner} (token {record.token}) until {until}"
-    if record.released:
-        why = "released"
-    elif record.holder_alive is False and record.expires_at > now:
-        why = "its holder's process is gone"
-    else:
-        why = "expired"
-    return f"free (last lease token {record.token} by {record.owner}: {why})"
+def _lease_text(lease: Lease | None, now: float) -> str:
+    if lease is None:
+        return "free"
+    until = _when(lease.expires_at, now)
+    return f"held by {lease.owner} (token {lease.token}) until {until}"
 
 
 # --------------------------------------------------------------------------- #
@@ -704,7 +580,7 @@ def _print_snapshot(
     version: str,
     data: Mapping[str, Any],
     b: _Backends,
-    lease: LeaseRecord | _Unknown | None,
+    lease: Lease | None,
     now: float,
 ) -> None:
     from ._demo import format_value
@@ -837,7 +713,6 @@ def _print_sent(
 
 def _cmd_unlock(args: argparse.Namespace) -> int:
     """``durable-state unlock ACTOR_ID``: force-release the lease after a confirmation."""
-    from .locks import Lease
 
     async def run() -> int:
         async with _open_backends(args, storage=False) as b:
@@ -846,25 +721,19 @@ def _cmd_unlock(args: argparse.Namespace) -> int:
                     "no lock is configured (--lock none): there is no lease to release"
                 )
             now = time.time()
-            record = await peek_lease(b.lock, args.actor_id)
-            if isinstance(record, _Unknown):
-                raise Failure(
-                    f"{type(b.lock).__name__} offers no way to look at or force-release a lease; "
-                    "it runs out at its expiry"
-                )
-            if record is None or not record.held(now):
-                _out(f"{args.actor_id}: lease {_lease_text(record, now)}; nothing to release")
+            lease = await peek_lease(b.lock, args.actor_id)
+            if lease is None:
+                _out(f"{args.actor_id}: lease free; nothing to release")
                 return EXIT_OK
-            _out(f"{args.actor_id}: lease {_lease_text(record, now)}")
+            _out(f"{args.actor_id}: lease {_lease_text(lease, now)}")
             if not args.yes and not await anyio.to_thread.run_sync(_confirm, sys.stdin, sys.stdout):
                 _out("not released")
                 return EXIT_ERROR
-            lease = Lease(record.key, record.owner, record.token, record.expires_at, record.ttl)
             # release() frees the key only while this exact owner and token hold it,
             # so a lease that changed hands since the peek is left alone.
             await b.lock.release(lease)
             after = await peek_lease(b.lock, args.actor_id)
-            if isinstance(after, LeaseRecord) and after.held(time.time()):
+            if after is not None:
                 raise Failure(
                     f"the lease on {args.actor_id!r} changed hands meanwhile: not released"
                 )
