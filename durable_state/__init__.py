@@ -6,6 +6,7 @@ from ._clock import SystemClock as SystemClock
 from .actor import Actor as Actor
 from .errors import ActorNotFound as ActorNotFound
 from .errors import ActorStopped as ActorStopped
+from .errors import BackendURLError as BackendURLError
 from .errors import DurableStateError as DurableStateError
 from .errors import InvalidEvent as InvalidEvent
 from .errors import InvalidKey as InvalidKey
@@ -50,6 +51,7 @@ __all__ = (
     "Actor",
     "ActorNotFound",
     "ActorStopped",
+    "BackendURLError",
     "Clock",
     "DurableStateError",
     "DynamoDBLockManager",

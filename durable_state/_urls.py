@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import DurableStateError
+from .errors import BackendURLError
 
 if TYPE_CHECKING:
     from .locks import LockManager
@@ -72,20 +72,6 @@ _S3_PARAMS = _AWS_PARAMS | {"sse", "kms_key_id"}
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # DynamoDB's table name rules.
 _TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-
-
-class BackendURLError(DurableStateError, ValueError):
-    """A storage or lock URL cannot be understood; the message says what is accepted.
-
-    Attributes:
-        url: the rejected text.
-        reason: what is wrong with it.
-    """
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"{url!r}: {reason}")
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,10 @@ import anyio
 import anyio.to_thread
 
 from . import __version__
-from ._urls import DEFAULT_DIR, ENV_LOCK, ENV_STORAGE, BackendURLError, resolve_backends
+from ._urls import DEFAULT_DIR, ENV_LOCK, ENV_STORAGE, resolve_backends
 from .errors import (
     ActorNotFound,
+    BackendURLError,
     DurableStateError,
     InvalidEvent,
     InvalidKey,

@@ -25,6 +25,7 @@ from __future__ import annotations
 __all__ = (
     "ActorNotFound",
     "ActorStopped",
+    "BackendURLError",
     "DurableStateError",
     "InvalidEvent",
     "InvalidKey",
@@ -64,6 +65,20 @@ class MissingDependency(DurableStateError, ImportError):
             f"{feature} needs the optional dependencies of the {extra!r} extra: "
             f'pip install "durable-state[{extra}]"'
         )
+
+
+class BackendURLError(DurableStateError, ValueError):
+    """A storage or lock URL (``file://``, ``s3://``, ``dynamodb://``) cannot be understood.
+
+    Attributes:
+        url: the rejected text.
+        reason: what is wrong with it and what is accepted.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url!r}: {reason}")
 
 
 # --------------------------------------------------------------------------- #

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
+from durable_state import BackendURLError
 from durable_state._urls import (
     ENV_ENDPOINT,
     ENV_LOCK,
     ENV_STORAGE,
-    BackendURLError,
     LockSpec,
     StorageSpec,
     parse_lock_url,
