@@ -5,17 +5,8 @@
 * ``aws``: ``S3Storage`` + ``DynamoDBLockManager`` on the session's moto
   server, over HTTP, with a fresh bucket and table per test.
 
-Multi-process tests reach moto through :func:`serialized_moto` instead:
-moto 5.2 does not apply a conditional write atomically. Its ``UpdateItem``
-reads the item, evaluates the condition and then applies the update, and
-its ``PutObject`` compares ``If-Match`` with the current ETag and then
-stores, with nothing held in between, while its werkzeug server handles
-requests on concurrent threads. Seen here: two processes granted a lease on
-one fresh key (both conditions passed), and two ``If-Match`` puts on one
-ETag both succeeding (a lost increment). AWS applies each conditional write
-atomically; :func:`serialized_moto` gives moto the same property by running
-one request at a time. It serves the same in-process moto backends as the
-session's server, so buckets and tables are shared between the two.
+Concurrent conditional writes from several processes rely on the session's
+moto server applying them atomically, as AWS does (see tests/conftest.py).
 
 A test that needs fewer backends narrows the parameter with
 ``@pytest.mark.parametrize("backend", [...], indirect=True)``.
@@ -27,9 +18,8 @@ import asyncio
 import concurrent.futures
 import json
 import os
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,53 +79,6 @@ def aws_session(moto_server: Any) -> Any:
     """One aioboto3 session for the run: it caches botocore's service models."""
     aioboto3 = pytest.importorskip("aioboto3")
     return aioboto3.Session()
-
-
-class _OneRequestAtATime:
-    """A WSGI wrapper that runs the wrapped app for one request at a time."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
-        with self.lock:
-            return list(self.app(environ, start_response))
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    url: str
-    region: str = "us-east-1"
-
-    def client_kwargs(self) -> dict[str, str]:
-        return {"endpoint_url": self.url, "region_name": self.region}
-
-
-@pytest.fixture(scope="session")
-def serialized_moto(moto_server: Any) -> Iterator[_Endpoint]:
-    """The moto backends behind an HTTP server that applies one request at a time.
-
-    See the module docstring for why the multi-process tests need it.
-    """
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, app, True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
-        yield _Endpoint(f"http://127.0.0.1:{port}", moto_server.region)
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -32,12 +31,6 @@ pytestmark = [
 WORKER = str(Path(__file__).with_name("_worker.py"))
 PROCESSES = 4
 INCREMENTS = 25
-
-
-@pytest.fixture
-def aws_endpoint(serialized_moto: Any) -> Any:
-    """Concurrent conditional writes need atomic ones: see the conftest docstring."""
-    return serialized_moto
 
 
 async def spawn(backend: Backend, *args: str) -> asyncio.subprocess.Process:
