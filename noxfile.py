@@ -7,7 +7,7 @@
 * ``docs``: ``mkdocs build --strict``.
 * ``compat``: the differential suite against xstate on node, with more cases
   (``DURABLE_STATE_COMPAT_CASES``, default here 2000).
-* ``bench``: the benchmarks in ``bench/``, writing ``bench/results/``.
+* ``bench``: the benchmarks in ``bench/``; the statechart one writes ``docs/assets/benchmarks/``.
 
 Environments are made with uv when it is installed, else with virtualenv.
 Arguments after ``--`` go to the session's main tool, e.g.
@@ -130,7 +130,7 @@ def compat(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks that exist in bench/; each writes its results to bench/results/."""
+    """Run the benchmarks that exist in bench/ (figures for the docs land in docs/assets/benchmarks/)."""
     scripts = [ROOT / "bench" / name for name in BENCHMARKS if (ROOT / "bench" / name).exists()]
     if not scripts:
         session.skip("no benchmark scripts in bench/")

@@ -20,7 +20,7 @@ stays enabled, as in a real process. Memory: bytes traced by ``tracemalloc``
 
 Usage::
 
-    python bench/bench_statechart.py                  # full run, writes bench/results/
+    python bench/bench_statechart.py                  # full run, writes docs/assets/benchmarks/
     python bench/bench_statechart.py --quick          # a smoke run, writes nothing
     python bench/bench_statechart.py --quick --json /tmp/statechart.json
     python bench/bench_statechart.py --profile parallel   # cProfile of Actor.send
@@ -57,7 +57,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
+# The docs site shows the figures and the plot, so they are written next to it.
+RESULTS_DIR = BENCH_DIR.parent / "docs" / "assets" / "benchmarks"
 DEFAULT_JSON = RESULTS_DIR / "statechart.json"
 
 MachineName = Literal["flat", "parallel"]
