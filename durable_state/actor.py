@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from types import TracebackType
@@ -87,6 +86,27 @@ class Actor:
         'b'
     """
 
+    # Slots: an application may hold many thousands of actors.
+    __slots__ = (
+        "_armed",
+        "_background",
+        "_held",
+        "_hold_emits",
+        "_input",
+        "_listeners",
+        "_mailbox",
+        "_processing",
+        "_restored",
+        "_snapshot",
+        "_started",
+        "_status",
+        "_subscribers",
+        "_tasks",
+        "clock",
+        "id",
+        "machine",
+    )
+
     def __init__(
         self,
         machine: Machine,
@@ -114,7 +134,8 @@ class Actor:
             self._restored = machine.restore_snapshot(snapshot)
         self._snapshot: Snapshot | None = self._restored
         self._status: ActorStatus = "not-started"
-        self._mailbox: deque[tuple[str, Any]] = deque()
+        # Mostly empty and short: a list costs a tenth of a deque per actor.
+        self._mailbox: list[tuple[str, Any]] = []
         self._processing = False
         # The snapshot Timer each clock callback was armed for. A timer that
         # is scheduled again gets a new Timer (even with the same due time):
@@ -128,7 +149,7 @@ class Actor:
         # entry outlives its task until the snapshot drops the child, so that
         # work whose result is still queued is not started a second time.
         self._started: dict[str, ChildRecord] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] | None = None  # made on first use
         self._listeners: dict[str, list[Listener]] = {}
         self._subscribers: list[Callable[[Snapshot], Any]] = []
         self._hold_emits = 0
@@ -207,10 +228,10 @@ class Actor:
         for _, handle in self._armed.values():
             handle.cancel()
         self._armed.clear()
-        tasks = [*self._tasks.values(), *self._background]
+        tasks = [*self._tasks.values(), *(self._background or ())]
         self._tasks.clear()
         self._started.clear()
-        self._background.clear()
+        self._background = None
         for t in tasks:
             t.cancel()
         if tasks:
@@ -325,8 +346,9 @@ class Actor:
         self._processing = True
         try:
             while self._mailbox and self._status == "running":
-                kind, item = self._mailbox.popleft()
-                snap = self.snapshot
+                kind, item = self._mailbox.pop(0)
+                snap = self._snapshot
+                assert snap is not None  # running actors always have one
                 now = self.clock.now_ms()
                 try:
                     if kind == "due":
@@ -340,7 +362,7 @@ class Actor:
                             self._reconcile()
                             continue
                         nxt, effects = self.machine.fire_timer(snap, first.id, now_ms=now)
-                        self._mailbox.appendleft(("due", None))
+                        self._mailbox.insert(0, ("due", None))
                     else:
                         nxt, effects = self.machine._transition(snap, item, now)
                 except Exception as exc:  # noqa: BLE001 - returned, raised to the sender
@@ -511,6 +533,8 @@ class Actor:
                 logger.exception("actor %s: an async action or listener failed", self.id)
 
         task = asyncio.get_running_loop().create_task(run())
+        if self._background is None:
+            self._background = set()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

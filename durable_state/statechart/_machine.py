@@ -840,7 +840,7 @@ class _Run:
                     )
                 else:
                     update = fn
-                if not isinstance(update, Mapping):
+                if type(update) is not dict and not isinstance(update, Mapping):
                     raise TypeError(
                         f"an assign function must return a mapping, not {type(update).__name__}"
                     )
