@@ -310,22 +310,28 @@ class Actor:
         self._hold_emits += 1
 
     def _release_emitted(self, deliver: bool) -> list[Awaitable[Any]]:
+        """Stop holding; deliver (or drop) what was held. Returns coroutines to await."""
         self._hold_emits = max(0, self._hold_emits - 1)
         if self._hold_emits:
             return []
         held, self._held = self._held, []
-        if not deliver:
-            return []
+        return self._deliver_emitted(held) if deliver else []
+
+    def _take_emitted(self) -> list[Mapping[str, Any]]:
+        """Remove and return the events held so far (holding goes on)."""
+        taken, self._held = self._held, []
+        return taken
+
+    def _put_back_emitted(self, events: list[Mapping[str, Any]]) -> None:
+        """Return taken events to the front of the held ones, in order."""
+        self._held[:0] = events
+
+    def _deliver_emitted(self, events: list[Mapping[str, Any]]) -> list[Awaitable[Any]]:
+        """Deliver events to the listeners now. Returns coroutines to await."""
         pending: list[Awaitable[Any]] = []
-        for ev in held:
+        for ev in events:
             pending.extend(self._deliver(ev))
         return pending
-
-    def _replace_snapshot(self, snapshot: Snapshot) -> None:
-        """Roll back to ``snapshot`` (used when a body's events are discarded)."""
-        self._snapshot = snapshot
-        if self._status == "running":
-            self._reconcile()
 
     # ------------------------------------------------------------------ #
     # Internals

@@ -410,8 +410,7 @@ class PersistedActor:
         payload = _encode(self.persisted_snapshot())
         # Likewise only the events emitted up to now are delivered after this
         # write; events emitted during it wait for the next save.
-        emitted = list(actor._held)
-        del actor._held[: len(emitted)]
+        emitted = actor._take_emitted()
         try:
             if self.locking == "write":
                 assert self.lock is not None
@@ -426,16 +425,13 @@ class PersistedActor:
                 version = await self._write(payload, held_now.token if held_now else None)
         except BaseException:
             # Not delivered: the save failed. Kept (in order) for a retry.
-            actor._held[:0] = emitted
+            actor._put_back_emitted(emitted)
             raise
         self._version = version
         self._saved = snapshot
         self._created = False
         self._processed_dirty = tuple(self._processed) != processed
-        pending: list[Awaitable[Any]] = []
-        for event in emitted:
-            pending.extend(actor._deliver(event))
-        await _await_all(pending)
+        await _await_all(actor._deliver_emitted(emitted))
         return version
 
     def _check_lease(self, held: HeldLease) -> None:
