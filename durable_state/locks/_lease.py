@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-from ..errors import InvalidKey
+from .._keys import check_key as _check_key
 
 __all__ = (
     "DEFAULT_TTL",
@@ -94,34 +94,13 @@ def new_owner() -> str:
 
 
 def check_key(key: object, *, max_bytes: int = MAX_KEY_BYTES) -> bytes:
-    """Validate a lock key and return its UTF-8 encoding.
-
-    Args:
-        key: the candidate key.
-        max_bytes: the backend's limit in UTF-8 bytes.
-
-    Returns:
-        The key encoded as UTF-8.
+    """Validate a lock key (see :func:`durable_state._keys.check_key`).
 
     Raises:
         InvalidKey: ``key`` is not a str, is empty, contains NUL, is not
             encodable as UTF-8 (a lone surrogate) or is too long.
     """
-    if not isinstance(key, str):
-        raise InvalidKey(key, f"a lock key must be a str, not {type(key).__name__}")
-    if not key:
-        raise InvalidKey(key, "a lock key must not be empty")
-    if "\x00" in key:
-        raise InvalidKey(key, "a lock key must not contain NUL")
-    try:
-        encoded = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidKey(key, "a lock key must be encodable as UTF-8 (no lone surrogates)") from exc
-    if len(encoded) > max_bytes:
-        raise InvalidKey(
-            key, f"a lock key may have at most {max_bytes} UTF-8 bytes, not {len(encoded)}"
-        )
-    return encoded
+    return _check_key(key, max_bytes=max_bytes, what="lock key")
 
 
 def check_ttl(ttl: object, *, name: str = "ttl") -> float:

@@ -45,7 +45,6 @@ or SMB is emulated or absent and cannot be relied upon.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -62,6 +61,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import anyio.to_thread
 
+from .._keys import MAX_PLAIN_NAME, key_file_stem
 from ..errors import LockLost, LockUnavailable
 from ._base import BaseLockManager
 from ._lease import DEFAULT_TTL, Busy, Lease
@@ -73,10 +73,6 @@ __all__ = ("MAX_PLAIN_NAME", "FileLockManager")
 
 logger = logging.getLogger("durable_state.locks")
 
-#: Encoded names longer than this are stored under ``~`` + SHA-256 of the key.
-MAX_PLAIN_NAME: Final = 120
-
-_SAFE_BYTES: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 _SESSION_ID: Final = re.compile(r"[0-9a-f]{32}")
 _TMP_PREFIX: Final = ".tmp-"
 _RECORD_VERSION: Final = 1
@@ -89,11 +85,8 @@ _T = TypeVar("_T")
 
 
 def file_name(key_bytes: bytes) -> str:
-    """The file name stem for a key (see the module docstring)."""
-    encoded = "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in key_bytes)
-    if len(encoded) > MAX_PLAIN_NAME:
-        return "~" + hashlib.sha256(key_bytes).hexdigest()
-    return encoded
+    """The file name stem for a key (the scheme of :mod:`durable_state._keys`)."""
+    return key_file_stem(key_bytes)
 
 
 @dataclass(frozen=True)

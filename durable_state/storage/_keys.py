@@ -7,7 +7,7 @@ valid: a key accepted by ``MemoryStorage`` in a test is accepted by
 
 from __future__ import annotations
 
-from ..errors import InvalidKey
+from .._keys import check_key as _check_key
 
 __all__ = ("MAX_KEY_BYTES", "check_data", "check_key", "check_version")
 
@@ -17,37 +17,13 @@ MAX_KEY_BYTES = 1024
 
 
 def check_key(key: object, *, max_bytes: int = MAX_KEY_BYTES, reserved: int = 0) -> bytes:
-    """Validate a key and return its UTF-8 encoding.
-
-    Args:
-        key: the candidate key.
-        max_bytes: the backend's limit in UTF-8 bytes.
-        reserved: bytes of the limit already used (e.g. an S3 prefix).
-
-    Returns:
-        The key encoded as UTF-8.
+    """Validate a storage key (see :func:`durable_state._keys.check_key`).
 
     Raises:
         InvalidKey: ``key`` is not a str, is empty, contains NUL, is not
             encodable as UTF-8 (a lone surrogate) or is too long.
     """
-    if not isinstance(key, str):
-        raise InvalidKey(key, f"a key must be a str, not {type(key).__name__}")
-    if not key:
-        raise InvalidKey(key, "a key must not be empty")
-    if "\x00" in key:
-        raise InvalidKey(key, "a key must not contain NUL")
-    try:
-        encoded = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidKey(key, "a key must be encodable as UTF-8 (no lone surrogates)") from exc
-    if len(encoded) + reserved > max_bytes:
-        extra = f" including the {reserved}-byte prefix" if reserved else ""
-        raise InvalidKey(
-            key,
-            f"a key may have at most {max_bytes} UTF-8 bytes{extra}, not {len(encoded) + reserved}",
-        )
-    return encoded
+    return _check_key(key, max_bytes=max_bytes, reserved=reserved)
 
 
 def check_data(data: object) -> bytes:

@@ -43,6 +43,7 @@ import aiofiles.os
 import anyio
 import anyio.to_thread
 
+from .._keys import MAX_PLAIN_NAME, decode_key, encode_key, key_file_stem
 from ..errors import SnapshotCorrupt, StorageUnavailable, VersionConflict
 from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
 from ._protocol import ANY_VERSION, IfVersion, Stored
@@ -55,11 +56,6 @@ __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "LocalFileStorage")
 logger = logging.getLogger("durable_state.storage")
 
 _T = TypeVar("_T")
-
-#: Encoded names longer than this many characters are stored under a hash.
-#: 120 (+ 6 for ``.state``) fits every common file system's name limit,
-#: including eCryptfs (143).
-MAX_PLAIN_NAME: Final = 120
 
 _SUFFIX: Final = ".state"
 _TMP_PREFIX: Final = ".tmp-"
@@ -74,47 +70,10 @@ DEFAULT_CONTENTION_TIMEOUT: Final = 30.0
 _FIRST_BACKOFF: Final = 0.0005
 _MAX_BACKOFF: Final = 0.02
 
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
-_ENCODE: Final = tuple(chr(b) if chr(b) in _PLAIN else f"%{b:02X}" for b in range(256))
-_HEX: Final = frozenset("0123456789ABCDEF")
-
-
-def encode_key(key_bytes: bytes) -> str:
-    """Percent-encode a key's UTF-8 bytes into ``[a-z0-9_%A-F-]`` characters."""
-    return "".join([_ENCODE[b] for b in key_bytes])
-
-
-def decode_key(encoded: str) -> str | None:
-    """Invert :func:`encode_key`; ``None`` if ``encoded`` is not one of its outputs."""
-    out = bytearray()
-    i, n = 0, len(encoded)
-    while i < n:
-        ch = encoded[i]
-        if ch == "%":
-            pair = encoded[i + 1 : i + 3]
-            if len(pair) != 2 or not _HEX.issuperset(pair):
-                return None
-            out.append(int(pair, 16))
-            i += 3
-        elif ch in _PLAIN:
-            out.append(ord(ch))
-            i += 1
-        else:
-            return None
-    try:
-        key = out.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    # Only canonical spellings count (e.g. "%61" for "a" is foreign).
-    return key if encode_key(bytes(out)) == encoded else None
-
 
 def file_name(key_bytes: bytes) -> str:
     """The file name (without directory) that holds the key."""
-    encoded = encode_key(key_bytes)
-    if len(encoded) > MAX_PLAIN_NAME:
-        encoded = "~" + hashlib.sha256(key_bytes).hexdigest()
-    return encoded + _SUFFIX
+    return key_file_stem(key_bytes) + _SUFFIX
 
 
 class _Corrupt(Exception):
