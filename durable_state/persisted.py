@@ -25,7 +25,7 @@ import anyio
 
 from . import _json
 from ._clock import Clock, SystemClock
-from .actor import Actor, Listener, Subscription
+from .actor import Actor, Listener, Subscription, _await_all
 from .errors import (
     ActorNotFound,
     LockLost,
@@ -708,8 +708,3 @@ def _decode(raw: bytes, key: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise SnapshotCorrupt(key, f"no {DURABLE_KEY!r} metadata: not a durable_state snapshot")
     return data
-
-
-async def _await_all(pending: list[Awaitable[Any]]) -> None:
-    for aw in pending:
-        await aw

@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from .._keys import check_key as _check_key
 
@@ -139,3 +139,27 @@ def check_wait(wait: object) -> float | None:
     if math.isnan(value) or value < 0:
         raise ValueError(f"wait must be None or a number of seconds >= 0, not {wait!r}")
     return value
+
+
+class LeaseRecordLike(Protocol):
+    """What a backend records about the last lease on a key (for :func:`stale_reason`)."""
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def token(self) -> int: ...
+
+    @property
+    def released(self) -> bool: ...
+
+
+def stale_reason(record: LeaseRecordLike | None, lease: Lease) -> str | None:
+    """Why ``record`` shows that ``lease`` is no longer current, or ``None`` if it is."""
+    if record is None:
+        return "the lease record is gone"
+    if record.owner != lease.owner or record.token != lease.token:
+        return f"the key is now leased to {record.owner!r} (token {record.token})"
+    if record.released:
+        return "the lease was released"
+    return None

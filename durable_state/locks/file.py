@@ -64,7 +64,7 @@ import anyio.to_thread
 from .._keys import MAX_PLAIN_NAME, key_file_stem
 from ..errors import LockLost, LockUnavailable
 from ._base import BaseLockManager
-from ._lease import DEFAULT_TTL, Busy, Lease
+from ._lease import DEFAULT_TTL, Busy, Lease, stale_reason
 
 if sys.platform != "win32":
     import fcntl
@@ -321,7 +321,7 @@ class _Store:
         expires_at = now + lease.ttl
         with self.critical_section(name):
             record = self.read(name)
-            stale = _stale(record, lease)
+            stale = stale_reason(record, lease)
             if stale is not None or record is None:
                 raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale or "")
             self.write(name, replace(record, expires_at=expires_at))
@@ -331,7 +331,7 @@ class _Store:
         with self.critical_section(name):
             record = self.read(name)
             if record is None or record.owner != lease.owner or record.token != lease.token:
-                return _stale(record, lease)
+                return stale_reason(record, lease)
             if not record.released:
                 self.write(name, replace(record, released=True))
             return None
@@ -349,17 +349,6 @@ def _typed(data: dict[str, Any], field: str, kind: Any) -> Any:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ValueError(f"field {field!r} is {value!r}")
     return value
-
-
-def _stale(record: _Record | None, lease: Lease) -> str | None:
-    """Why ``record`` shows that ``lease`` is no longer current, or ``None``."""
-    if record is None:
-        return "the lease record is gone"
-    if record.owner != lease.owner or record.token != lease.token:
-        return f"the key is now leased to {record.owner!r} (token {record.token})"
-    if record.released:
-        return "the lease was released"
-    return None
 
 
 # Stores with an open session, so a forked child can drop inherited sessions.

@@ -15,7 +15,7 @@ import anyio.lowlevel
 
 from ..errors import LockLost
 from ._base import BaseLockManager
-from ._lease import DEFAULT_TTL, Busy, Lease
+from ._lease import DEFAULT_TTL, Busy, Lease, stale_reason
 
 __all__ = ("MemoryLockManager",)
 
@@ -95,7 +95,7 @@ class MemoryLockManager(BaseLockManager):
         expires_at = now + lease.ttl
         with self._table.lock:
             record = self._table.records.get(lease.key)
-            stale = _stale(record, lease)
+            stale = stale_reason(record, lease)
             if stale is None and record is not None:
                 record.expires_at = expires_at
         if stale is not None:
@@ -110,7 +110,7 @@ class MemoryLockManager(BaseLockManager):
                 # Releasing twice is harmless: the record is ours either way.
                 record.released = True
                 return None
-            return _stale(record, lease)
+            return stale_reason(record, lease)
 
     async def _abandon(self, key: str, owner: str, now: float) -> None:
         with self._table.lock:
@@ -128,14 +128,3 @@ class MemoryLockManager(BaseLockManager):
 
     async def _aclose(self) -> None:
         return None
-
-
-def _stale(record: _Record | None, lease: Lease) -> str | None:
-    """Why ``record`` shows that ``lease`` is no longer current, or ``None``."""
-    if record is None:
-        return "the lease record is gone"
-    if record.owner != lease.owner or record.token != lease.token:
-        return f"the key is now leased to {record.owner!r} (token {record.token})"
-    if record.released:
-        return "the lease was released"
-    return None
