@@ -193,6 +193,50 @@ def _check(head: bytes | None, key: str, if_version: str | None) -> str | None:
     raise VersionConflict(key, expected=if_version, actual=current)
 
 
+# Descriptors that hold a lock stripe's flock right now (a write or delete in
+# progress in some thread). A flock belongs to the open file description,
+# which a forked child shares: if the child kept its copy open, the stripe
+# would stay locked after the parent finished, for as long as the child lives.
+# The child closes its copies at once (O_CLOEXEC only covers exec). The lock
+# keeps fork() from landing between taking a flock and recording it.
+_HELD_LOCK_FDS: set[int] = set()
+_HELD_LOCK_FDS_LOCK = threading.Lock()
+
+
+def _before_fork() -> None:
+    _HELD_LOCK_FDS_LOCK.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _HELD_LOCK_FDS_LOCK.release()
+
+
+def _after_fork_in_child() -> None:
+    global _HELD_LOCK_FDS_LOCK
+    for fd in _HELD_LOCK_FDS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCK_FDS.clear()
+    _HELD_LOCK_FDS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def _unlock(lock_fd: int) -> None:
+    """Drop a stripe's flock by closing the descriptor that holds it."""
+    with _HELD_LOCK_FDS_LOCK:
+        _HELD_LOCK_FDS.discard(lock_fd)
+        os.close(lock_fd)
+
+
 class _Section:
     """One check-and-replace (or check-and-delete) of one file, as a critical section.
 
@@ -253,7 +297,7 @@ class _Section:
             finally:
                 if tmp is not None:
                     _remove_quietly(tmp)
-                os.close(lock_fd)  # drops the flock
+                _unlock(lock_fd)
 
     def delete(self, key: str, if_version: str | None) -> _Busy | None:
         """Check the version (unless ``None``) and remove the file if it exists."""
@@ -273,7 +317,7 @@ class _Section:
                 _fsync_dir(self.root)
                 return None
             finally:
-                os.close(lock_fd)
+                _unlock(lock_fd)
 
     def abort(self) -> None:
         """Wait for a running attempt; make any later one a no-op."""
@@ -289,14 +333,16 @@ class _Section:
             # The root (and its lock directory) is created on demand.
             os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
             fd = os.open(self.lock_path, flags, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
+        with _HELD_LOCK_FDS_LOCK:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            _HELD_LOCK_FDS.add(fd)
         return fd
 
 

@@ -528,3 +528,47 @@ def test_sigkill_during_writes_leaves_a_whole_value(local_root: Path) -> None:
         anyio.run(check)
     assert mid_write >= 1, "no kill landed in the middle of a write"
     print(f"sigkill: {mid_write}/{rounds} kills left a half-written temp file behind")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_keep_a_stripe_locked(tmp_path: Path) -> None:
+    """A process that forks while a write holds a stripe's flock must not pin it.
+
+    The child shares the open file description that holds the flock; unless
+    the child drops its copy, the stripe stays locked after the parent's
+    write finished, for as long as the child lives.
+    """
+    code = """
+import os, sys, time
+from durable_state.storage.local import _Section, _unlock
+
+root = sys.argv[1]
+held = _Section(root, "k.state")._try_lock()  # a write in progress
+assert held is not None
+pid = os.fork()
+if pid == 0:
+    time.sleep(5)  # a long-lived child (a worker process)
+    os._exit(0)
+try:
+    _unlock(held)  # the parent's write finishes
+    # The child drops its copy as soon as it runs; without that it would keep
+    # the stripe locked for its whole 5 s life.
+    deadline = time.monotonic() + 2
+    again = None
+    while again is None and time.monotonic() < deadline:
+        again = _Section(root, "k.state")._try_lock()
+        time.sleep(0.01)
+    print("free" if again is not None else "held by the child")
+finally:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "free"
