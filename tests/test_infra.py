@@ -273,15 +273,14 @@ def find_aws_provider_mirror() -> Path | None:
         if not candidate:
             continue
         root = Path(candidate).expanduser()
-        versions = root / "registry.terraform.io" / "hashicorp" / "aws"
-        if not versions.is_dir():
-            continue
-        for version in sorted(versions.iterdir(), reverse=True):
-            major = version.name.split(".", 1)[0]
-            if major in ("5", "6") and list(
-                (version / _platform()).glob("terraform-provider-aws*")
-            ):
-                return root
+        # Layout: <root>/<provider source host>/hashicorp/aws/<version>/<platform>/
+        for versions in sorted(root.glob("*/hashicorp/aws")):
+            for version in sorted(versions.iterdir(), reverse=True):
+                major = version.name.split(".", 1)[0]
+                if major in ("5", "6") and list(
+                    (version / _platform()).glob("terraform-provider-aws*")
+                ):
+                    return root
     return None
 
 
