@@ -96,7 +96,6 @@ class Actor:
         "_listeners",
         "_mailbox",
         "_processing",
-        "_restored",
         "_snapshot",
         "_started",
         "_status",
@@ -120,19 +119,18 @@ class Actor:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.id = id or machine.id
         self._input = input
-        self._restored: Snapshot | None
+        self._snapshot: Snapshot | None
         if snapshot is None:
-            self._restored = None
+            self._snapshot = None
         elif isinstance(snapshot, Snapshot):
             if snapshot.machine is not machine:
                 raise SnapshotIncompatible(
                     f"snapshot of machine {snapshot.machine.id!r} given to an actor of "
                     f"machine {machine.id!r}"
                 )
-            self._restored = snapshot
+            self._snapshot = snapshot
         else:
-            self._restored = machine.restore_snapshot(snapshot)
-        self._snapshot: Snapshot | None = self._restored
+            self._snapshot = machine.restore_snapshot(snapshot)
         self._status: ActorStatus = "not-started"
         # Mostly empty and short: a list costs a tenth of a deque per actor.
         self._mailbox: list[tuple[str, Any]] = []

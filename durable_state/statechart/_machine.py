@@ -17,7 +17,9 @@ from ..errors import (
 )
 from ._algorithm import (
     ConfigInfo,
+    EntryStep,
     MicrostepPlan,
+    _neg_order,
     _Plan,
     compute_microstep,
     remove_conflicting,
@@ -373,7 +375,7 @@ class Machine:
         check_json(children, "children")
         return {
             "status": snapshot.status,
-            "value": _copy_json(snapshot._info.value),
+            "value": snapshot.value,  # a fresh copy
             "historyValue": {
                 hid: [{"id": n.id} for n in nodes] for hid, nodes in snapshot._history.items()
             },
@@ -808,7 +810,7 @@ class _Run:
                 if node.exit:
                     self.run_actions(node.exit, event)
 
-    def _complete(self, step: Any, event: Mapping[str, Any]) -> None:
+    def _complete(self, step: EntryStep, event: Mapping[str, Any]) -> None:
         node = step.node
         if step.compound_done is not None:
             out = _resolve_output(node.output, self.context, event)
@@ -927,10 +929,6 @@ def _timer_key(t: Timer) -> tuple[float, int]:
     return (t.due_ms, t.seq)
 
 
-def _neg_order(n: StateNode) -> int:
-    return -n.order
-
-
 def _resolve_output(mapper: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:
     if callable(mapper):
         return mapper(context, event)
@@ -956,12 +954,6 @@ def _initial_nodes(node: StateNode) -> list[StateNode]:
 
     walk(node)
     return out
-
-
-def _copy_json(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _copy_json(x) for k, x in v.items()}
-    return v
 
 
 def _dot(path: str, key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._algorithm import _order
 from ._builtins import Timer
 
 if TYPE_CHECKING:
@@ -188,10 +189,6 @@ class Snapshot:
         )
 
     __hash__ = None  # type: ignore[assignment]  # equality is by value; not hashable
-
-
-def _order(n: StateNode) -> int:
-    return n.order
 
 
 def _copy_value(v: Any) -> Any:
