@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
-__all__ = ("ANY_VERSION", "IfVersion", "Storage", "Stored")
+__all__ = ("ANY_VERSION", "ClosingContext", "IfVersion", "Storage", "Stored")
 
 #: ``if_version`` value meaning "write whatever is stored (or not)".
 ANY_VERSION: Literal["*"] = "*"
@@ -176,3 +176,24 @@ class Storage(Protocol):
     ) -> None:
         """Call :meth:`aclose`."""
         ...
+
+
+_S = TypeVar("_S", bound="ClosingContext")
+
+
+class ClosingContext:
+    """``async with`` support for a backend: enter returns it, exit calls ``aclose()``."""
+
+    async def aclose(self) -> None:
+        """Release what the backend holds; a no-op unless overridden."""
+
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

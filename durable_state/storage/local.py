@@ -36,7 +36,6 @@ import secrets
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import aiofiles.os
@@ -46,7 +45,7 @@ import anyio.to_thread
 from .._keys import MAX_PLAIN_NAME, decode_key, encode_key, key_file_stem
 from ..errors import SnapshotCorrupt, StorageUnavailable, VersionConflict
 from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
-from ._protocol import ANY_VERSION, IfVersion, Stored
+from ._protocol import ANY_VERSION, ClosingContext, IfVersion, Stored
 
 if sys.platform != "win32":
     import fcntl
@@ -362,7 +361,7 @@ def _describe(exc: OSError) -> str:
     return f"{name}: {text}" if name else text
 
 
-class LocalFileStorage:
+class LocalFileStorage(ClosingContext):
     """A :class:`~durable_state.storage.Storage` in a local directory.
 
     The embedded default: no server and no configuration. The root directory is
@@ -548,17 +547,6 @@ class LocalFileStorage:
 
     async def aclose(self) -> None:
         """Nothing to release (no descriptor outlives an operation)."""
-
-    async def __aenter__(self) -> LocalFileStorage:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- internals ----------------------------------------------------------- #
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import AsyncIterator
-from types import TracebackType
 
 import anyio.lowlevel
 
 from ..errors import VersionConflict
 from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
-from ._protocol import ANY_VERSION, IfVersion, Stored
+from ._protocol import ANY_VERSION, ClosingContext, IfVersion, Stored
 
 __all__ = ("MemoryStorage",)
 
 
-class MemoryStorage:
+class MemoryStorage(ClosingContext):
     """An in-process :class:`~durable_state.storage.Storage`.
 
     Keeps exactly the semantics of the persistent backends -- key rules,
@@ -134,17 +133,6 @@ class MemoryStorage:
 
     async def aclose(self) -> None:
         """Nothing to release; present for the contract. Values are kept."""
-
-    async def __aenter__(self) -> MemoryStorage:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _check(self, key: str, if_version: str | None) -> None:
         if if_version == ANY_VERSION:

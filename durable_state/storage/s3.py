@@ -25,7 +25,6 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any, Final
 
 import anyio
@@ -39,7 +38,7 @@ from ..errors import (
     VersionConflict,
 )
 from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
-from ._protocol import ANY_VERSION, IfVersion, Stored
+from ._protocol import ANY_VERSION, ClosingContext, IfVersion, Stored
 
 __all__ = ("ENVELOPE_MAGIC", "S3Storage")
 
@@ -76,7 +75,7 @@ def unwrap(raw: bytes, key: str) -> bytes:
     return raw[_HEADER_BYTES:]
 
 
-class S3Storage:
+class S3Storage(ClosingContext):
     """A :class:`~durable_state.storage.Storage` in an S3 bucket.
 
     Each key is the object ``prefix + key``; the version is its ETag.
@@ -363,17 +362,6 @@ class S3Storage:
             raise self._unavailable("close", None, exc) from exc
         except self._driver_errors as exc:
             raise self._unavailable("close", None, exc) from exc
-
-    async def __aenter__(self) -> S3Storage:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- internals ----------------------------------------------------------- #
 
