@@ -231,7 +231,7 @@ class _Store:
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise _CriticalSectionBusy() from None
-                    time.sleep(pause)
+                    time.sleep(pause)  # sync-ok: _Store methods run in a worker thread (_run)
                     pause = min(pause * 2, 0.002)
             yield
         finally:
@@ -241,7 +241,7 @@ class _Store:
     def read(self, name: str) -> _Record | None:
         path = os.path.join(self.keys_dir, name + ".json")
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb") as f:  # sync-ok: runs in a worker thread (_run)
                 raw = f.read()
         except FileNotFoundError:
             return None
