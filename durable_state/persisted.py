@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -25,6 +25,7 @@ import anyio
 
 from . import _json
 from ._clock import Clock, SystemClock
+from ._shield import shielded
 from .actor import Actor, Listener, Subscription, _await_all
 from .errors import (
     ActorNotFound,
@@ -74,11 +75,12 @@ class PersistedActor:
         finally:
             await pa.close()
 
-    ``init()`` and ``close()`` must run in the same task and at the same
-    level of cancel scopes: the lease's heartbeat is a structured task group
-    whose scopes ``init()`` enters and ``close()`` exits, so a ``with
-    anyio.fail_after(...)`` (or any cancel scope) must enclose both calls or
-    neither. ``close()`` does not save.
+    ``init()`` and ``close()`` enter no cancel scope and start no task group:
+    they may run in different tasks and under different timeouts. In this
+    form a lost lease cancels nothing; :meth:`save` refuses to write with
+    :class:`LockLost` instead. ``async with PersistedActor(...)`` (and
+    :func:`persisted_actor`) also cancel the body when the lease is lost.
+    ``close()`` does not save.
 
     Args:
         actor_id: the actor's id, also its storage key and lock key.
@@ -134,7 +136,8 @@ class PersistedActor:
         self._create = create
         self._clock = clock if clock is not None else SystemClock()
         self._processed_limit = processed_limit
-        self._stack: AsyncExitStack | None = None
+        self._started = False
+        self._scope: anyio.CancelScope | None = None
         self._held: HeldLease | None = None
         self._actor: Actor | None = None
         self._version: str | None = None
@@ -252,34 +255,22 @@ class PersistedActor:
             StorageError: the storage failed.
             RuntimeError: ``init()`` was already called, or ``close()`` was.
         """
-        if self._stack is not None:
-            raise RuntimeError("PersistedActor.init() was already called")
         if self._closed:
             # close() is final: a lease taken now would never be released.
             raise RuntimeError("the PersistedActor is closed; make a new one")
-        stack = AsyncExitStack()
-        await stack.__aenter__()
-        self._stack = stack
+        if self._started:
+            raise RuntimeError("PersistedActor.init() was already called")
+        self._started = True
         try:
             if self.locking == "read-write":
                 assert self.lock is not None
-                self._held = await stack.enter_async_context(
-                    self.lock.hold(self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait)
-                )
+                held = self.lock.hold(self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait)
+                # No await between taking the lease and recording it: a
+                # cancellation cannot land where nobody would release it.
+                self._held = await held.start()
             await self._load()
-        except BaseException as exc:
-            self._stack = None
-            self._held = None
-            actor, self._actor = self._actor, None
-            if actor is not None:
-                # start() may have armed timers or started invoked work.
-                actor._release_emitted(deliver=False)
-                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                    await actor.stop()
-            # Not wrapped in a new shielded scope: the stack holds the lease's
-            # own cancel scopes, which must be exited in the order they were
-            # entered; the lease shields its release by itself.
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            await self._finish(None, report_loss=False)
             raise
 
     async def _load(self) -> None:
@@ -421,7 +412,10 @@ class PersistedActor:
             else:
                 held_now = self._held
                 if held_now is not None:
-                    self._check_lease(held_now)
+                    # Fenced by the storage version anyway; this turns what
+                    # the holder can see for itself into LockLost without a
+                    # round trip.
+                    held_now.check("before saving")
                 version = await self._write(payload, held_now.token if held_now else None)
         except BaseException:
             # Not delivered: the save failed. Kept (in order) for a retry.
@@ -433,22 +427,6 @@ class PersistedActor:
         self._processed_dirty = tuple(self._processed) != processed
         await _await_all(actor._deliver_emitted(emitted))
         return version
-
-    def _check_lease(self, held: HeldLease) -> None:
-        """Refuse to write with a lease known to be lost or run out on the local clock.
-
-        The write is fenced by the storage version anyway; this turns the
-        cases the holder can see for itself into :class:`LockLost` without
-        a round trip.
-        """
-        lease = held.lease
-        reason = ""
-        if held.lost:
-            reason = "before saving"
-        elif self.lock is not None and lease.expires_at <= self.lock.clock():
-            reason = f"it ran out at {lease.expires_at:.3f}, before saving"
-        if reason:
-            raise LockLost(self.actor_id, owner=lease.owner, token=lease.token, reason=reason)
 
     async def _write(self, payload: bytes, token: int | None) -> str:
         expected = self._version
@@ -475,30 +453,71 @@ class PersistedActor:
     async def close(self) -> None:
         """Stop the actor and release the lease. Does not save. Idempotent.
 
+        May be called from another task than :meth:`init`. The release
+        finishes even if the caller is cancelled meanwhile.
+
         Raises:
             LockLost: the lease was found lost while the actor was held.
         """
         await self._finish(None)
 
-    async def _finish(self, exc: BaseException | None) -> None:
+    async def _finish(self, exc: BaseException | None, *, report_loss: bool = True) -> None:
+        """Stop the actor, release the lease, report a loss (unless the body failed)."""
         if self._closed:
             return
         self._closed = True
+        held, self._held = self._held, None
         actor = self._actor
-        if actor is not None:
-            actor._release_emitted(deliver=False)
-            with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                await actor.stop()
-        stack, self._stack = self._stack, None
-        self._held = None
-        if stack is not None:
-            if exc is None:
-                await stack.__aexit__(None, None, None)
-            else:
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        try:
+            if actor is not None:
+                actor._release_emitted(deliver=False)
+                try:
+                    await shielded(actor.stop(), within=_CLEANUP_TIMEOUT)
+                except TimeoutError:
+                    logger.warning(
+                        "actor %s: stopping took over %.1fs", self.actor_id, _CLEANUP_TIMEOUT
+                    )
+        finally:
+            if held is not None:
+                await self._release(held, exc, report_loss=report_loss)
+
+    async def _release(
+        self, held: HeldLease, exc: BaseException | None, *, report_loss: bool
+    ) -> None:
+        if not held.lost:
+            # A body that blocked the event loop past the expiry gave the
+            # renewal no chance to run; the lease was lost all the same.
+            try:
+                held.check("before the session ended")
+            except LockLost:
+                pass
+        await held.stop()
+        if held.lost and report_loss:
+            try:
+                held.check()
+            except LockLost as lost:
+                if exc is None:
+                    raise
+                logger.warning(
+                    "actor %s: the lease was lost while the body failed; the body's %s "
+                    "propagates: %s",
+                    self.actor_id,
+                    type(exc).__name__,
+                    lost,
+                )
 
     async def __aenter__(self) -> PersistedActor:
+        """Load the actor and hold it; a lost lease cancels the body.
+
+        Raises:
+            Exception: as :meth:`init`.
+        """
         await self.init()
+        if self._held is not None:
+            scope = anyio.CancelScope()
+            scope.__enter__()
+            self._scope = scope
+            self._held.on_lost(scope.cancel)
         return self
 
     async def __aexit__(
@@ -507,7 +526,25 @@ class PersistedActor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Stop the actor and release the lease (no save: see :func:`persisted_actor`).
+
+        Raises:
+            LockLost: the lease was lost and the body ended because of it (or
+                finished anyway).
+        """
+        if self._exit_scope(exc_type, exc, tb):
+            exc = None  # the body was cancelled by the loss: report the loss
         await self._finish(exc)
+
+    def _exit_scope(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Leave the body's cancel scope; True when it caught the loss's cancellation."""
+        scope, self._scope = self._scope, None
+        return scope is not None and bool(scope.__exit__(exc_type, exc, tb))
 
     def _live(self) -> Actor:
         if self._actor is None:
@@ -586,12 +623,29 @@ async def persisted_actor(
         clock=clock,
         processed_limit=processed_limit,
     )
-    await pa.init()
+    await pa.__aenter__()
+    body_done = False
     try:
         yield pa
+        body_done = True
+        # Still inside the body's cancel scope: a loss found while the write
+        # is in flight cancels it.
+        version = await pa.save()
     except BaseException as exc:
+        if pa._exit_scope(type(exc), exc, exc.__traceback__):
+            # Cancelled by the loss of the lease: the loss is the error.
+            try:
+                await pa._finish(None)
+            except LockLost as lost:
+                raise lost from lost.__cause__
+            raise
         try:
-            if save_on_error and isinstance(exc, Exception) and not _lease_lost(pa):
+            if (
+                save_on_error
+                and not body_done
+                and isinstance(exc, Exception)
+                and not _lease_lost(pa)
+            ):
                 try:
                     await pa.save()
                 except Exception:
@@ -605,11 +659,7 @@ async def persisted_actor(
             # and the lease released.
             await pa._finish(exc)
         raise
-    try:
-        version = await pa.save()
-    except BaseException as exc:
-        await pa._finish(exc)
-        raise
+    pa._exit_scope(None, None, None)
     try:
         await pa._finish(None)
     except LockLost as exc:

@@ -42,6 +42,7 @@ def moto_server() -> Iterator[AwsEndpoint]:
     saved = {k: os.environ.get(k) for k in _AWS_ENV}
     os.environ.update(_AWS_ENV)
     restore = _atomic_conditional_writes()
+    restore_header = _one_server_header()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -50,6 +51,7 @@ def moto_server() -> Iterator[AwsEndpoint]:
     finally:
         server.stop()
         restore()
+        restore_header()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -97,6 +99,33 @@ def _atomic_conditional_writes() -> Callable[[], None]:
     def restore() -> None:
         for cls, name, original in originals:
             setattr(cls, name, original)
+
+    return restore
+
+
+def _one_server_header() -> Callable[[], None]:
+    """Send one ``Server`` header per response, as HTTP requires.
+
+    The WSGI server under moto writes its own ``Server`` header and moto adds
+    another; aiohttp's strict parser (on in ``python -X dev``) rejects such a
+    response as malformed. AWS sends one.
+
+    Returns:
+        A function that undoes the patch.
+    """
+    from werkzeug.serving import WSGIRequestHandler
+
+    original = WSGIRequestHandler.send_response
+
+    def send_response(self: Any, code: int, message: str | None = None) -> None:
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
+    WSGIRequestHandler.send_response = send_response  # type: ignore[method-assign]
+
+    def restore() -> None:
+        WSGIRequestHandler.send_response = original  # type: ignore[method-assign]
 
     return restore
 

@@ -3,8 +3,8 @@
 :class:`BaseLockManager` owns argument checks, owner ids, the wait loop
 (exponential backoff with jitter), the local expiry check before a renewal,
 clean-up after an interrupted acquisition, ``hold()`` and the ``async with``
-protocol. A backend implements five small primitives, each one conditional
-operation on its store:
+protocol. A backend implements six small primitives, each one operation on
+its store:
 
 * ``_try_acquire(key, owner, ttl, now)``: take the key if it is free (absent,
   released, or expired as of ``now``); return the :class:`Lease` or a
@@ -15,7 +15,11 @@ operation on its store:
   match; return ``None`` when released or a reason it was stale.
 * ``_abandon(key, owner, now)``: release whatever lease ``owner`` holds on
   ``key``, if any (used after an interrupted acquisition, token unknown).
+* ``_peek(key, now)``: the lease holding ``key`` as of ``now``, or ``None``.
 * ``_aclose()``: free the backend's resources.
+
+and may override ``_connect(key)`` to make its network client before the
+first acquisition reads the clock.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
+from .._shield import shielded
 from ..errors import LockLost, LockTimeout, LockUnavailable
 from ._hold import RELEASE_TIMEOUT, HeldLease
 from ._lease import DEFAULT_TTL, MAX_KEY_BYTES, Busy, Lease, check_key, check_ttl, check_wait
@@ -116,6 +121,9 @@ class BaseLockManager(abc.ABC):
         # One owner id for every attempt of this acquisition: a write that
         # landed although its response was lost is then recognisably ours.
         owner = _new_owner()
+        # Connections are made before the clock is read: a lease's time must
+        # not be spent creating a client (a cold process takes a second).
+        await self._connect(key)
         started = anyio.current_time()
         attempt = 0
         while True:
@@ -173,12 +181,12 @@ class BaseLockManager(abc.ABC):
         # Shielded: release is clean-up, usually run while a cancellation or
         # an exception is on its way out, and an interrupted release would
         # leave the key blocked until the lease's expiry.
-        with anyio.move_on_after(self.cleanup_timeout, shield=True) as scope:
-            stale = await self._release(lease, self._clock())
-        if scope.cancelled_caught:
+        try:
+            stale = await shielded(self._release(lease, self._clock()), within=self.cleanup_timeout)
+        except TimeoutError:
             raise LockUnavailable(
                 "release", lease.key, f"no answer within {self.cleanup_timeout:.1f}s"
-            )
+            ) from None
         if stale is not None:
             logger.warning(
                 "ignored the release of a stale lease on %r (owner %r, token %d): %s",
@@ -245,8 +253,10 @@ class BaseLockManager(abc.ABC):
         self._closed = True
         # Shielded: a cancelled caller must not leave a client or a session
         # open; bounded, so a hung backend cannot hang the caller for ever.
-        with anyio.move_on_after(self.cleanup_timeout, shield=True):
-            await self._aclose()
+        try:
+            await shielded(self._aclose(), within=self.cleanup_timeout)
+        except TimeoutError:
+            logger.warning("%r: closing took over %.1fs; gave up", self, self.cleanup_timeout)
 
     async def __aenter__(self: _M) -> _M:
         """Return the manager itself.
@@ -277,37 +287,52 @@ class BaseLockManager(abc.ABC):
     async def _attempt(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
         """One acquisition attempt that leaves nothing behind if it is interrupted.
 
-        The attempt runs shielded (bounded by :attr:`operation_timeout`), so
-        a cancellation never cuts a conditional write off mid-flight with its
-        outcome unknown; the cancellation is delivered once the backend has
-        answered. If it arrives, or the attempt fails in a way that may have
-        taken the lease anyway (a lost response), whatever this owner holds is
-        given back under a shielded scope before the exception propagates.
+        The attempt runs in a task of its own (bounded by
+        :attr:`operation_timeout`), so a cancellation never cuts a conditional
+        write off mid-flight with its outcome unknown; the cancellation is
+        delivered once the backend has answered. If it arrives, or the
+        attempt fails in a way that may have taken the lease anyway (a lost
+        response), whatever this owner holds is given back, again in a task
+        that no cancellation interrupts, before the exception propagates.
         """
         try:
-            with anyio.move_on_after(self.operation_timeout, shield=True) as scope:
-                result = await self._try_acquire(key, owner, ttl, now)
-            if scope.cancelled_caught:
+            try:
+                result = await shielded(
+                    self._try_acquire(key, owner, ttl, now), within=self.operation_timeout
+                )
+            except TimeoutError:
                 raise LockUnavailable(
                     "acquire", key, f"no answer within {self.operation_timeout:.1f}s"
-                )
-            await anyio.lowlevel.checkpoint()
+                ) from None
+            # A cancel scope that expired meanwhile is delivered now, while the
+            # lease can still be given back here.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return result
         except BaseException as exc:
-            if not self._may_have_applied(exc):
-                raise
-            with anyio.move_on_after(self.cleanup_timeout, shield=True):
+            if self._may_have_applied(exc):
                 try:
-                    await self._abandon(key, owner, self._clock())
-                except Exception:
+                    await shielded(self._abandon_quietly(key, owner), within=self.cleanup_timeout)
+                except TimeoutError:
                     logger.warning(
-                        "could not clear a possibly taken lease on %r (owner %r) after an "
-                        "interrupted acquisition; it runs out after its TTL",
+                        "clearing a possibly taken lease on %r (owner %r) took over %.1fs; "
+                        "it runs out after its TTL",
                         key,
                         owner,
-                        exc_info=True,
+                        self.cleanup_timeout,
                     )
             raise
-        return result
+
+    async def _abandon_quietly(self, key: str, owner: str) -> None:
+        try:
+            await self._abandon(key, owner, self._clock())
+        except Exception:
+            logger.warning(
+                "could not clear a possibly taken lease on %r (owner %r) after an "
+                "interrupted acquisition; it runs out after its TTL",
+                key,
+                owner,
+                exc_info=True,
+            )
 
     def _backoff(self, attempt: int, busy: Busy, now: float) -> float:
         """The delay before the next attempt: exponential, with equal jitter.
@@ -322,6 +347,13 @@ class BaseLockManager(abc.ABC):
             until = max(busy.available_at - now, 0.0)
             delay = min(delay, until + random.uniform(0, self.backoff_initial))
         return delay
+
+    async def _connect(self, key: str) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Make what the first request needs (a network client); a no-op by default.
+
+        Raises:
+            LockUnavailable: the connection could not be made.
+        """
 
     def _may_have_applied(self, exc: BaseException) -> bool:
         """Whether an attempt that raised ``exc`` may still have taken the lease."""

@@ -1,31 +1,32 @@
-"""``hold()``: a lease kept alive for the duration of an ``async with`` block.
+"""``hold()``: a lease kept alive while a block (or a session) runs.
 
 One implementation serves every backend: it needs only ``acquire``, ``renew``,
 ``release`` and the manager's clock.
 
-How the pieces nest (entered top to bottom, exited bottom to top)::
+Renewal is lazy: holding a lease costs one event-loop timer, armed for the
+next renewal. A block shorter than the renewal interval never starts a task;
+when the timer fires, one renewal runs in a task of its own and arms the
+timer again. On a loss the renewal cancels the block through the one cancel
+scope ``async with`` enters around it, and ``LockLost`` is raised from the
+``async with`` statement.
 
-    task group           runs the heartbeat task
-      body cancel scope  cancelled by the heartbeat when the lease is lost
-        the caller's body
-
-The task group is exited with no exception passed in, even when the body
-raised: anyio would otherwise wrap the body's exception in an
-``ExceptionGroup``. The heartbeat never raises (it records the loss and
-cancels the body scope), so the task group has nothing of its own to report,
-and the body's exception propagates unchanged.
+The release on the way out runs in a task of its own (:func:`shielded`), so
+that no cancellation, anyio's or asyncio's native ``Task.cancel()``, can
+interrupt it half way; a release that fails or takes too long is logged with
+the key, and the lease then runs out at its expiry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
 import anyio
-import anyio.abc
 
+from .._shield import shielded
 from ..errors import LockError, LockLost, LockUnavailable
 from ._lease import Lease, check_ttl
 
@@ -54,20 +55,24 @@ class _LeaseOps(Protocol):
 
 
 class HeldLease:
-    """A lease held while an ``async with`` block runs, renewed in the background.
+    """A lease held for a block or a session, renewed in the background.
 
-    Returned by ``manager.hold(key)``; entering it acquires the lease (waiting
-    as ``wait`` says), starts a heartbeat that renews the lease every
-    ``renew_interval`` seconds (default: a third of the TTL), and yields this
-    object. Leaving the block stops the heartbeat and releases the lease under
-    a shielded cancel scope with a timeout, whatever way the block is left.
+    Returned by ``manager.hold(key)``. Two ways to use it:
 
-    If a renewal finds the lease taken over or gone, or the lease runs out on
-    the local clock before a renewal succeeds (transient backend failures are
-    retried until then), the body is cancelled and :class:`LockLost` is
-    raised from the ``async with`` statement. If the body raised an exception
-    of its own, that exception propagates unchanged instead (and the loss is
-    logged): nothing here wraps exceptions in an ``ExceptionGroup``.
+    * ``async with manager.hold(key) as held:`` acquires the lease (waiting as
+      ``wait`` says), renews it every ``renew_interval`` seconds (default: a
+      third of the TTL) while the block runs, and releases it on the way out,
+      whatever way the block is left. If a renewal finds the lease taken over
+      or gone, or the lease runs out on the local clock before a renewal
+      succeeds (transient backend failures are retried until then), the block
+      is cancelled and :class:`LockLost` is raised from the ``async with``
+      statement. If the block raised an exception of its own, that exception
+      propagates unchanged instead (and the loss is logged).
+    * ``await held.start()`` ... ``await held.stop()``: the same lease and
+      renewals without cancelling anything on a loss, for code that cannot
+      put its work in one block. :attr:`lost` and :meth:`check` tell whether
+      the lease is still good; :meth:`on_lost` registers a callback.
+      ``start()`` and ``stop()`` may be called from different tasks.
 
     Example:
         >>> async def handle(manager, key):
@@ -77,6 +82,24 @@ class HeldLease:
     Attributes:
         key: the key being held.
     """
+
+    __slots__ = (
+        "_callbacks",
+        "_last_error",
+        "_lease",
+        "_lost",
+        "_manager",
+        "_release_timeout",
+        "_renew_interval",
+        "_renewal",
+        "_scope",
+        "_started",
+        "_stopped",
+        "_timer",
+        "_ttl",
+        "_wait",
+        "key",
+    )
 
     def __init__(
         self,
@@ -88,7 +111,7 @@ class HeldLease:
         renew_interval: float | None = None,
         release_timeout: float = RELEASE_TIMEOUT,
     ) -> None:
-        """Prepare to hold ``key``; nothing happens until the block is entered.
+        """Prepare to hold ``key``; nothing happens until it is started or entered.
 
         Args:
             manager: the lock manager to acquire, renew and release through.
@@ -112,9 +135,13 @@ class HeldLease:
         self._release_timeout = check_ttl(release_timeout, name="release_timeout")
         self._lease: Lease | None = None
         self._lost: LockLost | None = None
-        self._entered = False
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._body_scope: anyio.CancelScope | None = None
+        self._last_error: LockError | None = None
+        self._started = False
+        self._stopped = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._renewal: asyncio.Task[None] | None = None
+        self._callbacks: list[Callable[[], object]] = []
+        self._scope: anyio.CancelScope | None = None
 
     def __repr__(self) -> str:
         return f"HeldLease(key={self.key!r}, lease={self._lease!r}, lost={self.lost})"
@@ -124,7 +151,7 @@ class HeldLease:
         """The current lease; a new value after each successful renewal.
 
         Raises:
-            RuntimeError: the block has not been entered yet.
+            RuntimeError: the lease has not been taken yet.
         """
         if self._lease is None:
             raise RuntimeError("the lease is not held yet: use 'async with manager.hold(key)'")
@@ -135,17 +162,120 @@ class HeldLease:
         """The fencing token of this acquisition (unchanged by renewals).
 
         Raises:
-            RuntimeError: the block has not been entered yet.
+            RuntimeError: the lease has not been taken yet.
         """
         return self.lease.token
 
     @property
     def lost(self) -> bool:
-        """Whether the lease was found lost (the body is then being cancelled)."""
+        """Whether the lease was found lost (a block is then being cancelled)."""
         return self._lost is not None
 
+    def check(self, when: str = "now") -> None:
+        """Raise :class:`LockLost` if the lease is known lost or ran out on the local clock.
+
+        Args:
+            when: what the holder was about to do, for the message
+                (``"before saving"``).
+
+        Raises:
+            LockLost: the lease can no longer be relied upon.
+            RuntimeError: the lease has not been taken yet.
+        """
+        lease = self.lease
+        if self._lost is None and self._manager.clock() >= lease.expires_at:
+            self._set_lost(
+                LockLost(
+                    lease.key,
+                    owner=lease.owner,
+                    token=lease.token,
+                    reason=f"it ran out at {lease.expires_at:.3f}, {when}",
+                )
+            )
+        if self._lost is not None:
+            raise self._lost
+
+    def on_lost(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when the lease is found lost (at once if it is)."""
+        if self._lost is not None:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    # ------------------------------------------------------------------ #
+    # Session form
+    # ------------------------------------------------------------------ #
+
+    async def start(self) -> HeldLease:
+        """Acquire the lease and arm its renewal.
+
+        Returns:
+            This object.
+
+        Raises:
+            RuntimeError: this object was started before (it is single-use).
+            LockTimeout: the key stayed held by someone else for ``wait``.
+            LockUnavailable: the backend failed.
+            InvalidKey: the key is not valid.
+        """
+        if self._started:
+            raise RuntimeError("a HeldLease can be entered only once; call hold() again")
+        self._started = True
+        self._lease = await self._manager.acquire(self.key, ttl=self._ttl, wait=self._wait)
+        # No await from here to the return: a cancellation cannot land between
+        # taking the lease and handing it to a caller that will release it.
+        self._arm(self._interval(self._lease))
+        return self
+
+    async def stop(self) -> None:
+        """Stop renewing and release the lease; failures are logged, never raised.
+
+        Idempotent. The release finishes even if the caller is cancelled
+        meanwhile (the cancellation is delivered afterwards).
+        """
+        if self._stopped or self._lease is None:
+            return
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        lease = self._lease
+        try:
+            await shielded(self._stop(), within=self._release_timeout)
+        except TimeoutError:
+            logger.warning(
+                "releasing the lease on %r (token %d) took over %.1fs; it runs out at %.3f",
+                lease.key,
+                lease.token,
+                self._release_timeout,
+                lease.expires_at,
+            )
+
+    async def _stop(self) -> None:
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None and not renewal.done():
+            renewal.cancel()
+            await asyncio.wait((renewal,))
+        # A lease already known lost is not ours to release; asking anyway
+        # is a harmless no-op that the backend reports as stale.
+        lease = self.lease
+        try:
+            await self._manager.release(lease)
+        except Exception:
+            logger.warning(
+                "could not release the lease on %r (token %d); it runs out at %.3f",
+                lease.key,
+                lease.token,
+                lease.expires_at,
+                exc_info=True,
+            )
+
+    # ------------------------------------------------------------------ #
+    # Block form
+    # ------------------------------------------------------------------ #
+
     async def __aenter__(self) -> HeldLease:
-        """Acquire the lease and start renewing it.
+        """Acquire the lease and start renewing it; a loss cancels the block.
 
         Raises:
             RuntimeError: this object was entered before (it is single-use).
@@ -153,23 +283,11 @@ class HeldLease:
             LockUnavailable: the backend failed.
             InvalidKey: the key is not valid.
         """
-        if self._entered:
-            raise RuntimeError("a HeldLease can be entered only once; call hold() again")
-        self._entered = True
-        self._lease = await self._manager.acquire(self.key, ttl=self._ttl, wait=self._wait)
-        # From here on the lease is ours: nothing may fail without releasing it.
-        try:
-            # The body scope exists before the heartbeat can run, so that an
-            # early loss cancels it as soon as it is entered.
-            self._body_scope = anyio.CancelScope()
-            task_group = anyio.create_task_group()
-            await task_group.__aenter__()
-        except BaseException:
-            await self._release_quietly()
-            raise
-        self._task_group = task_group
-        task_group.start_soon(self._heartbeat, name=f"lease heartbeat for {self.key!r}")
-        self._body_scope.__enter__()
+        await self.start()
+        scope = anyio.CancelScope()
+        self._scope = scope
+        scope.__enter__()
+        self.on_lost(scope.cancel)
         return self
 
     async def __aexit__(
@@ -181,35 +299,26 @@ class HeldLease:
         """Stop renewing, release the lease, and report a loss.
 
         Raises:
-            LockLost: the lease was lost while the body ran, and the body
+            LockLost: the lease was lost while the block ran, and the block
                 either finished or was cancelled because of the loss.
         """
-        body_scope, task_group = self._body_scope, self._task_group
-        if body_scope is None or task_group is None:
+        scope = self._scope
+        if scope is None:
             raise RuntimeError("HeldLease.__aexit__ called without a successful __aenter__")
         cancelled_by_loss = False
         try:
-            try:
-                # True only when the body was cancelled by this scope, i.e.
-                # by the heartbeat after a loss; an outer cancellation is
-                # never swallowed here.
-                cancelled_by_loss = bool(body_scope.__exit__(exc_type, exc, tb))
-            finally:
-                task_group.cancel_scope.cancel()
-                # No exception passed in: see the module docstring.
-                await task_group.__aexit__(None, None, None)
-                # A body that blocked the event loop past the expiry gave the
-                # heartbeat no chance to notice; the lease was lost all the same.
-                lease = self.lease
-                if self._lost is None and self._manager.clock() >= lease.expires_at:
-                    self._lost = LockLost(
-                        lease.key,
-                        owner=lease.owner,
-                        token=lease.token,
-                        reason="it ran out before the block ended",
-                    )
+            # True only when the block was cancelled by this scope, i.e. after
+            # a loss; an outer cancellation is never swallowed here.
+            cancelled_by_loss = bool(scope.__exit__(exc_type, exc, tb))
+            if self._lost is None:
+                # A block that blocked the event loop past the expiry gave the
+                # renewal no chance to run; the lease was lost all the same.
+                try:
+                    self.check("before the block ended")
+                except LockLost:
+                    pass
         finally:
-            await self._release_quietly()
+            await self.stop()
 
         lost = self._lost
         if lost is None:
@@ -225,82 +334,78 @@ class HeldLease:
         )
         return False
 
-    async def _heartbeat(self) -> None:
-        """Renew the lease until cancelled; on a loss, record it and cancel the body."""
+    # ------------------------------------------------------------------ #
+    # Renewal
+    # ------------------------------------------------------------------ #
+
+    def _interval(self, lease: Lease) -> float:
+        return self._renew_interval or lease.ttl / 3
+
+    def _arm(self, delay: float) -> None:
+        remaining = self.lease.expires_at - self._manager.clock()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, min(delay, remaining)), self._renew_soon)
+
+    def _renew_soon(self) -> None:
+        self._timer = None
+        if self._stopped or self._lost is not None:
+            return
+        self._renewal = asyncio.get_running_loop().create_task(
+            self._renew_once(), name=f"lease renewal for {self.key!r}"
+        )
+
+    async def _renew_once(self) -> None:
+        """One renewal; arms the next one, or records the loss."""
+        lease = self.lease
+        remaining = lease.expires_at - self._manager.clock()
+        if remaining <= 0:
+            last = self._last_error
+            detail = f" (last error: {last})" if last else ""
+            lost = LockLost(
+                lease.key,
+                owner=lease.owner,
+                token=lease.token,
+                reason=f"it ran out before a renewal succeeded{detail}",
+            )
+            lost.__cause__ = last
+            self._set_lost(lost)
+            return
         try:
-            await self._renew_until_lost()
+            # A renewal that hangs must not outlive the lease it renews.
+            renewed = await asyncio.wait_for(self._manager.renew(lease), remaining)
         except LockLost as exc:
-            self._lost = exc
+            self._set_lost(exc)
+            return
+        except (LockUnavailable, asyncio.TimeoutError) as exc:
+            self._last_error = (
+                exc
+                if isinstance(exc, LockUnavailable)
+                else LockUnavailable("renew", lease.key, f"no answer within {remaining:.1f}s")
+            )
+            # Retry sooner than the normal interval: the lease still has
+            # ``remaining`` seconds to be saved in.
+            if not self._stopped:
+                self._arm(min(self._interval(lease) / 2, 1.0))
+            return
         except Exception as exc:
             # A failure nobody anticipated: the lease can no longer be vouched
             # for, so it counts as lost (the cause is kept for the caller).
             logger.error("renewing the lease on %r failed unexpectedly", self.key, exc_info=True)
-            lease = self.lease
             lost = LockLost(
                 lease.key, owner=lease.owner, token=lease.token, reason=f"renewal failed: {exc!r}"
             )
             lost.__cause__ = exc
-            self._lost = lost
-        assert self._body_scope is not None
-        self._body_scope.cancel()
-
-    async def _renew_until_lost(self) -> None:
-        clock = self._manager.clock
-        last_error: LockError | None = None
-        while True:
-            lease = self.lease
-            interval = self._renew_interval or lease.ttl / 3
-            remaining = lease.expires_at - clock()
-            if remaining <= 0:
-                detail = f" (last error: {last_error})" if last_error else ""
-                lost = LockLost(
-                    lease.key,
-                    owner=lease.owner,
-                    token=lease.token,
-                    reason=f"it ran out before a renewal succeeded{detail}",
-                )
-                raise lost from last_error
-            # After a failed renewal, retry sooner than the normal interval
-            # (the lease still has ``remaining`` seconds to be saved in).
-            delay = interval if last_error is None else min(interval / 2, 1.0)
-            await anyio.sleep(min(delay, remaining))
-            remaining = lease.expires_at - clock()
-            if remaining <= 0:
-                continue
-            # A renewal that hangs must not outlive the lease it renews.
-            with anyio.move_on_after(remaining):
-                try:
-                    self._lease = await self._manager.renew(lease)
-                except LockUnavailable as exc:
-                    last_error = exc
-                else:
-                    last_error = None
-
-    async def _release_quietly(self) -> None:
-        """Release the lease; failures are logged, never raised.
-
-        Raising here would replace the body's own exception (or its result):
-        a release that fails only means the lease runs out at its expiry.
-        """
-        lease = self._lease
-        if lease is None:
+            self._set_lost(lost)
             return
-        with anyio.move_on_after(self._release_timeout, shield=True) as scope:
-            try:
-                await self._manager.release(lease)
-            except Exception:
-                logger.warning(
-                    "could not release the lease on %r (token %d); it runs out at %.3f",
-                    lease.key,
-                    lease.token,
-                    lease.expires_at,
-                    exc_info=True,
-                )
-        if scope.cancelled_caught:
-            logger.warning(
-                "releasing the lease on %r (token %d) took over %.1fs; it runs out at %.3f",
-                lease.key,
-                lease.token,
-                self._release_timeout,
-                lease.expires_at,
-            )
+        self._lease = renewed
+        self._last_error = None
+        if not self._stopped:
+            self._arm(self._interval(renewed))
+
+    def _set_lost(self, lost: LockLost) -> None:
+        if self._lost is not None:
+            return
+        self._lost = lost
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()

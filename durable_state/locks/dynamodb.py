@@ -301,6 +301,9 @@ class DynamoDBLockManager(BaseLockManager):
             },
         )
 
+    async def _connect(self, key: str) -> None:
+        await self._get_client("acquire", key)
+
     async def _aclose(self) -> None:
         await self._aws.aclose()
 
