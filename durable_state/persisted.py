@@ -262,6 +262,10 @@ class PersistedActor:
             raise RuntimeError("PersistedActor.init() was already called")
         self._started = True
         try:
+            # Clients first: a lease's time must not be spent connecting.
+            connect = getattr(self.storage, "connect", None)
+            if connect is not None:
+                await connect()
             if self.locking == "read-write":
                 assert self.lock is not None
                 held = self.lock.hold(self.actor_id, ttl=self.lock_ttl, wait=self.lock_wait)

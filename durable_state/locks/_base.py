@@ -35,6 +35,7 @@ from typing import TypeVar
 import anyio
 import anyio.lowlevel
 
+from .._retry import backoff
 from .._shield import shielded
 from ..errors import LockLost, LockTimeout, LockUnavailable
 from ._hold import RELEASE_TIMEOUT, HeldLease
@@ -340,9 +341,7 @@ class BaseLockManager(abc.ABC):
         Never sleeps much past the moment the holder's lease can be taken, so
         a waiter picks up an expiring lease promptly.
         """
-        ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempt, 30))
-        # Jitter spreads contenders apart so they do not retry in lockstep.
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        delay = backoff(attempt, initial=self.backoff_initial, maximum=self.backoff_max)
         if busy.available_at is not None:
             until = max(busy.available_at - now, 0.0)
             delay = min(delay, until + random.uniform(0, self.backoff_initial))

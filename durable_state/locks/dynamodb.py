@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .._aws import LoopBoundClient
+from .._aws import LoopBoundClient, describe, error_code, http_status, response_of
 from ..errors import LockLost, LockUnavailable, MissingDependency
 from ._base import BaseLockManager
 from ._lease import DEFAULT_TTL, Busy, Lease
@@ -190,7 +190,7 @@ class DynamoDBLockManager(BaseLockManager):
                     BillingMode="PAY_PER_REQUEST",
                 )
             except self._client_error as exc:
-                if _code(exc) != "ResourceInUseException":  # it exists already
+                if error_code(exc) != "ResourceInUseException":  # it exists already
                     raise
             waiter = client.get_waiter("table_exists")
             await waiter.wait(
@@ -204,7 +204,7 @@ class DynamoDBLockManager(BaseLockManager):
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
                 )
         except (self._client_error, self._botocore_error, OSError) as exc:
-            raise LockUnavailable("create_table", where, _describe(exc)) from exc
+            raise LockUnavailable("create_table", where, describe(exc)) from exc
 
     # ------------------------------------------------------------------ #
     # The backend primitives
@@ -316,7 +316,7 @@ class DynamoDBLockManager(BaseLockManager):
         try:
             return await self._aws.get()
         except (self._client_error, self._botocore_error, OSError) as exc:
-            raise LockUnavailable(operation, key, _describe(exc)) from exc
+            raise LockUnavailable(operation, key, describe(exc)) from exc
 
     async def _update(
         self, operation: str, key: str, **kwargs: Any
@@ -332,11 +332,11 @@ class DynamoDBLockManager(BaseLockManager):
                 **kwargs,
             )
         except self._client_error as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return _Rejected(_response(exc).get("Item"))
-            raise LockUnavailable(operation, key, _describe(exc)) from exc
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return _Rejected(response_of(exc).get("Item"))
+            raise LockUnavailable(operation, key, describe(exc)) from exc
         except (self._botocore_error, OSError) as exc:
-            raise LockUnavailable(operation, key, _describe(exc)) from exc
+            raise LockUnavailable(operation, key, describe(exc)) from exc
         attributes: Mapping[str, Any] = response.get("Attributes") or {}
         return attributes
 
@@ -362,7 +362,7 @@ class DynamoDBLockManager(BaseLockManager):
                 TableName=self.table_name, Key={"id": {"S": key}}, ConsistentRead=True
             )
         except (self._client_error, self._botocore_error, OSError) as exc:
-            raise LockUnavailable(operation, key, _describe(exc)) from exc
+            raise LockUnavailable(operation, key, describe(exc)) from exc
         item: Mapping[str, Any] | None = response.get("Item")
         return item
 
@@ -371,8 +371,8 @@ class DynamoDBLockManager(BaseLockManager):
         # missing table): the write was certainly not applied.
         cause = exc.__cause__ if isinstance(exc, LockUnavailable) else None
         if isinstance(cause, self._client_error):
-            status = _response(cause).get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if isinstance(status, int) and 400 <= status < 500:
+            status = http_status(cause)
+            if status is not None and 400 <= status < 500:
                 return False
         return True
 
@@ -381,23 +381,6 @@ def _used_names(kwargs: Mapping[str, Any]) -> dict[str, str]:
     """The ``#name`` placeholders an expression uses (DynamoDB rejects unused ones)."""
     text = " ".join(str(kwargs.get(k, "")) for k in ("UpdateExpression", "ConditionExpression"))
     return {placeholder: name for placeholder, name in _NAMES.items() if placeholder in text}
-
-
-def _response(exc: BaseException) -> Mapping[str, Any]:
-    response = getattr(exc, "response", None)
-    return response if isinstance(response, Mapping) else {}
-
-
-def _code(exc: BaseException) -> str:
-    error = _response(exc).get("Error") or {}
-    return str(error.get("Code", ""))
-
-
-def _describe(exc: BaseException) -> str:
-    error = _response(exc).get("Error")
-    if error:
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _str_attr(item: Mapping[str, Any], name: str) -> str | None:

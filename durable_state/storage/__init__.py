@@ -10,9 +10,16 @@ safe with or without a lock. Three backends keep the same contract:
 * :class:`S3Storage` -- objects in an S3 bucket, ETag as version, S3's
   conditional writes (needs the ``aws`` extra; imported lazily);
 * :class:`MemoryStorage` -- a dict, for tests and examples.
+
+Every backend also keeps a due index (which actors have a timer due when),
+and recognises its own write when the answer to it was lost. A new backend
+subclasses :class:`BaseStorage`, which holds the argument checks and that
+rule, and implements a few primitives.
 """
 
+from ._base import BaseStorage as BaseStorage
 from ._protocol import ANY_VERSION as ANY_VERSION
+from ._protocol import DueEntry as DueEntry
 from ._protocol import Storage as Storage
 from ._protocol import Stored as Stored
 from .local import LocalFileStorage as LocalFileStorage
@@ -21,6 +28,8 @@ from .s3 import S3Storage as S3Storage
 
 __all__ = (
     "ANY_VERSION",
+    "BaseStorage",
+    "DueEntry",
     "LocalFileStorage",
     "MemoryStorage",
     "S3Storage",

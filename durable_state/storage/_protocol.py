@@ -8,12 +8,13 @@ against it.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ("ANY_VERSION", "ClosingContext", "IfVersion", "Storage", "Stored")
+__all__ = ("ANY_VERSION", "DueEntry", "IfVersion", "Storage", "Stored")
 
 #: ``if_version`` value meaning "write whatever is stored (or not)".
 ANY_VERSION: Literal["*"] = "*"
@@ -35,6 +36,22 @@ class Stored:
 
     data: bytes
     version: str
+
+
+@dataclass(frozen=True, order=True)
+class DueEntry:
+    """One entry of a storage's due index.
+
+    Ordered by due time, then key: the order :meth:`Storage.list_due`
+    returns them in.
+
+    Attributes:
+        due_ms: when the actor has something to do, in epoch milliseconds.
+        key: the actor's storage key.
+    """
+
+    due_ms: int
+    key: str
 
 
 @runtime_checkable
@@ -77,6 +94,20 @@ class Storage(Protocol):
     :class:`~durable_state.errors.StorageUnavailable` (a
     :class:`~durable_state.errors.StorageError`) naming the key and chaining the
     driver's exception; driver exception types never escape.
+
+    **Lost answers**: a write whose outcome the backend could not report (a
+    dropped connection, a conditional request retried by the driver after
+    it had already applied) is checked against what is stored: if the
+    value there is this write's own, the write succeeded and its version is
+    returned; ``VersionConflict`` always means somebody else's value is
+    stored.
+
+    **Due index**: beside the values, a storage keeps a set of
+    ``(due_ms, key)`` entries (:meth:`add_due`, :meth:`list_due`,
+    :meth:`remove_due`), kept by the same backend with no other service. It
+    is what a waker reads to find actors whose timers are due: reading the
+    entries due by a time costs in proportion to those entries, never to
+    the number of keys. Entries are hints: a stale one costs a load.
 
     **Lifetime**: a storage is an async context manager; :meth:`aclose`
     releases what it holds (network clients) and is idempotent.
@@ -156,6 +187,35 @@ class Storage(Protocol):
         """
         ...
 
+    async def add_due(self, key: str, due_ms: int) -> None:
+        """Record that the actor at ``key`` has something to do at ``due_ms``.
+
+        Idempotent. Entries for other due times of the same key are kept.
+
+        Raises:
+            InvalidKey: the key is not acceptable.
+            TypeError: ``due_ms`` is not an int.
+            ValueError: ``due_ms`` is out of range.
+            StorageUnavailable: the backend failed.
+        """
+        ...
+
+    async def list_due(self, now_ms: int, *, limit: int | None = None) -> builtins.list[DueEntry]:
+        """The entries with ``due_ms <= now_ms``, earliest first (ties by key).
+
+        Raises:
+            StorageUnavailable: the backend failed.
+        """
+        ...
+
+    async def remove_due(self, entry: DueEntry) -> None:
+        """Remove one entry; a missing entry is a no-op.
+
+        Raises:
+            StorageUnavailable: the backend failed.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release held resources; safe to call more than once.
 
@@ -176,24 +236,3 @@ class Storage(Protocol):
     ) -> None:
         """Call :meth:`aclose`."""
         ...
-
-
-_S = TypeVar("_S", bound="ClosingContext")
-
-
-class ClosingContext:
-    """``async with`` support for a backend: enter returns it, exit calls ``aclose()``."""
-
-    async def aclose(self) -> None:
-        """Release what the backend holds; a no-op unless overridden."""
-
-    async def __aenter__(self: _S) -> _S:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()

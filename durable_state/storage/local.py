@@ -5,6 +5,7 @@ Layout of the storage root::
     <root>/<name>.state           one file per key (see "File names")
     <root>/.tmp-<random>          a write in progress (never listed)
     <root>/.storage-locks/NN.lock lock stripes, created on demand, never deleted
+    <root>/.due/<bucket>/<due>-<name> the due index: empty files (see below)
 
 File format: a one-line ASCII header, then the value's bytes verbatim::
 
@@ -23,6 +24,18 @@ case-insensitive file systems (a literal letter is always lower case, a hex
 digit always upper case and behind a ``%``). An encoded name longer than
 :data:`MAX_PLAIN_NAME` characters is replaced by ``~`` + the SHA-256 of the
 key; the header still carries the key, which is how :meth:`list` recovers it.
+
+Versions: ``"<counter>.<write id>"``. The counter grows with each write of
+the key; the write id is the random id of the ``write`` call that stored the
+file, which keeps versions unique across delete and re-create and lets a
+writer recognise its own write.
+
+The due index: one empty file per entry, named ``<due ms, 15 digits>-<file
+name stem>``, in a directory per minute of due time (``<due ms> // 60000``).
+Adding an entry creates the file and ``fsync``-s its directory, so an entry
+written before a snapshot is durable before the snapshot is. Finding what is
+due lists the minute directories that have started and, in each, only its
+own entries: future minutes are never read.
 """
 
 from __future__ import annotations
@@ -31,7 +44,6 @@ import errno
 import hashlib
 import logging
 import os
-import random
 import secrets
 import sys
 import threading
@@ -43,9 +55,12 @@ import anyio
 import anyio.to_thread
 
 from .._keys import MAX_PLAIN_NAME, decode_key, encode_key, key_file_stem
+from .._retry import backoff
+from .._shield import shielded
 from ..errors import SnapshotCorrupt, StorageUnavailable, VersionConflict
-from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
-from ._protocol import ANY_VERSION, ClosingContext, IfVersion, Stored
+from ._base import BaseStorage
+from ._keys import MAX_KEY_BYTES
+from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
 if sys.platform != "win32":
     import fcntl
@@ -59,6 +74,9 @@ _T = TypeVar("_T")
 _SUFFIX: Final = ".state"
 _TMP_PREFIX: Final = ".tmp-"
 _LOCK_DIR: Final = ".storage-locks"
+_DUE_DIR: Final = ".due"
+#: Width of one directory of the due index, in ms.
+_DUE_BUCKET_MS: Final = 60_000
 _LOCK_STRIPES: Final = 256
 _MAGIC: Final = b"DSF1"
 # The header holds at most a 3072-character encoded key plus a short version.
@@ -93,15 +111,16 @@ def _parse(raw: bytes) -> tuple[str, str, int]:
         raise _Corrupt("header is not ASCII") from exc
 
 
-def _next_version(current: str | None) -> str:
-    # counter: strictly increasing while the file exists; nonce: keeps versions
-    # unique across a delete and re-create (when the counter starts over) and
-    # across writers that found an unreadable file.
+def _next_version(current: str | None, write_id: str) -> str:
+    # counter: strictly increasing while the file exists; write id: unique per
+    # write call, which keeps versions unique across a delete and re-create
+    # (when the counter starts over) and across writers that found an
+    # unreadable file.
     counter = 0
     if current is not None:
         head, _, _ = current.partition(".")
         counter = int(head) if head.isdigit() else 0
-    return f"{counter + 1}.{secrets.token_hex(8)}"
+    return f"{counter + 1}.{write_id}"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -159,6 +178,87 @@ def _scan(root: str, prefix: str) -> list[str]:
             keys.append(key)
     keys.sort()
     return keys
+
+
+def _due_dir(root: str, due_ms: int) -> str:
+    return os.path.join(root, _DUE_DIR, f"{due_ms // _DUE_BUCKET_MS:010d}")
+
+
+def _add_due_entry(root: str, due_ms: int, name: str) -> None:
+    """Create the entry's file and make its name durable."""
+    bucket = _due_dir(root, due_ms)
+    path = os.path.join(bucket, name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    while True:
+        try:
+            os.close(os.open(path, flags, 0o666))
+            break
+        except FileNotFoundError:
+            # A new minute: make its directory durable too. (A reader that
+            # removed it as empty in between makes us come round again.)
+            index = os.path.dirname(bucket)
+            new_index = not os.path.isdir(index)
+            os.makedirs(bucket, exist_ok=True)
+            _fsync_dir(index)
+            if new_index:
+                _fsync_dir(root)
+    _fsync_dir(bucket)
+
+
+def _list_due_entries(root: str, now_ms: int, limit: int | None) -> list[DueEntry]:
+    index = os.path.join(root, _DUE_DIR)
+    try:
+        buckets = sorted(int(b) for b in os.listdir(index) if b.isdigit())
+    except FileNotFoundError:
+        return []
+    entries: list[DueEntry] = []
+    for bucket in buckets:
+        if bucket * _DUE_BUCKET_MS > now_ms:
+            break  # this minute and every later one have not started
+        bucket_dir = os.path.join(index, f"{bucket:010d}")
+        try:
+            names = sorted(os.listdir(bucket_dir))
+        except FileNotFoundError:
+            continue
+        for name in names:
+            due_text, _, stem = name.partition("-")
+            if not due_text.isdigit() or not stem:
+                continue  # not an entry (a foreign file)
+            due_ms = int(due_text)
+            if due_ms > now_ms:
+                break  # names sort by due time within a minute
+            key = _key_of_stem(root, stem)
+            if key is None:
+                # A hashed name whose actor file is gone: nothing to wake.
+                _unlink_quietly(os.path.join(bucket_dir, name))
+                continue
+            entries.append(DueEntry(due_ms, key))
+        if limit is not None and len(entries) >= limit:
+            break
+    entries.sort()
+    return entries[:limit] if limit is not None else entries
+
+
+def _key_of_stem(root: str, stem: str) -> str | None:
+    if stem.startswith("~"):
+        return _key_of(os.path.join(root, stem + _SUFFIX))
+    return decode_key(stem)
+
+
+def _remove_due_entry(root: str, due_ms: int, name: str) -> None:
+    bucket = _due_dir(root, due_ms)
+    _unlink_quietly(os.path.join(bucket, name))
+    try:
+        os.rmdir(bucket)  # only succeeds once the minute is empty
+    except OSError:
+        pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class _Busy:
@@ -267,7 +367,7 @@ class _Section:
         self._abandoned = False
 
     def write(
-        self, key: str, if_version: str | None, header_key: bytes, data: bytes
+        self, key: str, if_version: str | None, header_key: bytes, data: bytes, write_id: str
     ) -> str | _Busy:
         """Check the version and replace the file; return the new version."""
         with self._mutex:
@@ -279,7 +379,7 @@ class _Section:
             tmp: str | None = None
             try:
                 current = _check(_read_file(self.path, _PEEK_BYTES), key, if_version)
-                version = _next_version(current)
+                version = _next_version(current, write_id)
                 tmp = os.path.join(self.root, _TMP_PREFIX + secrets.token_hex(8))
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
                 fd = os.open(tmp, flags, 0o666)
@@ -361,7 +461,7 @@ def _describe(exc: OSError) -> str:
     return f"{name}: {text}" if name else text
 
 
-class LocalFileStorage(ClosingContext):
+class LocalFileStorage(BaseStorage):
     """A :class:`~durable_state.storage.Storage` in a local directory.
 
     The embedded default: no server and no configuration. The root directory is
@@ -375,9 +475,11 @@ class LocalFileStorage(ClosingContext):
       old or complete new value; a cancelled write leaves no temp file and no
       held lock;
     * durable once :meth:`write` returns (file and directory are ``fsync``-ed);
-    * versions are ``"<counter>.<random>"``: the counter grows with each write
-      of the key, the random part keeps versions unique across delete and
-      re-create, so identical bytes written twice get two versions.
+    * versions are ``"<counter>.<write id>"``: the counter grows with each
+      write of the key, the write id keeps versions unique across delete and
+      re-create, so identical bytes written twice get two versions;
+    * the due index lives beside the values (``.due/``), ``fsync``-ed like
+      them.
 
     Not for network file systems (NFS, SMB, most FUSE mounts): ``flock`` and
     rename atomicity are not reliable there. POSIX only (``fcntl``).
@@ -405,7 +507,6 @@ class LocalFileStorage(ClosingContext):
         b'{"n": 1}'
     """
 
-    #: The longest key in UTF-8 bytes.
     max_key_bytes = MAX_KEY_BYTES
 
     def __init__(
@@ -425,21 +526,10 @@ class LocalFileStorage(ClosingContext):
     def __repr__(self) -> str:
         return f"LocalFileStorage({self.root!r})"
 
-    async def read(self, key: str) -> Stored | None:
-        """Read the bytes and version stored at ``key``.
-
-        Takes no lock: files are only ever replaced whole, so one open file
-        yields a matching header and data.
-
-        Returns:
-            The stored value, or ``None`` if the key does not exist.
-
-        Raises:
-            InvalidKey: the key is not acceptable.
-            SnapshotCorrupt: the file is not in this storage's format.
-            StorageUnavailable: the file system failed.
-        """
-        key_bytes = check_key(key)
+    async def _read(self, key: str) -> Stored | None:
+        # Takes no lock: files are only ever replaced whole, so one open file
+        # yields a matching header and data.
+        key_bytes = key.encode("utf-8")
         path = os.path.join(self.root, file_name(key_bytes))
         try:
             # One self-contained call: a cancelled caller leaks no descriptor.
@@ -456,66 +546,28 @@ class LocalFileStorage(ClosingContext):
             raise SnapshotCorrupt(key, f"the file holds another key ({decode_key(encoded)!r})")
         return Stored(raw[offset:], version)
 
-    async def write(self, key: str, data: bytes, *, if_version: IfVersion = ANY_VERSION) -> str:
-        """Store ``data`` at ``key`` if the condition holds.
-
-        See :meth:`durable_state.storage.Storage.write`. Waits (cancellably,
-        at most ``contention_timeout``) while another writer of the same lock
-        stripe is in its critical section.
-
-        Returns:
-            The new version.
-
-        Raises:
-            VersionConflict: the condition did not hold; nothing was written.
-            InvalidKey: the key is not acceptable.
-            TypeError: ``data`` is not bytes-like.
-            ValueError: ``if_version`` is an empty string.
-            StorageUnavailable: the file system failed (the key holds either
-                its old or its new value), or the lock stayed busy.
-        """
-        key_bytes = check_key(key)
-        payload = check_data(data)
-        check_version(if_version)
+    async def _write(self, key: str, data: bytes, if_version: IfVersion, write_id: str) -> str:
+        # Waits (cancellably, at most contention_timeout) while another writer
+        # of the same lock stripe is in its critical section.
+        key_bytes = key.encode("utf-8")
         section = _Section(self.root, file_name(key_bytes))
         header_key = encode_key(key_bytes).encode("ascii")
         try:
-            version = await self._attempt(
-                "write", section, section.write, key, if_version, header_key, payload
+            return await self._attempt(
+                "write", section, section.write, key, if_version, header_key, data, write_id
             )
         except OSError as exc:
             raise StorageUnavailable("write", key, _describe(exc)) from exc
-        return version
 
-    async def delete(self, key: str, *, if_version: str | None = None) -> None:
-        """Delete ``key``, unconditionally or only if still at ``if_version``.
-
-        See :meth:`durable_state.storage.Storage.delete`.
-
-        Raises:
-            VersionConflict: a version was given and the key is at another one
-                or does not exist.
-            InvalidKey: the key is not acceptable.
-            ValueError: ``if_version`` is an empty string.
-            StorageUnavailable: the file system failed, or the lock stayed busy.
-        """
-        key_bytes = check_key(key)
-        check_version(if_version)
-        section = _Section(self.root, file_name(key_bytes))
-        condition = None if if_version == ANY_VERSION else if_version
+    async def _delete(self, key: str, if_version: str | None) -> None:
+        section = _Section(self.root, file_name(key.encode("utf-8")))
         try:
-            await self._attempt("delete", section, section.delete, key, condition)
+            await self._attempt("delete", section, section.delete, key, if_version)
         except OSError as exc:
             raise StorageUnavailable("delete", key, _describe(exc)) from exc
 
-    async def exists(self, key: str) -> bool:
-        """Whether ``key`` holds a value.
-
-        Raises:
-            InvalidKey: the key is not acceptable.
-            StorageUnavailable: the file system failed.
-        """
-        path = os.path.join(self.root, file_name(check_key(key)))
+    async def _exists(self, key: str) -> bool:
+        path = os.path.join(self.root, file_name(key.encode("utf-8")))
         try:
             await aiofiles.os.stat(path)
         except FileNotFoundError:
@@ -524,20 +576,8 @@ class LocalFileStorage(ClosingContext):
             raise StorageUnavailable("exists", key, _describe(exc)) from exc
         return True
 
-    async def list(self, prefix: str = "") -> AsyncIterator[str]:
-        """Iterate over the keys that start with ``prefix``, in ascending order.
-
-        The directory is read once when iteration starts.
-
-        Yields:
-            The stored keys, exactly as written.
-
-        Raises:
-            TypeError: ``prefix`` is not a str.
-            StorageUnavailable: the directory could not be read.
-        """
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        # The directory is read once, when iteration starts.
         try:
             keys = await anyio.to_thread.run_sync(_scan, self.root, prefix)
         except OSError as exc:
@@ -545,8 +585,37 @@ class LocalFileStorage(ClosingContext):
         for key in keys:
             yield key
 
-    async def aclose(self) -> None:
-        """Nothing to release (no descriptor outlives an operation)."""
+    async def _landed(self, key: str, write_id: str) -> str | None:
+        path = os.path.join(self.root, file_name(key.encode("utf-8")))
+        try:
+            head = await anyio.to_thread.run_sync(_read_file, path, _PEEK_BYTES)
+        except OSError as exc:
+            raise StorageUnavailable("read", key, _describe(exc)) from exc
+        try:
+            version = _parse(head)[0] if head is not None else None
+        except _Corrupt:
+            return None
+        return version if version is not None and version.endswith("." + write_id) else None
+
+    async def _add_due(self, key: str, due_ms: int) -> None:
+        name = f"{due_ms:015d}-{key_file_stem(key.encode('utf-8'))}"
+        try:
+            await anyio.to_thread.run_sync(_add_due_entry, self.root, due_ms, name)
+        except OSError as exc:
+            raise StorageUnavailable("add_due", key, _describe(exc)) from exc
+
+    async def _list_due(self, now_ms: int, limit: int | None) -> list[DueEntry]:
+        try:
+            return await anyio.to_thread.run_sync(_list_due_entries, self.root, now_ms, limit)
+        except OSError as exc:
+            raise StorageUnavailable("list_due", None, _describe(exc)) from exc
+
+    async def _remove_due(self, entry: DueEntry) -> None:
+        name = f"{entry.due_ms:015d}-{key_file_stem(entry.key.encode('utf-8'))}"
+        try:
+            await anyio.to_thread.run_sync(_remove_due_entry, self.root, entry.due_ms, name)
+        except OSError as exc:
+            raise StorageUnavailable("remove_due", entry.key, _describe(exc)) from exc
 
     # -- internals ----------------------------------------------------------- #
 
@@ -569,7 +638,7 @@ class LocalFileStorage(ClosingContext):
         Raises:
             StorageUnavailable: the lock stayed busy for ``contention_timeout``.
         """
-        delay = _FIRST_BACKOFF
+        attempt = 0
         deadline = anyio.current_time() + self.contention_timeout
         while True:
             try:
@@ -577,9 +646,13 @@ class LocalFileStorage(ClosingContext):
             except (VersionConflict, OSError):
                 raise  # raised by the step itself: it has finished and cleaned up
             except BaseException:
-                # Cancelled: the step may still be queued or running.
-                with anyio.move_on_after(_CLEANUP_TIMEOUT, shield=True):
-                    await anyio.to_thread.run_sync(section.abort, abandon_on_cancel=True)
+                # Cancelled: the step may still be queued or running. Wait for
+                # it (whatever cancels us meanwhile) so that nothing changes
+                # after this call has returned.
+                try:
+                    await shielded(anyio.to_thread.run_sync(section.abort), within=_CLEANUP_TIMEOUT)
+                except TimeoutError:
+                    logger.warning("a cancelled %s of %r is still running", operation, key)
                 raise
             if not isinstance(result, _Busy):
                 return result
@@ -590,5 +663,5 @@ class LocalFileStorage(ClosingContext):
                     f"{section.lock_path} stayed locked by another writer for "
                     f"{self.contention_timeout:g} s",
                 )
-            await anyio.sleep(delay * (0.5 + random.random()))  # jitter avoids lockstep
-            delay = min(delay * 2, _MAX_BACKOFF)
+            await anyio.sleep(backoff(attempt, initial=_FIRST_BACKOFF, maximum=_MAX_BACKOFF))
+            attempt += 1

@@ -16,29 +16,50 @@ give the same version and a writer holding the old one would wrongly succeed
 which makes every write's bytes, hence its ETag, new. Reads strip the envelope.
 An object without the envelope (uploaded by another tool) reads as its raw
 bytes; its first write through this class wraps it.
+
+The nonce is the write's id (see :mod:`durable_state.storage._base`): when a
+PUT's response is lost and botocore sends it again, the resend fails its own
+``If-Match``/``If-None-Match`` with 412; reading the first bytes of the
+object back shows our nonce, and the write is reported as the success it was.
+
+The due index lives under ``prefix + ".durable-state/due/"``: one empty object
+per entry, named ``<due ms, 15 digits>/<key>`` (a key too long for that is
+named ``<due ms>~<SHA-256 of the key>`` and kept in the object's body). S3 lists keys in
+ascending order, so finding what is due reads the index from its start and
+stops at the first entry in the future. Keys that start with
+``.durable-state/`` are reserved for it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
-import random
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import anyio
 
-from .._aws import LoopBoundClient
+from .._aws import (
+    LoopBoundClient,
+    client_error,
+    describe,
+    driver_errors,
+    error_code,
+    http_status,
+)
+from .._retry import backoff
 from ..errors import (
+    InvalidKey,
     MissingDependency,
     SnapshotCorrupt,
     StorageError,
     StorageUnavailable,
     VersionConflict,
 )
-from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
-from ._protocol import ANY_VERSION, ClosingContext, IfVersion, Stored
+from ._base import BaseStorage
+from ._keys import MAX_KEY_BYTES, check_key
+from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
 __all__ = ("ENVELOPE_MAGIC", "S3Storage")
 
@@ -53,13 +74,17 @@ _HEADER_BYTES: Final = len(ENVELOPE_MAGIC) + _NONCE_BYTES
 #: (another conditional request on the key in flight) is retried.
 CONFLICT_RETRIES: Final = 4
 _CONFLICT_BACKOFF: Final = 0.05
-_CLOSE_TIMEOUT: Final = 10.0
 _SSE_VALUES: Final = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
 
 
-def wrap(data: bytes) -> bytes:
-    """Put ``data`` in a fresh envelope (the nonce makes every write's ETag new)."""
-    return ENVELOPE_MAGIC + secrets.token_bytes(_NONCE_BYTES) + data
+#: Where the due index lives, below the storage's prefix; reserved for it.
+RESERVED_PREFIX: Final = ".durable-state/"
+_DUE_PREFIX: Final = RESERVED_PREFIX + "due/"
+
+
+def wrap(data: bytes, nonce: bytes | None = None) -> bytes:
+    """Put ``data`` in an envelope (the nonce makes every write's ETag new)."""
+    return ENVELOPE_MAGIC + (nonce or secrets.token_bytes(_NONCE_BYTES)) + data
 
 
 def unwrap(raw: bytes, key: str) -> bytes:
@@ -75,13 +100,14 @@ def unwrap(raw: bytes, key: str) -> bytes:
     return raw[_HEADER_BYTES:]
 
 
-class S3Storage(ClosingContext):
+class S3Storage(BaseStorage):
     """A :class:`~durable_state.storage.Storage` in an S3 bucket.
 
     Each key is the object ``prefix + key``; the version is its ETag.
     Conditional writes and deletes are S3's own, so compare-and-set holds
     across every process, host and Lambda sharing the bucket. The bucket must
-    exist (this class never creates one).
+    exist (this class never creates one). Keys starting with
+    ``.durable-state/`` are reserved for the due index.
 
     The client is created on first use (one per instance, even when the first
     calls are concurrent) and reused by every later call, so a module-level
@@ -124,7 +150,6 @@ class S3Storage(ClosingContext):
             NUL, or ``sse`` is unknown.
     """
 
-    #: The longest key in UTF-8 bytes, prefix included.
     max_key_bytes = MAX_KEY_BYTES
 
     def __init__(
@@ -140,9 +165,9 @@ class S3Storage(ClosingContext):
         kms_key_id: str | None = None,
     ) -> None:
         try:
-            import aiohttp
-            import botocore.exceptions
-
+            self._client_error = client_error()
+            # Everything a driver call can raise besides ClientError.
+            self._driver_errors = driver_errors()
             if client is None:
                 import aioboto3  # noqa: F401  (checked here, used when the client is made)
         except ImportError as exc:
@@ -153,7 +178,7 @@ class S3Storage(ClosingContext):
         if not isinstance(prefix, str) or "\x00" in prefix:
             raise ValueError("the prefix must be a str without NUL")
         self._prefix_bytes = len(prefix.encode("utf-8"))
-        if self._prefix_bytes >= MAX_KEY_BYTES:
+        if self._prefix_bytes >= MAX_KEY_BYTES - 64:
             raise ValueError(f"the prefix leaves no room for keys ({self._prefix_bytes} bytes)")
         if kms_key_id is not None and sse is None:
             sse = "aws:kms"
@@ -167,16 +192,6 @@ class S3Storage(ClosingContext):
             self._put_extra["ServerSideEncryption"] = sse
         if kms_key_id is not None:
             self._put_extra["SSEKMSKeyId"] = kms_key_id
-
-        self._client_error: type[Exception] = botocore.exceptions.ClientError
-        # Everything a driver call can raise besides ClientError: botocore's own
-        # errors (connection, timeouts, credentials), aiohttp's, and OS errors.
-        self._driver_errors: tuple[type[BaseException], ...] = (
-            botocore.exceptions.BotoCoreError,
-            aiohttp.ClientError,
-            asyncio.TimeoutError,
-            OSError,
-        )
         self._aws = LoopBoundClient(
             "s3",
             owner=self,
@@ -189,198 +204,209 @@ class S3Storage(ClosingContext):
     def __repr__(self) -> str:
         return f"S3Storage(bucket={self.bucket!r}, prefix={self.prefix!r})"
 
-    # -- the contract -------------------------------------------------------- #
-
-    async def read(self, key: str) -> Stored | None:
-        """Read the bytes and version (ETag) stored at ``key``.
-
-        Data and ETag come from one GetObject response, so they always match.
-
-        Returns:
-            The stored value, or ``None`` if the object does not exist.
+    async def connect(self) -> None:
+        """Create the client now rather than on the first request.
 
         Raises:
-            InvalidKey: the key is not acceptable.
-            SnapshotCorrupt: the object's envelope is truncated.
-            StorageUnavailable: S3 failed (including a missing bucket).
+            StorageUnavailable: the client could not be created.
         """
-        s3_key = self._s3_key(key)
-        client = await self._get_client("read", key)
-        try:
-            response = await client.get_object(Bucket=self.bucket, Key=s3_key)
-            async with response["Body"] as body:
-                raw: bytes = await body.read()
-            etag: str = response["ETag"]
-        except self._client_error as exc:
-            if _code(exc) == "NoSuchKey":
-                return None
-            raise self._unavailable("read", key, exc) from exc
-        except self._driver_errors as exc:
-            raise self._unavailable("read", key, exc) from exc
+        await self._get_client("connect", None)
+
+    # -- primitives ---------------------------------------------------------- #
+
+    async def _read(self, key: str) -> Stored | None:
+        # Data and ETag come from one GetObject response, so they always match.
+        raw_etag = await self._get(key, self.prefix + key)
+        if raw_etag is None:
+            return None
+        raw, etag = raw_etag
         return Stored(unwrap(raw, key), etag)
 
-    async def write(self, key: str, data: bytes, *, if_version: IfVersion = ANY_VERSION) -> str:
-        """Store ``data`` at ``key`` if the condition holds.
-
-        See :meth:`durable_state.storage.Storage.write`. A 409
-        ConditionalRequestConflict from S3 is retried a few times with backoff.
-
-        Returns:
-            The new version (ETag).
-
-        Raises:
-            VersionConflict: the condition did not hold (S3 does not say which
-                version it found, so ``actual`` is ``None``); nothing was written.
-            InvalidKey: the key is not acceptable.
-            TypeError: ``data`` is not bytes-like.
-            ValueError: ``if_version`` is an empty string.
-            StorageUnavailable: S3 failed; the key holds either its old or its
-                new value.
-        """
-        s3_key = self._s3_key(key)
-        payload = check_data(data)
-        check_version(if_version)
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": s3_key, **self._put_extra}
+    async def _write(self, key: str, data: bytes, if_version: IfVersion, write_id: str) -> str:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.prefix + key,
+            "Body": wrap(data, bytes.fromhex(write_id)),
+            **self._put_extra,
+        }
         if if_version is None:
             params["IfNoneMatch"] = "*"
         elif if_version != ANY_VERSION:
             params["IfMatch"] = if_version
-        client = await self._get_client("write", key)
-        attempt = 0
-        while True:
-            # A fresh envelope per attempt: a retried request must not reuse an
-            # ETag that a previous attempt might have produced.
-            params["Body"] = wrap(payload)
-            try:
-                response = await client.put_object(**params)
-            except self._client_error as exc:
-                if attempt < CONFLICT_RETRIES and _is_retryable_conflict(exc):
-                    attempt += 1
-                    await _backoff(attempt)
-                    continue
-                raise self._translate_conditional("write", key, if_version, exc) from exc
-            except self._driver_errors as exc:
-                raise self._unavailable("write", key, exc) from exc
-            etag: str = response["ETag"]
-            return etag
+        response = await self._conditional("write", key, if_version, "put_object", params)
+        etag: str = response["ETag"]
+        return etag
 
-    async def delete(self, key: str, *, if_version: str | None = None) -> None:
-        """Delete ``key``, unconditionally or only if still at ``if_version``.
-
-        See :meth:`durable_state.storage.Storage.delete`. The condition is S3's
-        ``If-Match`` on DeleteObject (atomic on S3's side).
-
-        Raises:
-            VersionConflict: a version was given and the object has another
-                ETag or does not exist.
-            InvalidKey: the key is not acceptable.
-            ValueError: ``if_version`` is an empty string.
-            StorageUnavailable: S3 failed.
-        """
-        s3_key = self._s3_key(key)
-        check_version(if_version)
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": s3_key}
-        if if_version is not None and if_version != ANY_VERSION:
+    async def _delete(self, key: str, if_version: str | None) -> None:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + key}
+        if if_version is not None:
             params["IfMatch"] = if_version
-        client = await self._get_client("delete", key)
-        attempt = 0
-        while True:
-            try:
-                await client.delete_object(**params)
-            except self._client_error as exc:
-                if attempt < CONFLICT_RETRIES and _is_retryable_conflict(exc):
-                    attempt += 1
-                    await _backoff(attempt)
-                    continue
-                expected = params.get("IfMatch", ANY_VERSION)
-                raise self._translate_conditional("delete", key, expected, exc) from exc
-            except self._driver_errors as exc:
-                raise self._unavailable("delete", key, exc) from exc
-            return
+        await self._conditional(
+            "delete",
+            key,
+            ANY_VERSION if if_version is None else if_version,
+            "delete_object",
+            params,
+        )
 
-    async def exists(self, key: str) -> bool:
-        """Whether ``key`` holds an object (a HeadObject request).
-
-        A HEAD response has no error body, so a missing bucket also reads as
-        ``False`` here (``read`` and ``write`` tell the two apart).
-
-        Raises:
-            InvalidKey: the key is not acceptable.
-            StorageUnavailable: S3 failed.
-        """
-        s3_key = self._s3_key(key)
+    async def _exists(self, key: str) -> bool:
+        # A HEAD response has no error body, so a missing bucket also reads as
+        # False here (read and write tell the two apart).
         client = await self._get_client("exists", key)
         try:
-            await client.head_object(Bucket=self.bucket, Key=s3_key)
+            await client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except self._client_error as exc:
-            if _status(exc) == 404:
+            if http_status(exc) == 404:
                 return False
             raise self._unavailable("exists", key, exc) from exc
         except self._driver_errors as exc:
             raise self._unavailable("exists", key, exc) from exc
         return True
 
-    async def list(self, prefix: str = "") -> AsyncIterator[str]:
-        """Iterate over the keys that start with ``prefix``, in ascending order.
-
-        Pages through ListObjectsV2 under ``self.prefix + prefix`` and strips
-        ``self.prefix`` (S3 lists in UTF-8 byte order, which is code-point order).
-
-        Yields:
-            The stored keys, exactly as written.
-
-        Raises:
-            TypeError: ``prefix`` is not a str.
-            StorageUnavailable: S3 failed (raised while iterating).
-        """
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
-        client = await self._get_client("list", None)
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        # ListObjectsV2 under self.prefix + prefix, always with a Prefix (the
+        # IAM policy may restrict listing to it); S3 lists in UTF-8 byte order,
+        # which is code-point order.
         strip = len(self.prefix)
-        paginator = client.get_paginator("list_objects_v2")
+        async for s3_key in self._keys(self.prefix + prefix, "list"):
+            key = s3_key[strip:]
+            if not key.startswith(RESERVED_PREFIX):
+                yield key
+
+    async def _landed(self, key: str, write_id: str) -> str | None:
+        # The envelope's header is enough: a ranged GET of its bytes.
+        got = await self._get(key, self.prefix + key, byte_range=f"bytes=0-{_HEADER_BYTES - 1}")
+        if got is None:
+            return None
+        head, etag = got
+        return etag if head == ENVELOPE_MAGIC + bytes.fromhex(write_id) else None
+
+    async def _add_due(self, key: str, due_ms: int) -> None:
+        name, body = self._due_name(due_ms, key)
+        client = await self._get_client("add_due", key)
         try:
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                for item in page.get("Contents", ()):
-                    key: str = item["Key"]
-                    yield key[strip:]
-        except self._client_error as exc:
-            raise self._unavailable("list", None, exc) from exc
-        except self._driver_errors as exc:
-            raise self._unavailable("list", None, exc) from exc
+            await client.put_object(Bucket=self.bucket, Key=name, Body=body, **self._put_extra)
+        except (self._client_error, *self._driver_errors) as exc:
+            raise self._unavailable("add_due", key, exc) from exc
 
-    async def aclose(self) -> None:
-        """Close the client this instance created (not one that was passed in).
+    async def _list_due(self, now_ms: int, limit: int | None) -> list[DueEntry]:
+        index = self.prefix + _DUE_PREFIX
+        entries: list[DueEntry] = []
+        async for s3_key in self._keys(index, "list_due"):
+            name = s3_key[len(index) :]
+            due_text, mark, tail = name[:15], name[15:16], name[16:]
+            if not due_text.isdigit() or mark not in ("/", "~") or not tail:
+                continue  # not an entry
+            due_ms = int(due_text)
+            if due_ms > now_ms or (limit is not None and len(entries) >= limit):
+                break  # entries list in due order: the rest is later
+            if mark == "~":  # a hashed name: the key is the body
+                got = await self._get(None, s3_key)
+                if got is None:
+                    continue
+                tail = got[0].decode("utf-8")
+            entries.append(DueEntry(due_ms, tail))
+        entries.sort()
+        return entries
 
-        The instance stays usable: a later call creates a new client.
+    async def _remove_due(self, entry: DueEntry) -> None:
+        name, _ = self._due_name(entry.due_ms, entry.key)
+        client = await self._get_client("remove_due", entry.key)
+        try:
+            await client.delete_object(Bucket=self.bucket, Key=name)
+        except (self._client_error, *self._driver_errors) as exc:
+            raise self._unavailable("remove_due", entry.key, exc) from exc
 
-        Raises:
-            StorageUnavailable: closing the client failed.
-        """
+    async def _aclose(self) -> None:
+        # Only a client this instance created; the instance stays usable (a
+        # later call creates a new client).
         try:
             await self._aws.aclose()
-        except self._client_error as exc:
-            raise self._unavailable("close", None, exc) from exc
-        except self._driver_errors as exc:
+        except (self._client_error, *self._driver_errors) as exc:
             raise self._unavailable("close", None, exc) from exc
 
     # -- internals ----------------------------------------------------------- #
 
-    def _s3_key(self, key: str) -> str:
-        check_key(key, max_bytes=MAX_KEY_BYTES, reserved=self._prefix_bytes)
-        return self.prefix + key
+    def _check_key(self, key: object) -> bytes:
+        encoded = check_key(key, max_bytes=MAX_KEY_BYTES, reserved=self._prefix_bytes)
+        if isinstance(key, str) and key.startswith(RESERVED_PREFIX):
+            raise InvalidKey(key, f"keys starting with {RESERVED_PREFIX!r} are reserved")
+        return encoded
+
+    def _due_name(self, due_ms: int, key: str) -> tuple[str, bytes]:
+        """The index object for an entry, and its body (the key, when hashed)."""
+        name = f"{self.prefix}{_DUE_PREFIX}{due_ms:015d}/{key}"
+        if len(name.encode("utf-8")) <= MAX_KEY_BYTES:
+            return name, b""
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return f"{self.prefix}{_DUE_PREFIX}{due_ms:015d}~{digest}", key.encode("utf-8")
+
+    async def _get(
+        self, key: str | None, s3_key: str, *, byte_range: str | None = None
+    ) -> tuple[bytes, str] | None:
+        """GetObject: the bytes and ETag, or ``None`` if there is no such object."""
+        client = await self._get_client("read", key)
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": s3_key}
+        if byte_range is not None:
+            params["Range"] = byte_range
+        try:
+            response = await client.get_object(**params)
+            async with response["Body"] as body:
+                raw: bytes = await body.read()
+            etag: str = response["ETag"]
+        except self._client_error as exc:
+            if error_code(exc) in ("NoSuchKey", "InvalidRange"):
+                return None
+            raise self._unavailable("read", key, exc) from exc
+        except self._driver_errors as exc:
+            raise self._unavailable("read", key, exc) from exc
+        return raw, etag
+
+    async def _keys(self, prefix: str, operation: str) -> AsyncIterator[str]:
+        client = await self._get_client(operation, None)
+        paginator = client.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    s3_key: str = item["Key"]
+                    yield s3_key
+        except (self._client_error, *self._driver_errors) as exc:
+            raise self._unavailable(operation, None, exc) from exc
+
+    async def _conditional(
+        self, operation: str, key: str, expected: IfVersion, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A conditional PutObject/DeleteObject; 409 ConditionalRequestConflict is retried.
+
+        S3 answers 409 when another conditional request on the key is in
+        flight; AWS documents retrying it. The same request is sent again
+        (same body, so the same write id).
+        """
+        client = await self._get_client(operation, key)
+        attempt = 0
+        while True:
+            try:
+                response: dict[str, Any] = await getattr(client, method)(**params)
+            except self._client_error as exc:
+                if attempt < CONFLICT_RETRIES and _is_retryable_conflict(exc):
+                    attempt += 1
+                    await anyio.sleep(backoff(attempt, initial=_CONFLICT_BACKOFF, maximum=1.0))
+                    continue
+                raise self._translate_conditional(operation, key, expected, exc) from exc
+            except self._driver_errors as exc:
+                raise self._unavailable(operation, key, exc) from exc
+            return response
 
     async def _get_client(self, operation: str, key: str | None) -> Any:
         try:
             return await self._aws.get()
-        except self._client_error as exc:
-            raise self._unavailable(operation, key, exc) from exc
-        except self._driver_errors as exc:
+        except (self._client_error, *self._driver_errors) as exc:
             raise self._unavailable(operation, key, exc) from exc
 
     def _translate_conditional(
-        self, operation: str, key: str, expected: str | None, exc: Exception
+        self, operation: str, key: str, expected: IfVersion, exc: Exception
     ) -> Exception:
-        status, code = _status(exc), _code(exc)
+        status, code = http_status(exc), error_code(exc)
         conditional = expected != ANY_VERSION
         if conditional and (
             status == 412
@@ -391,40 +417,11 @@ class S3Storage(ClosingContext):
         return self._unavailable(operation, key, exc)
 
     def _unavailable(self, operation: str, key: str | None, exc: BaseException) -> StorageError:
-        if isinstance(exc, self._client_error):
-            detail = f"{_code(exc) or 'error'} (HTTP {_status(exc)}): {_message(exc)}"
-            if _code(exc) == "NoSuchBucket":
-                detail += f" [bucket {self.bucket!r}]"
-        else:
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        detail = describe(exc)
+        if error_code(exc) == "NoSuchBucket":
+            detail += f" [bucket {self.bucket!r}]"
         return StorageUnavailable(operation, key, detail)
 
 
-def _response(exc: BaseException) -> dict[str, Any]:
-    response = getattr(exc, "response", None)
-    return response if isinstance(response, dict) else {}
-
-
-def _status(exc: BaseException) -> int | None:
-    status = _response(exc).get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status if isinstance(status, int) else None
-
-
-def _code(exc: BaseException) -> str:
-    code = _response(exc).get("Error", {}).get("Code", "")
-    return code if isinstance(code, str) else ""
-
-
-def _message(exc: BaseException) -> str:
-    message = _response(exc).get("Error", {}).get("Message", "")
-    return message if isinstance(message, str) and message else str(exc)
-
-
 def _is_retryable_conflict(exc: BaseException) -> bool:
-    # S3 answers 409 ConditionalRequestConflict when another conditional
-    # request on the same key is in flight; AWS documents retrying it.
-    return _status(exc) == 409 and _code(exc) == "ConditionalRequestConflict"
-
-
-async def _backoff(attempt: int) -> None:
-    await anyio.sleep(_CONFLICT_BACKOFF * 2 ** (attempt - 1) * (0.5 + random.random()))
+    return http_status(exc) == 409 and error_code(exc) == "ConditionalRequestConflict"

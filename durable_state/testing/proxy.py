@@ -14,8 +14,9 @@ requests a predicate picks, and to a number of times::
 
 It runs on an event loop of its own in a daemon thread, so it serves
 clients on any loop and in any process that can reach its port. It speaks
-only what AWS SDKs send: requests with ``Content-Length`` bodies, responses
-with ``Content-Length`` or chunked bodies.
+only what AWS SDKs send: requests with ``Content-Length`` bodies (an
+``Expect: 100-continue`` is answered by the proxy itself), responses with
+``Content-Length`` or chunked bodies.
 """
 
 from __future__ import annotations
@@ -214,6 +215,12 @@ class FaultProxy:
                 if head is None:
                     return
                 method, path, headers = _parse_request_head(head)
+                if headers.get("expect", "").lower() == "100-continue":
+                    # Answered here, so that the body follows at once; the
+                    # server gets the request without the expectation.
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    await writer.drain()
+                    head = _without_header(head, b"expect")
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 action = self._decide(Request(method, path, headers, body))
                 if action == "cut":
@@ -257,6 +264,12 @@ def _parse_request_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     method, path, _ = lines[0].split(" ", 2)
     return method, path, _headers(lines[1:])
+
+
+def _without_header(head: bytes, name: bytes) -> bytes:
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(name + b":")]
+    return b"\r\n".join(kept)
 
 
 def _headers(lines: list[str]) -> dict[str, str]:

@@ -169,8 +169,8 @@ async def test_file_format_and_versions(local_root: Path) -> None:
     v2 = await storage.write("Order/42", b"payload\n")
     raw = (local_root / "%4Frder%2F42.state").read_bytes()
     assert raw == b"DSF1 " + v2.encode() + b" %4Frder%2F42\npayload\n"
-    assert re.fullmatch(r"1\.[0-9a-f]{16}", v1)
-    assert re.fullmatch(r"2\.[0-9a-f]{16}", v2)
+    assert re.fullmatch(r"1\.[0-9a-f]{32}", v1)
+    assert re.fullmatch(r"2\.[0-9a-f]{32}", v2)
     await storage.delete("Order/42")
     v3 = await storage.write("Order/42", b"payload\n")
     assert v3.startswith("1.")
@@ -350,19 +350,22 @@ async def test_cancellation_sweep_leaves_no_temp_files(local_root: Path, how: st
     await _assert_clean(local_root, value, version)
 
 
+WRITE_ID = "0" * 32
+
+
 def test_attempts_queued_behind_an_abort_do_nothing(local_root: Path) -> None:
     """A native cancel can run abort() before an attempt that was already queued."""
     local_root.mkdir()
     (local_root / "k.state").write_bytes(b"DSF1 1.00 k\nold")
     section = local_module._Section(str(local_root), file_name(b"k"))
     section.abort()
-    assert isinstance(section.write("k", "*", b"k", b"new"), local_module._Busy)
+    assert isinstance(section.write("k", "*", b"k", b"new", WRITE_ID), local_module._Busy)
     assert isinstance(section.delete("k", None), local_module._Busy)
     assert _tmp_files(local_root) == []
     assert (local_root / "k.state").read_bytes() == b"DSF1 1.00 k\nold"
     # Nothing was locked: a fresh attempt goes through at once.
     other = local_module._Section(str(local_root), file_name(b"k"))
-    version = other.write("k", "1.00", b"k", b"new")
+    version = other.write("k", "1.00", b"k", b"new", WRITE_ID)
     assert isinstance(version, str)
     assert version.startswith("2.")
 
@@ -372,7 +375,7 @@ def test_an_attempt_cleans_up_after_itself(
 ) -> None:
     """A failing attempt removes its temp file and drops its lock before returning."""
     section = local_module._Section(str(local_root), file_name(b"k"))
-    v1 = section.write("k", None, b"k", b"v1")
+    v1 = section.write("k", None, b"k", b"v1", WRITE_ID)
     assert isinstance(v1, str)
 
     def failing_replace(src: str, dst: str) -> None:
@@ -381,10 +384,10 @@ def test_an_attempt_cleans_up_after_itself(
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(PermissionError, match="denied by the test"):
-        section.write("k", v1, b"k", b"v2")
+        section.write("k", v1, b"k", b"v2", WRITE_ID)
     monkeypatch.undo()
     assert _tmp_files(local_root) == []
-    assert isinstance(section.write("k", v1, b"k", b"v3"), str)  # not left locked
+    assert isinstance(section.write("k", v1, b"k", b"v3", WRITE_ID), str)  # not left locked
 
 
 async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -> None:
