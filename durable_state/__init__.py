@@ -3,6 +3,7 @@
 from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
+from ._options import SessionOptions as SessionOptions
 from .actor import Actor as Actor
 from .errors import ActorNotFound as ActorNotFound
 from .errors import ActorStopped as ActorStopped
@@ -23,12 +24,14 @@ from .errors import SnapshotIncompatible as SnapshotIncompatible
 from .errors import StatechartError as StatechartError
 from .errors import StorageError as StorageError
 from .errors import StorageUnavailable as StorageUnavailable
+from .errors import UnknownMachine as UnknownMachine
 from .errors import VersionConflict as VersionConflict
 from .locks import DynamoDBLockManager as DynamoDBLockManager
 from .locks import FileLockManager as FileLockManager
 from .locks import Lease as Lease
 from .locks import LockManager as LockManager
 from .locks import MemoryLockManager as MemoryLockManager
+from .persisted import Outcome as Outcome
 from .persisted import PersistedActor as PersistedActor
 from .persisted import fire_due_timers as fire_due_timers
 from .persisted import persisted_actor as persisted_actor
@@ -44,6 +47,9 @@ from .storage import MemoryStorage as MemoryStorage
 from .storage import S3Storage as S3Storage
 from .storage import Storage as Storage
 from .storage import Stored as Stored
+from .system import ActorSystem as ActorSystem
+from .system import SendResult as SendResult
+from .system import WakerStats as WakerStats
 
 __version__ = "0.1.0.dev0"
 
@@ -51,6 +57,7 @@ __all__ = (
     "Actor",
     "ActorNotFound",
     "ActorStopped",
+    "ActorSystem",
     "BackendURLError",
     "Clock",
     "DurableStateError",
@@ -73,8 +80,11 @@ __all__ = (
     "MicrostepLimitExceeded",
     "MissingDependency",
     "NotSerializable",
+    "Outcome",
     "PersistedActor",
     "S3Storage",
+    "SendResult",
+    "SessionOptions",
     "Snapshot",
     "SnapshotCorrupt",
     "SnapshotIncompatible",
@@ -84,7 +94,9 @@ __all__ = (
     "StorageUnavailable",
     "Stored",
     "SystemClock",
+    "UnknownMachine",
     "VersionConflict",
+    "WakerStats",
     "assign",
     "emit",
     "fire_due_timers",

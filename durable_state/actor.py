@@ -20,6 +20,8 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Literal
 
+from ._await import await_all as _await_all
+from ._await import close_all as _close_all
 from ._clock import Clock, SystemClock, TimerHandle
 from .errors import ActorStopped, SnapshotIncompatible
 from .statechart import (
@@ -70,6 +72,10 @@ class Actor:
             running asyncio loop). Pass a :class:`ManualClock` in tests.
         input: the machine input, used only when starting fresh.
         id: a name for logs.
+        emit: where emitted events go: ``emit(event)``, called when the step
+            that emitted them has been taken. Default: delivered to the
+            listeners registered with :meth:`on`. A persisted actor passes a
+            buffer here, so that events are delivered only after a save.
 
     Raises:
         SnapshotIncompatible: if ``snapshot`` does not fit the machine.
@@ -90,8 +96,7 @@ class Actor:
     __slots__ = (
         "_armed",
         "_background",
-        "_held",
-        "_hold_emits",
+        "_emit",
         "_input",
         "_listeners",
         "_mailbox",
@@ -114,6 +119,7 @@ class Actor:
         clock: Clock | None = None,
         input: Any = None,
         id: str | None = None,
+        emit: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.machine = machine
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -133,7 +139,8 @@ class Actor:
             self._snapshot = machine.restore_snapshot(snapshot)
         self._status: ActorStatus = "not-started"
         # Mostly empty and short: a list costs a tenth of a deque per actor.
-        self._mailbox: list[tuple[str, Any]] = []
+        # (kind, item, where to record whether an event was handled)
+        self._mailbox: list[tuple[str, Any, list[bool] | None]] = []
         self._processing = False
         # The snapshot Timer each clock callback was armed for. A timer that
         # is scheduled again gets a new Timer (even with the same due time):
@@ -150,8 +157,7 @@ class Actor:
         self._background: set[asyncio.Task[Any]] | None = None  # made on first use
         self._listeners: dict[str, list[Listener]] = {}
         self._subscribers: list[Callable[[Snapshot], Any]] = []
-        self._hold_emits = 0
-        self._held: list[Mapping[str, Any]] = []
+        self._emit = emit
 
     # ------------------------------------------------------------------ #
     # Lifecycle
@@ -251,7 +257,7 @@ class Actor:
     # Events
     # ------------------------------------------------------------------ #
 
-    async def send(self, event: Mapping[str, Any] | str) -> None:
+    async def send(self, event: Mapping[str, Any] | str) -> bool:
         """Process an event to completion (one macrostep), then run its effects.
 
         Custom actions run after the macrostep, in order; emitted events are
@@ -260,6 +266,14 @@ class Actor:
 
         Args:
             event: a mapping with a string ``"type"``, or a bare type string.
+
+        Returns:
+            Whether the event was handled: False when no transition was
+            enabled for it (or the machine is done), so that nothing changed
+            and no action ran. As for xstate's ``can()``, a transition with
+            no target and no actions does nothing, so it counts as not
+            handled. An event sent from inside an action is queued behind the
+            current step and counts as handled.
 
         Raises:
             InvalidEvent: if the event is malformed.
@@ -274,12 +288,36 @@ class Actor:
         ev = to_event(event)
         if self._status != "running":
             raise ActorStopped(self.machine.id, self._status.replace("-", " "))
-        self._mailbox.append(("event", ev))
+        handled: list[bool] = []
+        self._mailbox.append(("event", ev, handled))
         if self._processing:
-            return
+            return True
         pending, error = self._drain()
         if pending or error is not None:
             await _await_all(pending, error)
+        return not handled or handled[0]
+
+    def rewind(self, snapshot: Snapshot) -> None:
+        """Go back to ``snapshot`` (taken from this actor earlier), as if later steps never ran.
+
+        Timers and invoked work are made to match it again, and events not
+        processed yet are dropped. Effects that already ran (custom actions,
+        emitted events) are not undone: that is the caller's business.
+
+        Raises:
+            SnapshotIncompatible: ``snapshot`` belongs to another machine.
+            ActorStopped: the actor is not running.
+        """
+        if snapshot.machine is not self.machine:
+            raise SnapshotIncompatible(
+                f"snapshot of machine {snapshot.machine.id!r} given to an actor of "
+                f"machine {self.machine.id!r}"
+            )
+        if self._status != "running":
+            raise ActorStopped(self.machine.id, self._status.replace("-", " "))
+        self._mailbox.clear()
+        self._snapshot = snapshot
+        self._reconcile()
 
     def persisted_snapshot(self) -> dict[str, Any]:
         """The JSON-able persisted form of the current snapshot.
@@ -300,38 +338,6 @@ class Actor:
         return Subscription(lambda: _discard(self._listeners.get(emitted_type, []), fn))
 
     # ------------------------------------------------------------------ #
-    # Hooks for the persisted actor
-    # ------------------------------------------------------------------ #
-
-    def _hold_emitted(self) -> None:
-        """Queue emitted events instead of delivering them (until released)."""
-        self._hold_emits += 1
-
-    def _release_emitted(self, deliver: bool) -> list[Awaitable[Any]]:
-        """Stop holding; deliver (or drop) what was held. Returns coroutines to await."""
-        self._hold_emits = max(0, self._hold_emits - 1)
-        if self._hold_emits:
-            return []
-        held, self._held = self._held, []
-        return self._deliver_emitted(held) if deliver else []
-
-    def _take_emitted(self) -> list[Mapping[str, Any]]:
-        """Remove and return the events held so far (holding goes on)."""
-        taken, self._held = self._held, []
-        return taken
-
-    def _put_back_emitted(self, events: list[Mapping[str, Any]]) -> None:
-        """Return taken events to the front of the held ones, in order."""
-        self._held[:0] = events
-
-    def _deliver_emitted(self, events: list[Mapping[str, Any]]) -> list[Awaitable[Any]]:
-        """Deliver events to the listeners now. Returns coroutines to await."""
-        pending: list[Awaitable[Any]] = []
-        for ev in events:
-            pending.extend(self._deliver(ev))
-        return pending
-
-    # ------------------------------------------------------------------ #
     # Internals
     # ------------------------------------------------------------------ #
 
@@ -350,7 +356,7 @@ class Actor:
         self._processing = True
         try:
             while self._mailbox and self._status == "running":
-                kind, item = self._mailbox.pop(0)
+                kind, item, handled = self._mailbox.pop(0)
                 snap = self._snapshot
                 assert snap is not None  # running actors always have one
                 now = self.clock.now_ms()
@@ -366,12 +372,14 @@ class Actor:
                             self._reconcile()
                             continue
                         nxt, effects = self.machine.fire_timer(snap, first.id, now_ms=now)
-                        self._mailbox.insert(0, ("due", None))
+                        self._mailbox.insert(0, ("due", None, None))
                     else:
                         nxt, effects = self.machine._transition(snap, item, now)
                 except Exception as exc:  # noqa: BLE001 - returned, raised to the sender
                     error = exc
                     break
+                if handled is not None:
+                    handled.append(nxt is not snap or bool(effects))
                 if nxt is snap and not effects:
                     continue
                 self._snapshot = nxt
@@ -452,8 +460,8 @@ class Actor:
                     if inspect.isawaitable(result):
                         pending.append(result)
                 elif isinstance(eff, EmitEffect):
-                    if self._hold_emits:
-                        self._held.append(eff.event)
+                    if self._emit is not None:
+                        self._emit(eff.event)
                     else:
                         pending.extend(self._deliver(eff.event))
                 # Timers and children are reconciled from the snapshot itself.
@@ -505,7 +513,7 @@ class Actor:
         if armed is None or armed[0] is not timer:
             return
         del self._armed[timer_id]
-        self._mailbox.append(("due", None))
+        self._mailbox.append(("due", None, None))
         self._drain_in_background()
 
     async def _run_child(self, cid: str, fn: Callable[..., Any], child_input: Any) -> None:
@@ -526,7 +534,7 @@ class Actor:
         del self._tasks[cid]
         if self._status != "running":
             return
-        self._mailbox.append(("event", event))
+        self._mailbox.append(("event", event, None))
         self._drain_in_background()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -541,27 +549,6 @@ class Actor:
             self._background = set()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-async def _await_all(pending: list[Awaitable[Any]], error: Exception | None = None) -> None:
-    """Await every coroutine; raise the first failure (``error`` if given) after all ran."""
-    for aw in pending:
-        try:
-            await aw
-        except Exception as exc:
-            if error is None:
-                error = exc
-            else:
-                logger.exception("another async action or listener failed as well")
-    if error is not None:
-        raise error
-
-
-def _close_all(pending: list[Awaitable[Any]]) -> None:
-    """Close coroutines that will never be awaited (no "never awaited" warning)."""
-    for aw in pending:
-        if inspect.iscoroutine(aw):
-            aw.close()
 
 
 def _discard(items: list[Any], item: Any) -> None:

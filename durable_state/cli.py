@@ -665,7 +665,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
                     _dumps(
                         {
                             "actor_id": args.actor_id,
-                            "applied": applied,
+                            "applied": bool(applied),
                             "created": before_version is None,
                             "changed": snap is not before,
                             "status": snap.status,
@@ -678,7 +678,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
                     )
                 )
                 return EXIT_OK
-            _print_sent(args, applied, before, before_version, actor)
+            _print_sent(args, bool(applied), before, before_version, actor)
         return EXIT_OK
 
     return asyncio.run(run())

@@ -42,6 +42,7 @@ __all__ = (
     "StatechartError",
     "StorageError",
     "StorageUnavailable",
+    "UnknownMachine",
     "VersionConflict",
 )
 
@@ -167,6 +168,30 @@ class SnapshotIncompatible(StatechartError, ValueError):
         self.key = key
         where = f" (stored at {key!r})" if key is not None else ""
         super().__init__(f"snapshot does not fit the machine{where}: {reason}")
+
+
+class UnknownMachine(StatechartError, LookupError):
+    """A machine id that is not among the machines an actor system knows.
+
+    Raised when a stored snapshot names a machine that is not registered (the
+    snapshot is left untouched), or when a machine is asked for by an id
+    nobody registered.
+
+    Attributes:
+        machine_id: the id asked for (``None`` when the snapshot names none).
+        key: the storage key of the snapshot, when a snapshot named it.
+        known: the ids that are registered.
+    """
+
+    def __init__(
+        self, machine_id: str | None, *, key: str | None = None, known: tuple[str, ...] = ()
+    ) -> None:
+        self.machine_id = machine_id
+        self.key = key
+        self.known = known
+        where = f" (the snapshot stored at {key!r} names it)" if key is not None else ""
+        have = ", ".join(repr(k) for k in known) or "none"
+        super().__init__(f"no machine {machine_id!r} is registered{where}; known: {have}")
 
 
 class ActorStopped(StatechartError, RuntimeError):

@@ -14,28 +14,32 @@ pause, a Lambda frozen between invocations) can never overwrite newer state.
 
 from __future__ import annotations
 
+import enum
+import inspect
 import logging
-from collections import deque
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from . import _json
+from ._await import await_all as _await_all
 from ._clock import Clock, SystemClock
+from ._options import Locking, SessionArgs, SessionOptions, Unpack
 from ._shield import shielded
-from .actor import Actor, Listener, Subscription, _await_all
+from .actor import Actor, Listener, Subscription
 from .errors import (
     ActorNotFound,
     LockLost,
     SnapshotCorrupt,
     SnapshotIncompatible,
+    UnknownMachine,
     VersionConflict,
 )
-from .statechart import DURABLE_KEY, Machine, Snapshot
-from .statechart._machine import to_event
+from .statechart import DURABLE_KEY, Machine, Snapshot, to_event
 
 if TYPE_CHECKING:
     from .locks._hold import HeldLease
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "Locking",
+    "Outcome",
     "PersistedActor",
     "fire_due_timers",
     "persisted_actor",
@@ -53,18 +58,38 @@ __all__ = (
 
 logger = logging.getLogger("durable_state.persisted")
 
-Locking = Literal["read-write", "write"] | None
 T = TypeVar("T")
 
-_LOCKING_MODES = ("read-write", "write", None)
+_DEFAULTS = SessionOptions()
 #: How long cleanup (stopping the actor) may take while shielded from cancellation.
 _CLEANUP_TIMEOUT = 10.0
+
+
+class Outcome(str, enum.Enum):
+    """What :meth:`PersistedActor.send` did with an event.
+
+    Truthy unless the event was a duplicate, so code written for the boolean
+    ``send`` of earlier releases keeps working.
+    """
+
+    #: A transition was taken: the state or context changed, or actions ran.
+    APPLIED = "applied"
+    #: No transition that does something was enabled for the event (or the
+    #: actor is done): nothing changed. (A transition without target and
+    #: actions does nothing, as for xstate's ``can()``.)
+    UNHANDLED = "unhandled"
+    #: The ``event_id`` was seen before: the event was skipped.
+    DUPLICATE = "duplicate"
+
+    def __bool__(self) -> bool:
+        return self is not Outcome.DUPLICATE
 
 
 class PersistedActor:
     """An actor whose snapshot lives in a storage, guarded by an optional lease.
 
-    Most code uses :func:`persisted_actor`. This class keeps durable-x-state's
+    Most code uses :func:`persisted_actor` or an
+    :class:`~durable_state.ActorSystem`. This class keeps durable-x-state's
     explicit lifecycle for code that cannot use ``async with``::
 
         pa = PersistedActor("order-42", machine, storage=storage, lock=locks)
@@ -84,78 +109,97 @@ class PersistedActor:
 
     Args:
         actor_id: the actor's id, also its storage key and lock key.
-        machine: the machine the actor runs.
+        machine: the machine the actor runs; ``None`` to take it from
+            ``machines`` by the machine id the stored snapshot names (a
+            missing actor then cannot be created).
         storage: where snapshots are kept.
         lock: a lock manager; ``None`` runs optimistic (compare-and-set only),
             whatever ``locking`` says.
-        locking: ``"read-write"`` (lease held from before the read until after
-            the save), ``"write"`` (read without the lease, lease only around
-            the save) or ``None`` (no lease: optimistic).
-        lock_ttl: lease duration in seconds; renewed in the background.
-        lock_wait: how long to wait for a held lease (``None``: try once).
         input: machine input, used only when the actor is created.
         create: create a missing actor from the initial state; when False a
             missing actor raises :class:`ActorNotFound`.
-        clock: the clock for timers (default: wall clock).
-        processed_limit: how many recent ``event_id`` values are remembered
-            for idempotent delivery.
+        machines: machines by id, for ``machine=None``.
+        options: the session options (:class:`~durable_state.SessionOptions`).
+        **overrides: session options to change (``locking``, ``lock_ttl``,
+            ``lock_wait``, ``processed_limit``, ``clock`` ...; see
+            :class:`~durable_state.SessionOptions`).
 
     Raises:
-        ValueError: for an unknown ``locking`` mode or a bad ``processed_limit``.
+        ValueError: an option is out of range, or ``actor_id`` is empty.
+        TypeError: an unknown option.
     """
 
     def __init__(
         self,
         actor_id: str,
-        machine: Machine,
+        machine: Machine | None,
         *,
         storage: Storage,
         lock: LockManager | None = None,
-        locking: Locking = "read-write",
-        lock_ttl: float = 900.0,
-        lock_wait: float | None = None,
         input: Any = None,
         create: bool = True,
-        clock: Clock | None = None,
-        processed_limit: int = 100,
+        machines: Mapping[str, Machine] | None = None,
+        options: SessionOptions | None = None,
+        **overrides: Unpack[SessionArgs],
     ) -> None:
-        if locking not in _LOCKING_MODES:
-            raise ValueError(f"locking must be 'read-write', 'write' or None, not {locking!r}")
         if not isinstance(actor_id, str) or not actor_id:
             raise ValueError("actor_id must be a non-empty string")
-        if processed_limit < 0:
-            raise ValueError("processed_limit must be >= 0")
+        opts = (options or _DEFAULTS).merged(**overrides)
+        if machine is None and not machines:
+            raise ValueError("a PersistedActor needs a machine, or machines to choose from")
         self.actor_id = actor_id
-        self.machine = machine
         self.storage = storage
         self.lock = lock
-        self.locking: Locking = locking if lock is not None else None
-        self.lock_ttl = lock_ttl
-        self.lock_wait = lock_wait
+        self.options = opts
+        self.locking: Locking = opts.locking if lock is not None else None
+        self.lock_ttl = opts.lock_ttl
+        self.lock_wait = opts.lock_wait
+        self._machine = machine
+        self._machines = machines or {}
         self._input = input
         self._create = create
-        self._clock = clock if clock is not None else SystemClock()
-        self._processed_limit = processed_limit
+        self._clock: Clock = opts.clock if opts.clock is not None else SystemClock()
+        self._processed_limit = opts.processed_limit
         self._started = False
         self._scope: anyio.CancelScope | None = None
         self._held: HeldLease | None = None
         self._actor: Actor | None = None
         self._version: str | None = None
         self._saved: Snapshot | None = None
-        self._processed: deque[str] = deque()
-        self._processed_dirty = False
+        # Recently applied event ids, oldest first: a dict is an ordered set
+        # with O(1) membership.
+        self._processed: dict[str, None] = {}
+        self._processed_changes = 0
+        self._saved_processed_changes = 0
+        # The due time the stored snapshot is indexed under (epoch ms).
+        self._stored_due: int | None = None
+        # Emitted events wait here for the save that commits their step.
+        self._emitted: list[Mapping[str, Any]] = []
+        self._listeners: dict[str, list[Listener]] = {}
         self._created = False
         self._closed = False
 
     def __repr__(self) -> str:
+        machine = self._machine.id if self._machine is not None else None
         return (
-            f"PersistedActor({self.actor_id!r}, machine={self.machine.id!r}, "
+            f"PersistedActor({self.actor_id!r}, machine={machine!r}, "
             f"version={self._version!r}, locking={self.locking!r})"
         )
 
     # ------------------------------------------------------------------ #
     # Read-only views
     # ------------------------------------------------------------------ #
+
+    @property
+    def machine(self) -> Machine:
+        """The machine the actor runs.
+
+        Raises:
+            RuntimeError: ``machine=None`` was given and the actor is not loaded yet.
+        """
+        if self._machine is None:
+            raise RuntimeError("the machine is known once the actor is loaded: call init() first")
+        return self._machine
 
     @property
     def snapshot(self) -> Snapshot:
@@ -195,7 +239,7 @@ class PersistedActor:
         """Whether there is anything to save."""
         return (
             self._created
-            or self._processed_dirty
+            or self._processed_changes != self._saved_processed_changes
             or (self._actor is not None and self._actor.snapshot is not self._saved)
         )
 
@@ -219,11 +263,10 @@ class PersistedActor:
 
         Returns:
             A subscription; call it (or its ``unsubscribe()``) to stop.
-
-        Raises:
-            RuntimeError: before :meth:`init`.
         """
-        return self._live().on(emitted_type, fn)
+        listeners = self._listeners.setdefault(emitted_type, [])
+        listeners.append(fn)
+        return Subscription(lambda: listeners.remove(fn) if fn in listeners else None)
 
     def subscribe(self, fn: Callable[[Snapshot], Any]) -> Subscription:
         """Call ``fn(snapshot)`` after every macrostep.
@@ -248,10 +291,13 @@ class PersistedActor:
 
         Raises:
             LockTimeout: the lease is held elsewhere (after ``lock_wait``).
-            ActorNotFound: the actor does not exist and ``create`` is False.
+            ActorNotFound: the actor does not exist and ``create`` is False
+                (or no machine was given to create it with).
             SnapshotCorrupt: the stored bytes are not a snapshot.
             SnapshotIncompatible: the snapshot belongs to another machine, a
                 newer version, or names states the machine does not have.
+            UnknownMachine: ``machine=None`` and the stored snapshot names a
+                machine that is not among ``machines``.
             StorageError: the storage failed.
             RuntimeError: ``init()`` was already called, or ``close()`` was.
         """
@@ -281,14 +327,16 @@ class PersistedActor:
         stored = await self.storage.read(self.actor_id)
         snapshot: Snapshot | None = None
         if stored is None:
-            if not self._create:
+            if not self._create or self._machine is None:
                 raise ActorNotFound(self.actor_id)
             self._version = None
             self._created = True
         else:
             data = _decode(stored.data, self.actor_id)
+            if self._machine is None:
+                self._machine = self._choose_machine(data)
             try:
-                snapshot = self.machine.restore_snapshot(data, key=self.actor_id)
+                snapshot = self._machine.restore_snapshot(data, key=self.actor_id)
             except SnapshotIncompatible as exc:
                 if exc.key is None:
                     raise SnapshotIncompatible(exc.reason, key=self.actor_id) from exc
@@ -296,16 +344,19 @@ class PersistedActor:
             processed = data[DURABLE_KEY].get("processed") or []
             if not isinstance(processed, list) or not all(isinstance(p, str) for p in processed):
                 raise SnapshotCorrupt(self.actor_id, "$durable.processed is not a list of strings")
-            self._processed = deque(
-                processed[-self._processed_limit :] if self._processed_limit else []
-            )
+            if self._processed_limit:
+                self._processed = dict.fromkeys(processed[-self._processed_limit :])
             self._version = stored.version
+            self._stored_due = _due_of(snapshot)
         actor = Actor(
-            self.machine, snapshot, clock=self._clock, input=self._input, id=self.actor_id
+            self.machine,
+            snapshot,
+            clock=self._clock,
+            input=self._input,
+            id=self.actor_id,
+            emit=self._emitted.append,  # held until the save that commits the step
         )
         self._saved = snapshot
-        # Emitted events wait for the save: a failed save must not leak them.
-        actor._hold_emitted()
         self._actor = actor
         await actor.start()
         logger.debug(
@@ -316,27 +367,46 @@ class PersistedActor:
             self.lease.token if self.lease else None,
         )
 
-    async def send(self, event: Mapping[str, Any] | str, *, event_id: str | None = None) -> bool:
+    def _choose_machine(self, data: Mapping[str, Any]) -> Machine:
+        machine_id = data[DURABLE_KEY].get("machine")
+        machine = self._machines.get(machine_id) if isinstance(machine_id, str) else None
+        if machine is None:
+            raise UnknownMachine(machine_id, key=self.actor_id, known=tuple(self._machines))
+        return machine
+
+    async def send(
+        self,
+        event: Mapping[str, Any] | str,
+        *,
+        event_id: str | None = None,
+        rollback_on_error: bool = False,
+    ) -> Outcome:
         """Send an event; with ``event_id``, at most once per id.
 
         Args:
             event: a mapping with a string ``"type"``, or a bare type string.
             event_id: an id for idempotent delivery (e.g. an SQS message id).
                 An id among the recently applied ones is skipped.
+            rollback_on_error: when the step raises, put the actor back where
+                it was before this event (snapshot, held emitted events,
+                remembered ids), so that the session can go on and save the
+                other events. Side effects that already ran are not undone.
 
         Returns:
-            True if the event was applied, False if ``event_id`` was a
-            redelivery and the event was skipped.
+            :attr:`Outcome.APPLIED` when a transition was taken,
+            :attr:`Outcome.UNHANDLED` when none was enabled (nothing changed),
+            :attr:`Outcome.DUPLICATE` when ``event_id`` was a redelivery and
+            the event was skipped. (Truthy unless a duplicate.)
 
         Raises:
             InvalidEvent: the event is malformed.
             ValueError: ``event_id`` is not a non-empty string.
             RuntimeError: before :meth:`init`.
-            Exception: whatever an implementation raised (the session's
-                changes are then discarded unless ``save_on_error``). If a
-                custom action or a listener raised, the step was taken and
-                ``event_id`` is remembered; if the machine raised (an assign,
-                a guard), it was not and the id is not.
+            Exception: whatever an implementation raised. Without
+                ``rollback_on_error``: if a custom action or a listener
+                raised, the step was taken and ``event_id`` is remembered; if
+                the machine raised (an assign, a guard), it was not and the id
+                is not.
         """
         actor = self._live()
         ev = to_event(event)
@@ -345,37 +415,42 @@ class PersistedActor:
                 raise ValueError("event_id must be a non-empty string")
             if event_id in self._processed:
                 logger.info("actor %s: skipped redelivered event %s", self.actor_id, event_id)
-                return False
+                return Outcome.DUPLICATE
         before = actor.snapshot
+        emitted = len(self._emitted)
         try:
-            await actor.send(ev)
+            handled = await actor.send(ev)
         except BaseException:
-            # A custom action or a listener that raises does so after the
-            # step was taken: the event was applied (and save_on_error may
-            # save it), so a redelivery must still be skipped. When the
-            # machine itself raised, the snapshot is unchanged and the event
-            # counts as not applied.
-            if event_id is not None and actor.snapshot is not before:
+            if rollback_on_error:
+                actor.rewind(before)
+                del self._emitted[emitted:]
+            elif event_id is not None and actor.snapshot is not before:
+                # A custom action or a listener that raises does so after the
+                # step was taken: the event was applied (and save_on_error
+                # may save it), so a redelivery must still be skipped.
                 self._remember(event_id)
             raise
         if event_id is not None:
             self._remember(event_id)
-        return True
+        return Outcome.APPLIED if handled else Outcome.UNHANDLED
 
     def _remember(self, event_id: str) -> None:
         if not self._processed_limit:
             return
-        self._processed.append(event_id)
-        while len(self._processed) > self._processed_limit:
-            self._processed.popleft()
-        self._processed_dirty = True
+        self._processed[event_id] = None
+        if len(self._processed) > self._processed_limit:
+            del self._processed[next(iter(self._processed))]
+        self._processed_changes += 1
 
     async def save(self) -> str | None:
         """Save the snapshot if it changed: a compare-and-set on the version read.
 
         In ``"write"`` mode the lease is taken for the duration of the write.
-        After a successful save, emitted events held since the last save are
-        delivered to listeners.
+        When the next due time (the earliest timer) changed, the storage's
+        due index gets an entry for it first, so that a waker finds the actor
+        even if the process dies right after the write. After a successful
+        save, emitted events held since the last save are delivered to
+        listeners.
 
         Returns:
             The new storage version, or ``None`` if nothing changed.
@@ -401,12 +476,17 @@ class PersistedActor:
         # work may move the actor on while the write is in flight, and those
         # later changes must stay "unsaved".
         snapshot = actor.snapshot
-        processed = tuple(self._processed)
-        payload = _encode(self.persisted_snapshot())
+        processed_changes = self._processed_changes
+        payload = _json.dumps(self.persisted_snapshot())
+        due = _due_of(snapshot)
         # Likewise only the events emitted up to now are delivered after this
         # write; events emitted during it wait for the next save.
-        emitted = actor._take_emitted()
+        emitted, self._emitted[:] = list(self._emitted), []
         try:
+            if due is not None and due != self._stored_due:
+                # Index first, snapshot second: a crash in between leaves an
+                # entry that costs one load, never a timer nobody fires.
+                await self.storage.add_due(self.actor_id, due)
             if self.locking == "write":
                 assert self.lock is not None
                 async with self.lock.hold(
@@ -423,14 +503,24 @@ class PersistedActor:
                 version = await self._write(payload, held_now.token if held_now else None)
         except BaseException:
             # Not delivered: the save failed. Kept (in order) for a retry.
-            actor._put_back_emitted(emitted)
+            self._emitted[:0] = emitted
             raise
         self._version = version
         self._saved = snapshot
+        self._stored_due = due
         self._created = False
-        self._processed_dirty = tuple(self._processed) != processed
-        await _await_all(actor._deliver_emitted(emitted))
+        self._saved_processed_changes = processed_changes
+        await _await_all(self._deliver(emitted))
         return version
+
+    def _deliver(self, events: list[Mapping[str, Any]]) -> list[Awaitable[Any]]:
+        pending: list[Awaitable[Any]] = []
+        for ev in events:
+            for fn in (*self._listeners.get(ev["type"], ()), *self._listeners.get("*", ())):
+                result = fn(ev)
+                if inspect.isawaitable(result):
+                    pending.append(result)
+        return pending
 
     async def _write(self, payload: bytes, token: int | None) -> str:
         expected = self._version
@@ -472,9 +562,9 @@ class PersistedActor:
         self._closed = True
         held, self._held = self._held, None
         actor = self._actor
+        self._emitted.clear()
         try:
             if actor is not None:
-                actor._release_emitted(deliver=False)
                 try:
                     await shielded(actor.stop(), within=_CLEANUP_TIMEOUT)
                 except TimeoutError:
@@ -509,6 +599,33 @@ class PersistedActor:
                     type(exc).__name__,
                     lost,
                 )
+
+    def session(self) -> AbstractAsyncContextManager[PersistedActor]:
+        """Open the actor for a body and save it when the body succeeds.
+
+        What :func:`persisted_actor` does with this actor: take the lease,
+        load, run the body (cancelled if the lease is lost), save if the body
+        succeeded and something changed (or, with ``save_on_error``, if it
+        failed), stop the actor and release the lease in every case.
+
+        Returns:
+            An async context manager yielding this actor (single use).
+        """
+        return _session(self)
+
+    @property
+    def stored_due(self) -> int | None:
+        """The due time (epoch ms) the stored snapshot is indexed under, or ``None``.
+
+        The earliest pending timer of the snapshot as last read or saved,
+        rounded up to a millisecond: a waker finds the actor then.
+        """
+        return self._stored_due
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether the lease held by this session was found lost."""
+        return self._held is not None and self._held.lost
 
     async def __aenter__(self) -> PersistedActor:
         """Load the actor and hold it; a lost lease cancels the body.
@@ -563,14 +680,10 @@ async def persisted_actor(
     *,
     storage: Storage,
     lock: LockManager | None = None,
-    locking: Locking = "read-write",
-    lock_ttl: float = 900.0,
-    lock_wait: float | None = None,
     input: Any = None,
     create: bool = True,
-    save_on_error: bool = False,
-    clock: Clock | None = None,
-    processed_limit: int = 100,
+    options: SessionOptions | None = None,
+    **overrides: Unpack[SessionArgs],
 ) -> AsyncIterator[PersistedActor]:
     """Load an actor, hold it while the body runs, save it if the body succeeds.
 
@@ -586,21 +699,21 @@ async def persisted_actor(
     The snapshot is saved when the body exits normally and something changed
     (a created actor counts as a change). An exception in the body discards
     the body's events unless ``save_on_error`` is set. The lease is released
-    in every case, shielded from cancellation.
+    in every case, even when the task is cancelled.
+
+    This is an :class:`~durable_state.ActorSystem` session of one machine,
+    without the system's turn-taking between tasks of one process.
 
     Args:
         actor_id: the actor's id (its storage key and lock key).
         machine: the machine the actor runs.
         storage: where snapshots are kept.
         lock: a lock manager, or ``None`` for optimistic mode.
-        locking: ``"read-write"``, ``"write"`` or ``None``.
-        lock_ttl: lease duration in seconds.
-        lock_wait: how long to wait for a held lease (``None``: try once).
         input: machine input for a newly created actor.
         create: create a missing actor (else :class:`ActorNotFound`).
-        save_on_error: save the state reached so far even if the body raised.
-        clock: the clock for timers (default: wall clock).
-        processed_limit: how many recent ``event_id`` values are remembered.
+        options: the session options (:class:`~durable_state.SessionOptions`).
+        **overrides: session options to change: ``locking``, ``lock_ttl``,
+            ``lock_wait``, ``processed_limit``, ``clock``, ``save_on_error``.
 
     Yields:
         The loaded :class:`PersistedActor`.
@@ -619,14 +732,18 @@ async def persisted_actor(
         machine,
         storage=storage,
         lock=lock,
-        locking=locking,
-        lock_ttl=lock_ttl,
-        lock_wait=lock_wait,
         input=input,
         create=create,
-        clock=clock,
-        processed_limit=processed_limit,
+        options=options,
+        **overrides,
     )
+    async with pa.session():
+        yield pa
+
+
+@asynccontextmanager
+async def _session(pa: PersistedActor) -> AsyncIterator[PersistedActor]:
+    """Run a body on an actor: open it, save on success, release in every case."""
     await pa.__aenter__()
     body_done = False
     try:
@@ -645,10 +762,10 @@ async def persisted_actor(
             raise
         try:
             if (
-                save_on_error
+                pa.options.save_on_error
                 and not body_done
                 and isinstance(exc, Exception)
-                and not _lease_lost(pa)
+                and not pa.lease_lost
             ):
                 try:
                     await pa.save()
@@ -656,7 +773,9 @@ async def persisted_actor(
                     # The save (or a listener of its emitted events) failing
                     # too must not hide why the body failed; it is logged.
                     logger.warning(
-                        "actor %s: saving after a failed body failed too", actor_id, exc_info=True
+                        "actor %s: saving after a failed body failed too",
+                        pa.actor_id,
+                        exc_info=True,
                     )
         finally:
             # Whatever the save did (even if cancelled), the actor is stopped
@@ -674,13 +793,11 @@ async def persisted_actor(
         # newer, and the commit stands. Raising now would invite a retry
         # that applies the body's events twice.
         logger.warning(
-            "actor %s: saved as version %s, then found the lease lost: %s", actor_id, version, exc
+            "actor %s: saved as version %s, then found the lease lost: %s",
+            pa.actor_id,
+            version,
+            exc,
         )
-
-
-def _lease_lost(pa: PersistedActor) -> bool:
-    held = pa._held
-    return held is not None and held.lost
 
 
 async def with_persisted_actor(
@@ -724,8 +841,9 @@ async def fire_due_timers(
 ) -> float | None:
     """Load an actor only to fire the timers that came due, and save it.
 
-    Meant for a scheduler (a cron Lambda, a worker loop) that wakes actors at
-    their ``next_timer_at``. A missing actor is not created.
+    Kept for code written before :class:`~durable_state.ActorSystem`, whose
+    waker (:meth:`~durable_state.ActorSystem.fire_due`) finds due actors by
+    itself. A missing actor is not created.
 
     Args:
         actor_id: the actor's id.
@@ -746,9 +864,13 @@ async def fire_due_timers(
         return actor.next_timer_at
 
 
-def _encode(data: Mapping[str, Any]) -> bytes:
-    _json.check_json(data, "snapshot")
-    return _json.dumps(data)
+def _due_of(snapshot: Snapshot) -> int | None:
+    """The due-index time of a snapshot: its earliest timer, rounded up to a ms.
+
+    Rounded up so that an actor is never woken before its timer is due.
+    """
+    due = snapshot.next_timer_at if snapshot.status == "active" else None
+    return None if due is None else math.ceil(due)
 
 
 def _decode(raw: bytes, key: str) -> dict[str, Any]:

@@ -73,6 +73,8 @@ async def _durations(manager: LockManager, storage: Storage, prefix: str) -> dic
     loop = asyncio.get_running_loop()
     durations: dict[str, float] = {}
     for kind, run in CYCLES.items():
+        for i in range(3):  # warm up: first uses create directories, clients, threads
+            await run(manager, storage, f"{prefix}-warmup-{kind}-{i}")
         times = []
         for i in range(5):
             started = loop.time()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from durable_state import PersistedActor, persisted_actor
+from durable_state import Outcome, PersistedActor, persisted_actor
 from durable_state.storage import MemoryStorage
 
 from ._machines import counter_machine
@@ -25,14 +25,14 @@ async def test_a_redelivered_event_id_is_applied_once(backend: Backend, actor_id
     async with persisted_actor(
         actor_id, machine, storage=backend.storage, lock=backend.lock
     ) as actor:
-        assert await actor.send("INC", event_id="msg-1") is True
-        assert await actor.send("INC", event_id="msg-1") is False  # same session
+        assert await actor.send("INC", event_id="msg-1") is Outcome.APPLIED
+        assert await actor.send("INC", event_id="msg-1") is Outcome.DUPLICATE  # same session
     first = await backend.storage.read(actor_id)
 
     async with persisted_actor(
         actor_id, machine, storage=backend.storage, lock=backend.lock
     ) as actor:
-        assert await actor.send("INC", event_id="msg-1") is False  # a later session
+        assert await actor.send("INC", event_id="msg-1") is Outcome.DUPLICATE  # a later session
         assert not actor.changed
     assert await backend.storage.read(actor_id) == first  # nothing to write
 
@@ -72,8 +72,8 @@ async def test_the_remembered_ids_are_bounded(backend: Backend, actor_id: str) -
     async with persisted_actor(
         actor_id, machine, storage=backend.storage, lock=backend.lock, processed_limit=3
     ) as actor:
-        assert await actor.send("INC", event_id="m5") is False
-        assert await actor.send("INC", event_id="m1") is True  # forgotten: applied again
+        assert await actor.send("INC", event_id="m5") is Outcome.DUPLICATE
+        assert await actor.send("INC", event_id="m1") is Outcome.APPLIED  # forgotten: applied again
     durable = await stored_durable(backend, actor_id)
     assert durable["count"] == 6
     assert durable["processed"] == ["m4", "m5", "m1"]
@@ -86,7 +86,7 @@ async def test_a_smaller_limit_keeps_the_newest_ids() -> None:
             await actor.send("INC", event_id=f"m{i}")
     async with persisted_actor("a", machine, storage=storage, processed_limit=2) as actor:
         assert actor.persisted_snapshot()["$durable"]["processed"] == ["m4", "m5"]
-        assert await actor.send("INC", event_id="m3") is True
+        assert await actor.send("INC", event_id="m3") is Outcome.APPLIED
 
 
 async def test_limit_zero_remembers_nothing() -> None:
@@ -140,5 +140,5 @@ async def test_a_step_taken_before_an_action_failed_is_remembered(
     async with persisted_actor(
         actor_id, machine, storage=backend.storage, lock=backend.lock, save_on_error=True
     ) as actor:
-        assert await actor.send("INC_BOOM", event_id="ib-1") is False
+        assert await actor.send("INC_BOOM", event_id="ib-1") is Outcome.DUPLICATE
     assert (await stored_durable(backend, actor_id))["count"] == 1

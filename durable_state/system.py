@@ -1,0 +1,701 @@
+"""Actor systems: many persisted actors on one storage, served in turns, woken when due.
+
+An :class:`ActorSystem` holds what every session of an application shares:
+the machines (a stored snapshot names its machine by id), the storage, the
+lock manager and the :class:`~durable_state.SessionOptions`. On top of the
+persisted actor it adds three things:
+
+* **Turns.** Within one process, every use of one actor id -- a
+  :meth:`~ActorSystem.send`, an ``async with system.actor(...)`` body, a
+  waker's visit -- waits in one first-in, first-out queue, so they take turns
+  instead of racing for the lease (which would make all but one fail with
+  ``LockTimeout`` or retry blindly).
+* **Group commit.** Sends waiting in that queue are served together: one
+  load, one lease, one compare-and-set save for as many queued events as are
+  waiting (at most ``batch_size``). Each caller still gets its own outcome,
+  after the save that holds its event: applied, unhandled, duplicate, or its
+  own error (an event whose step raises is rolled back alone; the others
+  still commit).
+* **A waker.** Every save that changes an actor's next due time records it in
+  the storage's due index; :meth:`~ActorSystem.fire_due` reads the entries
+  that are due and steps those actors, so timers fire with nobody sending.
+  Any number of wakers may run at once (threads, processes, a cron Lambda):
+  the lease and the compare-and-set decide, so each timer fires once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._clock import Clock, SystemClock
+from ._options import SessionArgs, SessionOptions, Unpack
+from .errors import (
+    ActorNotFound,
+    DurableStateError,
+    LockTimeout,
+    SnapshotCorrupt,
+    SnapshotIncompatible,
+    UnknownMachine,
+)
+from .persisted import Outcome, PersistedActor
+from .statechart import Machine, Snapshot, to_event
+
+if TYPE_CHECKING:
+    from .locks import LockManager
+    from .storage import DueEntry, Storage
+
+__all__ = ("ActorSystem", "SendResult", "WakerStats")
+
+logger = logging.getLogger("durable_state.system")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What :meth:`ActorSystem.send` did, known once the save that holds the event committed.
+
+    Truthy unless the event was a duplicate.
+
+    Attributes:
+        outcome: applied, unhandled or duplicate (:class:`~durable_state.Outcome`).
+        snapshot: the actor's snapshot right after this event (later events of
+            the same batch are not in it).
+        version: the storage version of the save that holds the event
+            (``None`` when nothing needed saving).
+    """
+
+    outcome: Outcome
+    snapshot: Snapshot
+    version: str | None
+
+    @property
+    def applied(self) -> bool:
+        """Whether a transition was taken."""
+        return self.outcome is Outcome.APPLIED
+
+    @property
+    def unhandled(self) -> bool:
+        """Whether no transition was enabled (nothing changed)."""
+        return self.outcome is Outcome.UNHANDLED
+
+    @property
+    def duplicate(self) -> bool:
+        """Whether the event id had been applied before (the event was skipped)."""
+        return self.outcome is Outcome.DUPLICATE
+
+    def __bool__(self) -> bool:
+        return bool(self.outcome)
+
+
+@dataclass
+class WakerStats:
+    """Counters of an actor system's waker, for logs and metrics.
+
+    Attributes:
+        passes: :meth:`ActorSystem.fire_due` passes run.
+        stepped: actors whose due work was done and saved.
+        busy: visits skipped because another holder had the actor's lease.
+        unknown_machine: visits to snapshots naming a machine nobody registered.
+        failed: visits that failed otherwise (corrupt snapshots, backend
+            errors, an action that raised); their entries are kept.
+        stale: index entries removed because they no longer matched the actor.
+    """
+
+    passes: int = 0
+    stepped: int = 0
+    busy: int = 0
+    unknown_machine: int = 0
+    failed: int = 0
+    stale: int = 0
+
+
+# --------------------------------------------------------------------------- #
+# The per-actor queue
+# --------------------------------------------------------------------------- #
+
+_Kind = Literal["send", "tick", "turn"]
+
+
+@dataclass(eq=False)
+class _Request:
+    kind: _Kind
+    future: asyncio.Future[Any]
+    event: Mapping[str, Any] | None = None
+    event_id: str | None = None
+    machine: Machine | None = None
+    input: Any = None
+    create: bool = False
+    released: asyncio.Event | None = None  # turns: set when the body is done
+    started: bool = False
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """What a waker's visit found: whether it saved something, and the next due time."""
+
+    stepped: bool
+    due: int | None
+
+
+class _Lane:
+    """The FIFO queue of one actor id, and the task serving it."""
+
+    def __init__(self, system: ActorSystem, actor_id: str) -> None:
+        self.system = system
+        self.actor_id = actor_id
+        self.queue: deque[_Request] = deque()
+        self.worker: asyncio.Task[None] | None = None
+
+    def submit(self, request: _Request) -> None:
+        self.queue.append(request)
+        if self.worker is None:
+            self.worker = asyncio.get_running_loop().create_task(
+                self._serve(), name=f"durable_state lane {self.actor_id!r}"
+            )
+
+    async def _serve(self) -> None:
+        try:
+            while self.queue:
+                head = self.queue[0]
+                if head.future.done():  # its caller stopped waiting before its turn
+                    self.queue.popleft()
+                    continue
+                if head.kind == "turn":
+                    head.started = True
+                    head.future.set_result(None)
+                    assert head.released is not None
+                    await head.released.wait()
+                    self.queue.popleft()
+                    continue
+                batch = self._take_batch()
+                await self.system._run_batch(self.actor_id, batch)
+        except BaseException as exc:
+            # Closed with the system: nobody will serve what is left.
+            for request in self.queue:
+                if not request.future.done():
+                    request.future.set_exception(
+                        RuntimeError(f"the actor system stopped serving {self.actor_id!r}")
+                    )
+            self.queue.clear()
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.exception("the queue of actor %s failed", self.actor_id)
+            raise
+        finally:
+            self.worker = None
+            if self.system._lanes.get(self.actor_id) is self and not self.queue:
+                del self.system._lanes[self.actor_id]
+
+    def _take_batch(self) -> list[_Request]:
+        """The sends and visits at the head of the queue that one session can serve."""
+        first = self.queue.popleft()
+        first.started = True
+        batch = [first]
+        limit = self.system.options.batch_size
+        while self.queue and len(batch) < limit:
+            nxt = self.queue[0]
+            if nxt.future.done():
+                self.queue.popleft()
+                continue
+            if nxt.kind == "turn" or not _compatible(batch, nxt):
+                break
+            nxt.started = True
+            batch.append(self.queue.popleft())
+        return batch
+
+
+def _compatible(batch: list[_Request], request: _Request) -> bool:
+    """Whether ``request`` may share the session of ``batch``."""
+    for other in batch:
+        if (
+            request.machine is not None
+            and other.machine is not None
+            and request.machine is not other.machine
+        ):
+            return False
+        if request.create and other.create and request.input is not other.input:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- #
+# The system
+# --------------------------------------------------------------------------- #
+
+
+class ActorSystem:
+    """The machines, backends and session options of an application, and its waker.
+
+    Args:
+        machines: the machines actors may run; a stored snapshot names its
+            machine by id, so every machine whose actors are stored must be
+            here for the waker (and for :meth:`send` without ``machine=``).
+        storage: where snapshots (and the due index) are kept.
+        lock: a lock manager, or ``None`` for optimistic sessions.
+        options: the session options (:class:`~durable_state.SessionOptions`).
+        **overrides: session options to change: ``locking``, ``lock_ttl``,
+            ``lock_wait``, ``processed_limit``, ``clock``, ``save_on_error``,
+            ``batch_size``.
+
+    Raises:
+        ValueError: two machines share an id, or an option is out of range.
+        TypeError: an unknown option.
+
+    Example:
+        >>> import asyncio
+        >>> from durable_state import ActorSystem, Machine, MemoryStorage
+        >>> door = Machine({"id": "door", "initial": "shut",
+        ...                 "states": {"shut": {"on": {"OPEN": "open"}}, "open": {}}})
+        >>> async def main():
+        ...     system = ActorSystem([door], storage=MemoryStorage())
+        ...     result = await system.send("door-1", "OPEN", machine="door")
+        ...     return result.outcome.value, result.snapshot.value
+        >>> asyncio.run(main())
+        ('applied', 'open')
+    """
+
+    def __init__(
+        self,
+        machines: Iterable[Machine] = (),
+        *,
+        storage: Storage,
+        lock: LockManager | None = None,
+        options: SessionOptions | None = None,
+        **overrides: Unpack[SessionArgs],
+    ) -> None:
+        self.storage = storage
+        self.lock = lock
+        self.options = (options or SessionOptions()).merged(**overrides)
+        self.stats = WakerStats()
+        self._machines: dict[str, Machine] = {}
+        self._lanes: dict[str, _Lane] = {}
+        for machine in machines:
+            self.register(machine)
+
+    def __repr__(self) -> str:
+        return (
+            f"ActorSystem(machines={list(self._machines)!r}, storage={self.storage!r}, "
+            f"lock={self.lock!r})"
+        )
+
+    @property
+    def machines(self) -> Mapping[str, Machine]:
+        """The registered machines, by id (read-only)."""
+        return dict(self._machines)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock timers and due times are read from."""
+        return self.options.clock if self.options.clock is not None else _SYSTEM_CLOCK
+
+    def register(self, machine: Machine) -> Machine:
+        """Add a machine to the registry.
+
+        Returns:
+            The machine.
+
+        Raises:
+            TypeError: ``machine`` is not a :class:`Machine`.
+            ValueError: another machine with the same id is registered.
+        """
+        if not isinstance(machine, Machine):
+            raise TypeError(f"expected a Machine, not {type(machine).__name__}")
+        known = self._machines.get(machine.id)
+        if known is not None and known is not machine:
+            raise ValueError(f"another machine with id {machine.id!r} is registered")
+        self._machines[machine.id] = machine
+        return machine
+
+    def machine(self, machine: Machine | str) -> Machine:
+        """A machine given itself or by id.
+
+        Raises:
+            UnknownMachine: no registered machine has that id.
+        """
+        if isinstance(machine, Machine):
+            return machine
+        found = self._machines.get(machine)
+        if found is None:
+            raise UnknownMachine(machine, known=tuple(self._machines))
+        return found
+
+    # ------------------------------------------------------------------ #
+    # Sessions
+    # ------------------------------------------------------------------ #
+
+    @asynccontextmanager
+    async def actor(
+        self,
+        actor_id: str,
+        machine: Machine | str | None = None,
+        *,
+        input: Any = None,
+        create: bool = True,
+        **overrides: Unpack[SessionArgs],
+    ) -> AsyncIterator[PersistedActor]:
+        """Open an actor for a body, as :func:`~durable_state.persisted_actor` does.
+
+        Same semantics (lease, load, save on success, release always), with
+        this system's options, and in turn: bodies for the same actor id in
+        this process run one after the other, in the order they asked.
+
+        Args:
+            actor_id: the actor's id.
+            machine: its machine or machine id; ``None`` takes the machine
+                the stored snapshot names (the actor must then exist).
+            input: machine input for a newly created actor.
+            create: create a missing actor (else ``ActorNotFound``).
+            **overrides: session options to change for this session.
+
+        Yields:
+            The loaded :class:`~durable_state.PersistedActor`.
+
+        Raises:
+            Exception: as :func:`~durable_state.persisted_actor`;
+                :class:`~durable_state.errors.UnknownMachine` for a machine id
+                nobody registered.
+        """
+        chosen = self.machine(machine) if machine is not None else None
+        pa = PersistedActor(
+            actor_id,
+            chosen,
+            storage=self.storage,
+            lock=self.lock,
+            input=input,
+            create=create,
+            machines=self._machines,
+            options=self.options.merged(**overrides),
+        )
+        lane = self._lane(actor_id)
+        request = _Request("turn", asyncio.get_running_loop().create_future())
+        request.released = asyncio.Event()
+        lane.submit(request)
+        try:
+            await request.future
+            async with pa.session():
+                yield pa
+        finally:
+            request.released.set()
+
+    async def send(
+        self,
+        actor_id: str,
+        event: Mapping[str, Any] | str,
+        *,
+        machine: Machine | str | None = None,
+        event_id: str | None = None,
+        input: Any = None,
+        create: bool = True,
+    ) -> SendResult:
+        """Send one event to an actor in a session of its own, or in a shared one.
+
+        Sends to the same actor id from concurrent tasks wait in one queue
+        and are served together (group commit): one load, lease and save
+        for all the events waiting, in arrival order. The call returns once
+        the save that holds its event has committed.
+
+        Args:
+            actor_id: the actor's id.
+            event: a mapping with a string ``"type"``, or a bare type string.
+            machine: the actor's machine (or id), needed when the send
+                creates the actor; ``None`` takes the one the snapshot names.
+            event_id: an id for idempotent delivery.
+            input: machine input if the actor is created.
+            create: create a missing actor (else ``ActorNotFound``).
+
+        Returns:
+            The :class:`SendResult`: applied, unhandled or duplicate.
+
+        Raises:
+            InvalidEvent: the event is malformed (raised before queueing).
+            ValueError: ``event_id`` is not a non-empty string.
+            UnknownMachine: ``machine`` is an id nobody registered.
+            Exception: the event's own error (it was rolled back, the other
+                events of the batch were saved), or the session's error
+                (``LockTimeout``, ``LockLost``, ``VersionConflict``,
+                ``StorageError`` ...: nothing of the batch was saved).
+        """
+        ev = to_event(event)
+        if event_id is not None and (not isinstance(event_id, str) or not event_id):
+            raise ValueError("event_id must be a non-empty string")
+        request = _Request(
+            "send",
+            asyncio.get_running_loop().create_future(),
+            event=ev,
+            event_id=event_id,
+            machine=self.machine(machine) if machine is not None else None,
+            input=input,
+            create=create,
+        )
+        self._lane(actor_id).submit(request)
+        result: SendResult = await request.future
+        return result
+
+    def _lane(self, actor_id: str) -> _Lane:
+        lane = self._lanes.get(actor_id)
+        if lane is None:
+            lane = self._lanes[actor_id] = _Lane(self, actor_id)
+        return lane
+
+    async def _run_batch(self, actor_id: str, batch: list[_Request]) -> None:
+        """One load-lease-save cycle for the requests of ``batch``; settles their futures."""
+        machine = next((r.machine for r in batch if r.machine is not None), None)
+        creator = next((r for r in batch if r.create), None)
+        sends = [r for r in batch if r.kind == "send"]
+        # A waker's visit never waits for a busy actor: it comes back later.
+        overrides: SessionArgs = {} if sends else {"lock_wait": None}
+        pa = PersistedActor(
+            actor_id,
+            machine,
+            storage=self.storage,
+            lock=self.lock,
+            input=creator.input if creator is not None else None,
+            create=creator is not None and machine is not None,
+            machines=self._machines,
+            options=self.options.merged(**overrides),
+        )
+        answers: list[tuple[Outcome, Snapshot] | Exception] = []
+        stepped = False
+        try:
+            async with pa.session():
+                stepped = pa.changed
+                for request in sends:
+                    assert request.event is not None
+                    try:
+                        outcome = await pa.send(
+                            request.event, event_id=request.event_id, rollback_on_error=True
+                        )
+                    except Exception as exc:  # noqa: BLE001 - handed to its own caller
+                        answers.append(exc)
+                    else:
+                        answers.append((outcome, pa.snapshot))
+                stepped = stepped or pa.changed
+        except BaseException as exc:
+            # Nothing of the batch was saved: every caller gets the reason.
+            failure = exc if isinstance(exc, Exception) else None
+            for request in batch:
+                if request.future.done():
+                    continue
+                if failure is None:
+                    request.future.cancel()
+                else:
+                    request.future.set_exception(failure)
+            if failure is None:
+                raise
+            return
+        version = pa.version
+        for request, answer in zip(sends, answers, strict=True):
+            if request.future.done():
+                continue  # its caller was cancelled while the batch ran
+            if isinstance(answer, Exception):
+                request.future.set_exception(answer)
+            else:
+                request.future.set_result(SendResult(answer[0], answer[1], version))
+        tick = _Tick(stepped, pa.stored_due)
+        for request in batch:
+            if request.kind == "tick" and not request.future.done():
+                request.future.set_result(tick)
+
+    # ------------------------------------------------------------------ #
+    # The waker
+    # ------------------------------------------------------------------ #
+
+    async def fire_due(self, *, limit: int = 1000, concurrency: int = 16) -> int:
+        """One pass of the waker: step every actor whose due time has come.
+
+        Reads the due index up to now, visits each actor found (at most
+        ``concurrency`` at a time): loading fires its due timers, and the
+        session saves the result. A busy actor (its lease held elsewhere) is
+        skipped and comes back at the next pass; a snapshot that cannot be
+        loaded (corrupt, incompatible, an unregistered machine) is logged
+        with its id and left untouched, and the waker goes on with the
+        others. Index entries that no longer match their actor are removed.
+
+        Args:
+            limit: the most index entries read in this pass.
+            concurrency: the most actors visited at the same time.
+
+        Returns:
+            The number of actors stepped (whose due work was saved).
+
+        Raises:
+            StorageError: the due index could not be read.
+            ValueError: ``limit`` or ``concurrency`` is not positive.
+        """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {concurrency!r}")
+        now = int(self.clock.now_ms())
+        entries = await self.storage.list_due(now, limit=limit)
+        self.stats.passes += 1
+        by_key: dict[str, list[DueEntry]] = {}
+        for entry in entries:
+            by_key.setdefault(entry.key, []).append(entry)
+        limiter = asyncio.Semaphore(concurrency)
+        stepped = 0
+
+        async def visit(key: str, found: list[DueEntry]) -> None:
+            nonlocal stepped
+            async with limiter:
+                if await self._visit(key, found):
+                    stepped += 1
+
+        await asyncio.gather(*(visit(key, found) for key, found in by_key.items()))
+        self._last_pass_full = len(entries) >= limit
+        return stepped
+
+    _last_pass_full = False
+
+    async def _visit(self, key: str, entries: list[DueEntry]) -> bool:
+        """Step one due actor; returns whether something was saved."""
+        request = _Request("tick", asyncio.get_running_loop().create_future())
+        self._lane(key).submit(request)
+        try:
+            tick: _Tick = await request.future
+        except ActorNotFound:
+            await self._remove_stale(entries, keep=None)  # deleted since: nothing to wake
+            return False
+        except LockTimeout:
+            self.stats.busy += 1
+            logger.debug("waker: actor %s is busy; it is visited again later", key)
+            return False
+        except UnknownMachine as exc:
+            self.stats.unknown_machine += 1
+            logger.error("waker: actor %s: %s; its index entry is kept", key, exc)
+            return False
+        except (SnapshotCorrupt, SnapshotIncompatible) as exc:
+            self.stats.failed += 1
+            logger.error("waker: actor %s cannot be loaded (left untouched): %s", key, exc)
+            return False
+        except DurableStateError as exc:
+            self.stats.failed += 1
+            logger.warning("waker: actor %s was not stepped: %s", key, exc)
+            return False
+        except Exception:
+            self.stats.failed += 1
+            logger.exception("waker: stepping actor %s failed; it is tried again later", key)
+            return False
+        await self._remove_stale(entries, keep=tick.due)
+        if tick.stepped:
+            self.stats.stepped += 1
+        return tick.stepped
+
+    async def _remove_stale(self, entries: list[DueEntry], *, keep: int | None) -> None:
+        for entry in entries:
+            if entry.due_ms == keep:
+                continue
+            try:
+                await self.storage.remove_due(entry)
+            except DurableStateError as exc:
+                logger.warning("waker: could not remove the index entry %s: %s", entry, exc)
+            else:
+                self.stats.stale += 1
+
+    @asynccontextmanager
+    async def waker(
+        self, poll_interval: float = 1.0, *, limit: int = 1000, concurrency: int = 16
+    ) -> AsyncIterator[ActorSystem]:
+        """Run the waker in the background while the block runs.
+
+        Args:
+            poll_interval: seconds between passes (a pass that read ``limit``
+                entries is followed by the next one at once).
+            limit: the most index entries read per pass.
+            concurrency: the most actors visited at the same time.
+
+        Yields:
+            The system itself.
+        """
+        task = asyncio.get_running_loop().create_task(
+            self._wake_forever(poll_interval, limit, concurrency, asyncio.Event()),
+            name="durable_state waker",
+        )
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    async def run_waker(
+        self, poll_interval: float = 1.0, *, limit: int = 1000, concurrency: int = 16
+    ) -> None:
+        """Run the waker until cancelled, or until SIGTERM (a worker process).
+
+        On SIGTERM (when called from the main thread) the current pass is
+        cancelled -- leases are released, nothing half-done is saved -- and
+        the call returns. On cancellation it stops the same way and the
+        cancellation propagates.
+
+        Args:
+            poll_interval: seconds between passes.
+            limit: the most index entries read per pass.
+            concurrency: the most actors visited at the same time.
+        """
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = False
+        if threading.current_thread() is threading.main_thread():
+            with suppress(NotImplementedError, RuntimeError):  # no signals here
+                loop.add_signal_handler(signal.SIGTERM, stop.set)
+                installed = True
+        try:
+            await self._wake_forever(poll_interval, limit, concurrency, stop)
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    async def _wake_forever(
+        self, poll_interval: float, limit: int, concurrency: int, stop: asyncio.Event
+    ) -> None:
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        while not stop.is_set():
+            current = asyncio.ensure_future(self._pass(limit, concurrency))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait((current, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not current.done():
+                    current.cancel()
+                    await asyncio.wait((current,))
+            if stop.is_set():
+                return
+            if self._last_pass_full:
+                continue  # more is due than one pass reads
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_interval)
+
+    async def _pass(self, limit: int, concurrency: int) -> None:
+        try:
+            await self.fire_due(limit=limit, concurrency=concurrency)
+        except DurableStateError as exc:
+            self._last_pass_full = False
+            logger.warning("waker: the pass failed: %s", exc)
+
+    async def aclose(self) -> None:
+        """Stop serving queued requests (their callers get ``RuntimeError``).
+
+        The storage and the lock manager are not closed: they belong to the
+        caller.
+        """
+        workers = [lane.worker for lane in self._lanes.values() if lane.worker is not None]
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def __aenter__(self) -> ActorSystem:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+_SYSTEM_CLOCK = SystemClock()
