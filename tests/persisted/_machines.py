@@ -182,7 +182,10 @@ def open_backend(spec: Mapping[str, Any]) -> tuple[Any, Any]:
         from durable_state.locks.dynamodb import DynamoDBLockManager
 
         storage = S3Storage(
-            spec["bucket"], endpoint_url=spec["endpoint"], region_name=spec["region"]
+            spec["bucket"],
+            prefix=spec.get("prefix", ""),
+            endpoint_url=spec["endpoint"],
+            region_name=spec["region"],
         )
         lock = DynamoDBLockManager(
             spec["table"],

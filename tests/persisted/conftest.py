@@ -195,7 +195,9 @@ async def _aws_backend(
         stack.push_async_callback(other.aclose)
         return other
 
-    storage = S3Storage(bucket, session=session, **kwargs)
+    # A prefix per test: the bucket is shared by the run, the due index must not be.
+    prefix = f"t-{uuid.uuid4().hex[:12]}/"
+    storage = S3Storage(bucket, prefix=prefix, session=session, **kwargs)
     stack.push_async_callback(storage.aclose)
 
     async def expire(key: str) -> None:
@@ -214,6 +216,7 @@ async def _aws_backend(
     spec = {
         "kind": "aws",
         "bucket": bucket,
+        "prefix": prefix,
         "table": table,
         "endpoint": moto.url,
         "region": moto.region,

@@ -1,0 +1,206 @@
+"""The due index and the waker: timers fire with nobody sending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from durable_state import ActorSystem, Machine, ManualClock, assign
+from durable_state.storage import DueEntry, MemoryStorage
+
+from ._machines import counter_machine, timer_machine
+from .conftest import Backend
+
+START = 1_800_000_000_000
+
+
+class CountingIndex(MemoryStorage):
+    """A MemoryStorage that counts due-index writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list[DueEntry] = []
+
+    async def _add_due(self, key: str, due_ms: int) -> None:
+        self.added.append(DueEntry(due_ms, key))
+        await super()._add_due(key, due_ms)
+
+
+def alarm_machine() -> Machine:
+    """``armed`` rings after ``delay`` ms (from the input) and counts the rings."""
+    return Machine(
+        {
+            "id": "alarm",
+            "initial": "armed",
+            "context": {"rings": 0, "touched": 0},
+            "states": {
+                "armed": {
+                    "after": {"1000": {"target": "rung", "actions": "ring"}},
+                    "on": {"TOUCH": {"actions": "touch"}},
+                },
+                "rung": {"on": {"TOUCH": {"actions": "touch"}}},
+            },
+        },
+        actions={
+            "ring": assign(lambda c, e: {"rings": c["rings"] + 1}),
+            "touch": assign(lambda c, e: {"touched": c["touched"] + 1}),
+        },
+    )
+
+
+async def _value(system: ActorSystem, actor_id: str) -> Any:
+    stored = await system.storage.read(actor_id)
+    assert stored is not None
+    return json.loads(stored.data)
+
+
+async def test_a_save_indexes_a_changed_next_due_time_and_nothing_else() -> None:
+    storage = CountingIndex()
+    clock = ManualClock(start_ms=START)
+    system = ActorSystem([alarm_machine(), counter_machine()], storage=storage, clock=clock)
+    await system.send("c", "INC", machine="counter")  # no timers: no entry
+    assert storage.added == []
+    await system.send("a", "TOUCH", machine="alarm")  # created with a timer: one entry
+    assert storage.added == [DueEntry(START + 1000, "a")]
+    await system.send("a", "TOUCH")  # the next due time did not change: no request
+    assert storage.added == [DueEntry(START + 1000, "a")]
+
+
+async def test_fire_due_fires_a_timer_nobody_sends_to(backend: Backend) -> None:
+    clock = ManualClock(start_ms=START)
+    system = ActorSystem([alarm_machine()], storage=backend.storage, lock=backend.lock, clock=clock)
+    await system.send("a", "TOUCH", machine="alarm")
+    await clock.set(START + 999)
+    assert await system.fire_due() == 0  # not due yet: nothing is read but the index
+    assert (await _value(system, "a"))["value"] == "armed"
+    await clock.set(START + 1000)
+    assert await system.fire_due() == 1
+    stored = await _value(system, "a")
+    assert (stored["value"], stored["context"]["rings"]) == ("rung", 1)
+    assert await backend.storage.list_due(START + 10_000_000) == []  # served and removed
+    assert await system.fire_due() == 0  # fired once
+    assert await backend.make_lock().peek("a") is None
+
+
+async def test_a_chain_of_timers_is_followed_pass_by_pass() -> None:
+    clock = ManualClock(start_ms=START)
+    storage = MemoryStorage()
+    system = ActorSystem([timer_machine()], storage=storage, clock=clock)
+    await system.send("t", "LOOK", machine="timers")
+    await clock.set(START + 1000)
+    assert await system.fire_due() == 1
+    assert await storage.list_due(START + 10_000) == [DueEntry(START + 2000, "t")]
+    await clock.set(START + 2500)
+    assert await system.fire_due() == 1
+    assert (await _value(system, "t"))["value"] == "done"
+    assert await storage.list_due(START + 10_000) == []
+
+
+async def test_stale_and_orphaned_entries_are_removed() -> None:
+    clock = ManualClock(start_ms=START)
+    storage = MemoryStorage()
+    system = ActorSystem([alarm_machine()], storage=storage, clock=clock)
+    await system.send("a", "TOUCH", machine="alarm")
+    await storage.add_due("a", START + 10)  # stale: the actor is due later
+    await storage.add_due("gone", START + 10)  # no such actor
+    await clock.set(START + 20)
+    assert await system.fire_due() == 0
+    assert await storage.list_due(START + 10_000) == [DueEntry(START + 1000, "a")]
+    assert system.stats.stale == 2
+
+
+async def test_foreign_and_corrupt_snapshots_are_reported_and_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(start_ms=START)
+    storage = MemoryStorage()
+    other = ActorSystem([alarm_machine(), counter_machine()], storage=storage, clock=clock)
+    await other.send("foreign", "TOUCH", machine="alarm")
+    await other.send("fine", "TOUCH", machine="alarm")
+    await storage.write("corrupt", b"not a snapshot")
+    await storage.add_due("corrupt", START + 5)
+    system = ActorSystem([counter_machine()], storage=storage, clock=clock)  # no "alarm"
+    system.register(Machine({"id": "alarm2", "initial": "x", "states": {"x": {}}}))
+    await clock.set(START + 1000)
+    with caplog.at_level(logging.ERROR, logger="durable_state.system"):
+        assert await system.fire_due() == 0
+    assert system.stats.unknown_machine == 2  # "foreign" and "fine" name "alarm"
+    assert system.stats.failed == 1
+    assert "corrupt" in caplog.text
+    assert "'alarm'" in caplog.text
+    assert (await storage.read("corrupt")).data == b"not a snapshot"  # type: ignore[union-attr]
+    assert len(await storage.list_due(START + 1000)) == 3  # entries kept
+    # Once the machine is known, the same entries are served.
+    system.register(alarm_machine())
+    assert await system.fire_due() == 2
+
+
+async def test_a_busy_actor_is_skipped_and_served_later(backend: Backend) -> None:
+    clock = ManualClock(start_ms=START)
+    system = ActorSystem([alarm_machine()], storage=backend.storage, lock=backend.lock, clock=clock)
+    await system.send("a", "TOUCH", machine="alarm")
+    other = backend.make_lock()
+    lease = await other.acquire("a", ttl=60)
+    await clock.set(START + 1000)
+    assert await system.fire_due() == 0  # never waits for the holder
+    assert system.stats.busy == 1
+    await other.release(lease)
+    assert await system.fire_due() == 1
+
+
+async def test_two_wakers_fire_each_timer_once(backend: Backend) -> None:
+    clock = ManualClock(start_ms=START)
+    machine = alarm_machine()
+    first = ActorSystem([machine], storage=backend.storage, lock=backend.lock, clock=clock)
+    second = ActorSystem([machine], storage=backend.storage, lock=backend.make_lock(), clock=clock)
+    ids = [f"a{i}" for i in range(20)]
+    for actor_id in ids:
+        await first.send(actor_id, "TOUCH", machine="alarm")
+    await clock.set(START + 1000)
+    for _ in range(3):
+        await asyncio.gather(first.fire_due(concurrency=4), second.fire_due(concurrency=4))
+    rings = [(await _value(first, i))["context"]["rings"] for i in ids]
+    assert rings == [1] * len(ids)
+    assert first.stats.stepped + second.stats.stepped == len(ids)
+
+
+async def test_two_optimistic_wakers_fire_each_timer_once() -> None:
+    clock = ManualClock(start_ms=START)
+    storage = MemoryStorage()
+    first = ActorSystem([alarm_machine()], storage=storage, clock=clock)
+    second = ActorSystem([alarm_machine()], storage=storage, clock=clock)
+    for i in range(20):
+        await first.send(f"a{i}", "TOUCH", machine="alarm")
+    await clock.set(START + 1000)
+    for _ in range(3):
+        await asyncio.gather(first.fire_due(), second.fire_due())
+    rings = [(await _value(first, f"a{i}"))["context"]["rings"] for i in range(20)]
+    assert rings == [1] * 20  # a lost compare-and-set discards the second firing
+
+
+async def test_the_background_waker_fires_on_time() -> None:
+    storage = MemoryStorage()
+    machine = Machine(
+        {
+            "id": "quick",
+            "initial": "armed",
+            "context": {"rings": 0},
+            "states": {
+                "armed": {"after": {"150": {"target": "rung", "actions": "ring"}}},
+                "rung": {},
+            },
+        },
+        actions={"ring": assign(lambda c, e: {"rings": c["rings"] + 1})},
+    )
+    system = ActorSystem([machine], storage=storage)
+    async with system.waker(poll_interval=0.02):
+        await system.send("q", {"type": "HELLO"}, machine="quick")
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if (await _value(system, "q"))["value"] == "rung":
+                break
+    assert (await _value(system, "q"))["context"]["rings"] == 1
