@@ -42,6 +42,7 @@ __all__ = (
     "StatechartError",
     "StorageError",
     "StorageUnavailable",
+    "UnhandledEvent",
     "UnknownMachine",
     "VersionConflict",
 )
@@ -192,6 +193,30 @@ class UnknownMachine(StatechartError, LookupError):
         where = f" (the snapshot stored at {key!r} names it)" if key is not None else ""
         have = ", ".join(repr(k) for k in known) or "none"
         super().__init__(f"no machine {machine_id!r} is registered{where}; known: {have}")
+
+
+class UnhandledEvent(StatechartError):
+    """An event the actor's current state does not handle: nothing changed.
+
+    Not raised by sending itself (a send reports
+    :attr:`~durable_state.Outcome.UNHANDLED`); raised by the integrations'
+    :func:`~durable_state.integrations.send_event`, so that a web request
+    whose event did nothing gets an error answer (409 by default).
+
+    Attributes:
+        key: the actor's id.
+        event_type: the event's type.
+        state: the actor's state value when the event arrived.
+        status: the actor's status (``"done"`` when it has finished).
+    """
+
+    def __init__(self, key: str, event_type: str, state: object, status: str) -> None:
+        self.key = key
+        self.event_type = event_type
+        self.state = state
+        self.status = status
+        where = "has finished" if status != "active" else f"in state {state!r} ignores it"
+        super().__init__(f"actor {key!r} did not handle {event_type!r}: it {where}")
 
 
 class ActorStopped(StatechartError, RuntimeError):

@@ -549,6 +549,11 @@ class ActorSystem:
         self._last_pass_full = len(entries) >= limit
         return stepped
 
+    @property
+    def more_due(self) -> bool:
+        """Whether the last :meth:`fire_due` pass read ``limit`` entries (more may be due)."""
+        return self._last_pass_full
+
     _last_pass_full = False
 
     async def _visit(self, key: str, entries: list[DueEntry]) -> bool:

@@ -4,13 +4,16 @@
 
     # handler.py -- created once per execution environment, reused while warm
     import os
-    from durable_state import DynamoDBLockManager, S3Storage
-    from durable_state.integrations.aws_lambda import make_sqs_handler, sync_handler
+    from durable_state import ActorSystem, DynamoDBLockManager, S3Storage
+    from durable_state.integrations.aws_lambda import (
+        make_schedule_handler, make_sqs_handler, sync_handler,
+    )
 
     storage = S3Storage(os.environ["STATE_BUCKET"], prefix=os.environ.get("STATE_PREFIX", ""))
     locks = DynamoDBLockManager(os.environ["LOCK_TABLE"])
-    handle_batch = make_sqs_handler(machine, storage=storage, lock=locks)
-    handler = sync_handler(handle_batch)     # the function Lambda's Python runtime calls
+    system = ActorSystem([machine], storage=storage, lock=locks, lock_wait=10)
+    handler = sync_handler(make_sqs_handler(system, machine))   # what Lambda's runtime calls
+    wake = sync_handler(make_schedule_handler(system))          # for a rate(1 minute) rule
 
 Each record's body names an actor and an event, by default as JSON
 ``{"actorId": "order-42", "event": {"type": "ADD"}}``. The records of one
@@ -44,6 +47,15 @@ Deadline. When the Lambda ``context`` tells the remaining time, the batch is
 given that time minus a margin; actors still running then are cancelled
 (their leases released, nothing saved) and their records reported, so that
 a timeout never fails the whole batch.
+
+Unhandled events. A record whose event the actor's state does not handle
+changes nothing; it is logged and counts as processed (retrying it would
+change nothing either).
+
+Timers. :func:`make_schedule_handler` builds the handler for an EventBridge
+schedule rule (``rate(1 minute)``): each invocation runs the system's waker
+(:meth:`~durable_state.ActorSystem.fire_due`) until nothing is due or the
+invocation's time is nearly up; what is left is due at the next run.
 """
 
 from __future__ import annotations
@@ -57,10 +69,12 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import anyio
 
-from ..persisted import Locking, persisted_actor
+from .._options import SessionArgs, SessionOptions, Unpack
+from ..persisted import Outcome
+from ..system import ActorSystem
+from . import system_of
 
 if TYPE_CHECKING:
-    from .._clock import Clock
     from ..locks import LockManager
     from ..statechart import Machine
     from ..storage import Storage
@@ -68,8 +82,10 @@ if TYPE_CHECKING:
 __all__ = (
     "ActorEvent",
     "BatchResponse",
+    "ScheduleHandler",
     "SqsBatchHandler",
     "SyncHandler",
+    "make_schedule_handler",
     "make_sqs_handler",
     "message_id",
     "parse_json_body",
@@ -155,19 +171,14 @@ class SqsBatchHandler:
 
     def __init__(
         self,
-        machine: Machine,
+        system: ActorSystem,
+        machine: Machine | str | None,
         *,
-        storage: Storage,
-        lock: LockManager | None,
         parse: Callable[[Mapping[str, Any]], tuple[str, Event]],
         event_id: Callable[[Mapping[str, Any]], str],
-        locking: Locking,
-        lock_ttl: float,
-        lock_wait: float | None,
         create: bool,
         input: Any,
-        clock: Clock | None,
-        processed_limit: int,
+        session_args: SessionArgs,
         max_concurrency: int,
         deadline_margin: float,
     ) -> None:
@@ -175,30 +186,18 @@ class SqsBatchHandler:
             raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
         if deadline_margin < 0:
             raise ValueError(f"deadline_margin must be >= 0, not {deadline_margin!r}")
+        self.system = system
         self.machine = machine
-        self.storage = storage
-        self.lock = lock
         self.max_concurrency = max_concurrency
         self.deadline_margin = deadline_margin
         self._parse = parse
         self._event_id = event_id
-        self._session_options: dict[str, Any] = {
-            "storage": storage,
-            "lock": lock,
-            "locking": locking,
-            "lock_ttl": lock_ttl,
-            "lock_wait": lock_wait,
-            "create": create,
-            "input": input,
-            "clock": clock,
-            "processed_limit": processed_limit,
-        }
+        self._create = create
+        self._input = input
+        self._session_args = session_args
 
     def __repr__(self) -> str:
-        return (
-            f"SqsBatchHandler(machine={self.machine.id!r}, storage={self.storage!r}, "
-            f"lock={self.lock!r}, max_concurrency={self.max_concurrency})"
-        )
+        return f"SqsBatchHandler({self.system!r}, max_concurrency={self.max_concurrency})"
 
     async def __call__(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
         """Apply one batch and report the records to retry.
@@ -264,12 +263,7 @@ class SqsBatchHandler:
         return {"batchItemFailures": [{"itemIdentifier": m} for m in reported]}
 
     def _budget(self, context: Any) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if not callable(remaining):
-            return None
-        seconds = max(float(remaining()) / 1000.0, 0.0)
-        # A quarter of the time at most, so a short Lambda timeout still works.
-        return seconds - min(self.deadline_margin, seconds / 4)
+        return _budget(context, self.deadline_margin)
 
     async def _run_actor(
         self,
@@ -305,13 +299,26 @@ class SqsBatchHandler:
         end = len(items)
         while end:
             try:
-                async with persisted_actor(actor_id, self.machine, **self._session_options) as pa:
+                async with self.system.actor(
+                    actor_id,
+                    self.machine,
+                    input=self._input,
+                    create=self._create,
+                    **self._session_args,
+                ) as pa:
                     for index in range(end):
                         item = items[index]
                         try:
-                            await pa.send(item.event, event_id=item.event_id)
+                            outcome = await pa.send(item.event, event_id=item.event_id)
                         except Exception as exc:
                             raise _RecordFailed(index) from exc
+                        if outcome is Outcome.UNHANDLED:
+                            logger.info(
+                                "actor %s: record %s was not handled in state %r; nothing changed",
+                                actor_id,
+                                item.message_id,
+                                pa.snapshot.value,
+                            )
             except _RecordFailed as failure:
                 logger.warning(
                     "actor %s: record %s failed; reporting it and %d later records of the actor",
@@ -327,47 +334,45 @@ class SqsBatchHandler:
 
 
 def make_sqs_handler(
-    machine: Machine,
+    target: ActorSystem | Machine,
+    machine: Machine | str | None = None,
     *,
-    storage: Storage,
+    storage: Storage | None = None,
     lock: LockManager | None = None,
     parse: Callable[[Mapping[str, Any]], tuple[str, Event]] = parse_json_body,
     event_id: Callable[[Mapping[str, Any]], str] = message_id,
-    locking: Locking = "read-write",
-    lock_ttl: float = 900.0,
-    lock_wait: float | None = 10.0,
     create: bool = True,
     input: Any = None,
-    clock: Clock | None = None,
-    processed_limit: int = 100,
+    options: SessionOptions | None = None,
     max_concurrency: int = 8,
     deadline_margin: float = 3.0,
+    **overrides: Unpack[SessionArgs],
 ) -> SqsBatchHandler:
     """Build an async Lambda handler that applies SQS records to persisted actors.
 
     Args:
-        machine: the machine the actors run.
-        storage: where snapshots are kept; create it once, at module scope.
-        lock: a lock manager (``DynamoDBLockManager`` across Lambdas), or
-            ``None`` for optimistic compare-and-set only.
+        target: the :class:`~durable_state.ActorSystem` to serve, or a machine
+            (then give ``storage`` and, optionally, ``lock`` and options; its
+            ``lock_wait`` defaults to 10 s here: a batch waits for an actor
+            another invocation holds rather than failing at once).
+        machine: with a system, the machine (or id) of new actors.
+        storage: with a machine: where snapshots are kept (create it once,
+            at module scope).
+        lock: with a machine: a lock manager (``DynamoDBLockManager`` across
+            Lambdas), or ``None`` for optimistic compare-and-set only.
         parse: ``parse(record) -> (actor_id, event)``; raises for a record it
             cannot read (default: :func:`parse_json_body`).
         event_id: ``event_id(record) -> str``, the id that makes a
             redelivered record a no-op (default: the SQS ``messageId``).
-        locking: ``"read-write"``, ``"write"`` or ``None``.
-        lock_ttl: lease duration in seconds (renewed while a batch runs; a
-            crashed invocation blocks its actors for at most this long).
-        lock_wait: how long to wait for an actor leased by another
-            invocation (``None``: report its records at once).
         create: create missing actors (else their records are reported).
         input: machine input for newly created actors.
-        clock: the clock for timers (default: wall clock).
-        processed_limit: how many recent event ids each actor remembers; keep
-            it above the number of messages an actor receives within the
-            queue's retry window.
+        options: with a machine: the session options. Keep
+            ``processed_limit`` above the number of messages an actor
+            receives within the queue's retry window.
         max_concurrency: how many actors are processed at the same time.
         deadline_margin: seconds kept free before the Lambda timeout (at most
             a quarter of the remaining time).
+        **overrides: session options (see :class:`~durable_state.SessionOptions`).
 
     Returns:
         The handler: ``await handler(event, context)`` returns the
@@ -375,23 +380,121 @@ def make_sqs_handler(
 
     Raises:
         ValueError: ``max_concurrency`` < 1 or ``deadline_margin`` < 0.
+        TypeError: a system together with storage, lock or options.
     """
+    if not isinstance(target, ActorSystem) and options is None and "lock_wait" not in overrides:
+        overrides["lock_wait"] = 10.0
+    system, session_args = system_of(
+        target, storage=storage, lock=lock, options=options, overrides=overrides
+    )
+    chosen = (
+        machine
+        if machine is not None
+        else (target if not isinstance(target, ActorSystem) else None)
+    )
     return SqsBatchHandler(
-        machine,
-        storage=storage,
-        lock=lock,
+        system,
+        chosen,
         parse=parse,
         event_id=event_id,
-        locking=locking,
-        lock_ttl=lock_ttl,
-        lock_wait=lock_wait,
         create=create,
         input=input,
-        clock=clock,
-        processed_limit=processed_limit,
+        session_args=session_args,
         max_concurrency=max_concurrency,
         deadline_margin=deadline_margin,
     )
+
+
+class ScheduleHandler:
+    """An async Lambda handler for a schedule rule that fires due timers.
+
+    Build it with :func:`make_schedule_handler`; call it as ``await
+    handler(event, context)``.
+    """
+
+    def __init__(
+        self, system: ActorSystem, *, limit: int, concurrency: int, deadline_margin: float
+    ) -> None:
+        if limit < 1 or concurrency < 1:
+            raise ValueError("limit and concurrency must be at least 1")
+        if deadline_margin < 0:
+            raise ValueError(f"deadline_margin must be >= 0, not {deadline_margin!r}")
+        self.system = system
+        self.limit = limit
+        self.concurrency = concurrency
+        self.deadline_margin = deadline_margin
+
+    def __repr__(self) -> str:
+        return f"ScheduleHandler({self.system!r}, limit={self.limit})"
+
+    async def __call__(self, event: Any = None, context: Any = None) -> dict[str, Any]:
+        """Run waker passes until nothing is due or the time is nearly up.
+
+        Args:
+            event: the scheduled event (not read).
+            context: the Lambda context; its ``get_remaining_time_in_millis``
+                bounds the work (the rest is left for the next run).
+
+        Returns:
+            ``{"stepped": n, "passes": k, "complete": bool}``; ``complete`` is
+            False when the time ran out with work left.
+        """
+        stepped = passes = 0
+        complete = False
+        with anyio.move_on_after(_budget(context, self.deadline_margin)) as scope:
+            while True:
+                stepped += await self.system.fire_due(
+                    limit=self.limit, concurrency=self.concurrency
+                )
+                passes += 1
+                if not self.system.more_due:
+                    complete = True
+                    break
+        if scope.cancelled_caught:
+            logger.warning(
+                "schedule run: time is up with due actors left; the next run serves them"
+            )
+        logger.info("schedule run: %d actors stepped in %d passes", stepped, passes)
+        return {"stepped": stepped, "passes": passes, "complete": complete}
+
+
+def make_schedule_handler(
+    system: ActorSystem, *, limit: int = 1000, concurrency: int = 16, deadline_margin: float = 3.0
+) -> ScheduleHandler:
+    """Build an async Lambda handler for an EventBridge schedule rule (``rate(1 minute)``).
+
+    Each invocation fires what is due within its remaining time (minus
+    ``deadline_margin``) and leaves the rest for the next run; actors still
+    being visited when the time is up are cancelled (leases released,
+    nothing half-done saved). Several invocations, or a worker running
+    :meth:`~durable_state.ActorSystem.run_waker` beside them, are safe: the
+    lease and the compare-and-set decide.
+
+    Args:
+        system: the system whose due actors are woken.
+        limit: the most index entries read per pass.
+        concurrency: the most actors visited at the same time.
+        deadline_margin: seconds kept free before the Lambda timeout (at most
+            a quarter of the remaining time).
+
+    Returns:
+        The handler.
+
+    Raises:
+        ValueError: ``limit`` or ``concurrency`` < 1, or ``deadline_margin`` < 0.
+    """
+    return ScheduleHandler(
+        system, limit=limit, concurrency=concurrency, deadline_margin=deadline_margin
+    )
+
+
+def _budget(context: Any, margin: float) -> float | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    seconds = max(float(remaining()) / 1000.0, 0.0)
+    # A quarter of the time at most, so a short Lambda timeout still works.
+    return seconds - min(margin, seconds / 4)
 
 
 class SyncHandler(Generic[T]):

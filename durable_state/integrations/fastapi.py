@@ -4,21 +4,32 @@
 
     from typing import Annotated
     from fastapi import FastAPI
-    from durable_state import PersistedActor
+    from durable_state import ActorSystem, PersistedActor
+    from durable_state.integrations import send_event
     from durable_state.integrations.fastapi import actor_dependency, install_error_handlers
 
+    system = ActorSystem([order_machine], storage=storage, lock=locks)
     app = FastAPI()
     install_error_handlers(app)
-    Order = Annotated[PersistedActor, actor_dependency(machine, storage=storage, lock=locks)]
+    Order = Annotated[PersistedActor, actor_dependency(system, "order")]
 
-    @app.post("/orders/{actor_id}/events")
-    async def send(actor: Order, event: dict) -> dict:
-        await actor.send(event)
+    @app.post("/orders/{actor_id}/events")          # one event: group-committed
+    async def send(actor_id: str, event: dict) -> dict:
+        result = await send_event(system, actor_id, event, machine="order")
+        return {"value": result.snapshot.value}
+
+    @app.post("/orders/{actor_id}/checkout")        # a body of several steps
+    async def checkout(actor: Order) -> dict:
+        await actor.send("CHECKOUT")
         return {"value": actor.snapshot.value}
 
 The dependency opens the actor (lease, load) before the endpoint runs and
 saves it (compare-and-set, then release) after the endpoint returns. An
 endpoint that raises, ``HTTPException`` included, discards its events.
+Requests for one actor in one process take turns in arrival order (the
+system's queue), so none of them fails because another one holds the lease.
+:func:`~durable_state.integrations.send_event` is the cheaper path for a
+single event: concurrent events for one actor share one load and one save.
 
 When the save runs. FastAPI runs the exit code of a ``yield`` dependency
 *after the response has been sent* by default (since FastAPI 0.118), so a
@@ -50,13 +61,14 @@ try:
 except ImportError as exc:  # the extra is not installed
     raise MissingDependency("durable_state.integrations.fastapi", "fastapi") from exc
 
-from ..persisted import Locking, PersistedActor, persisted_actor
-from . import HANDLED_ERRORS, http_error
+from .._options import SessionArgs, SessionOptions, Unpack
+from ..persisted import PersistedActor
+from ..statechart import Machine
+from ..system import ActorSystem
+from . import HANDLED_ERRORS, http_error, system_of
 
 if TYPE_CHECKING:
-    from .._clock import Clock
     from ..locks import LockManager
-    from ..statechart import Machine
     from ..storage import Storage
 
 __all__ = ("actor_dependency", "durable_state_error_handler", "install_error_handlers")
@@ -65,49 +77,48 @@ logger = logging.getLogger("durable_state.integrations")
 
 
 def actor_dependency(
-    machine: Machine,
+    target: ActorSystem | Machine,
+    machine: Machine | str | None = None,
     *,
-    storage: Storage,
+    storage: Storage | None = None,
     lock: LockManager | None = None,
     path_param: str = "actor_id",
-    locking: Locking = "read-write",
-    lock_ttl: float = 900.0,
-    lock_wait: float | None = None,
     create: bool = True,
     input: Any = None,
-    clock: Clock | None = None,
-    processed_limit: int = 100,
+    options: SessionOptions | None = None,
+    **overrides: Unpack[SessionArgs],
 ) -> Any:
     """A FastAPI dependency that holds the persisted actor named by a path parameter.
 
     Use the result as a default value or in ``Annotated``::
 
-        Order = Annotated[PersistedActor, actor_dependency(machine, storage=storage)]
+        Order = Annotated[PersistedActor, actor_dependency(system, "order")]
 
         @app.post("/orders/{actor_id}/events")
         async def send(actor: Order, event: dict) -> dict: ...
 
     The path parameter is declared by the dependency (a string, documented
     in the OpenAPI schema), so the endpoint need not repeat it. The actor is
-    opened with :func:`~durable_state.persisted_actor` and the arguments
-    given here; it is saved after the endpoint returns and before the
-    response is sent (see the module docs), and discarded if the endpoint
-    raises. Install :func:`install_error_handlers` so that a busy or missing
-    actor, a bad event or a failed save become JSON error responses.
+    opened with :meth:`ActorSystem.actor <durable_state.ActorSystem.actor>`;
+    it is saved after the endpoint returns and before the response is sent
+    (see the module docs), and discarded if the endpoint raises. Install
+    :func:`install_error_handlers` so that a busy or missing actor, a bad
+    event or a failed save become JSON error responses.
 
     Args:
-        machine: the machine the actors run.
-        storage: where snapshots are kept (created once, shared by requests).
-        lock: a lock manager, or ``None`` for optimistic compare-and-set only.
+        target: the :class:`~durable_state.ActorSystem` to serve, or a machine
+            (then give ``storage`` and, optionally, ``lock`` and options: a
+            system of that one machine is made).
+        machine: with a system, the machine (or machine id) of new actors;
+            ``None`` takes the one the stored snapshot names.
+        storage: with a machine: where snapshots are kept.
+        lock: with a machine: a lock manager, or ``None`` for optimistic mode.
         path_param: the name of the path parameter that holds the actor id.
-        locking: ``"read-write"``, ``"write"`` or ``None``.
-        lock_ttl: lease duration in seconds (renewed while the request runs).
-        lock_wait: how long to wait for a held lease (``None``: fail at once
-            with a 409).
         create: create a missing actor; when False a missing actor is a 404.
         input: machine input for a newly created actor.
-        clock: the clock for timers (default: wall clock).
-        processed_limit: how many recent event ids are remembered.
+        options: with a machine: the session options.
+        **overrides: session options (``locking``, ``lock_ttl``, ``lock_wait``
+            ...; see :class:`~durable_state.SessionOptions`).
 
     Returns:
         A ``fastapi.params.Depends`` that yields a
@@ -115,25 +126,20 @@ def actor_dependency(
 
     Raises:
         ValueError: ``path_param`` is not a valid identifier.
+        TypeError: a system together with storage, lock or options.
         RuntimeError: the installed FastAPI would save after the response is
             sent (see the module docs).
     """
     if not path_param.isidentifier():
         raise ValueError(f"path_param must be a Python identifier, not {path_param!r}")
+    system, session_args = system_of(
+        target, storage=storage, lock=lock, options=options, overrides=overrides
+    )
+    chosen = machine if machine is not None else (target if isinstance(target, Machine) else None)
 
     async def dependency(**params: str) -> AsyncIterator[PersistedActor]:
-        async with persisted_actor(
-            params[path_param],
-            machine,
-            storage=storage,
-            lock=lock,
-            locking=locking,
-            lock_ttl=lock_ttl,
-            lock_wait=lock_wait,
-            input=input,
-            create=create,
-            clock=clock,
-            processed_limit=processed_limit,
+        async with system.actor(
+            params[path_param], chosen, input=input, create=create, **session_args
         ) as actor:
             yield actor
 
@@ -175,7 +181,7 @@ def _version(text: str) -> tuple[int, int]:
 
 
 async def durable_state_error_handler(request: fastapi.Request, exc: Exception) -> fastapi.Response:
-    """Answer a durable_state error with its status and JSON body.
+    """Answer a durable_state error with its status and JSON body (unhandled events: 409).
 
     See :mod:`durable_state.integrations` for the table (404 for a missing
     actor, 409 for a busy actor or a version conflict, 422 for a bad event,
@@ -188,7 +194,11 @@ async def durable_state_error_handler(request: fastapi.Request, exc: Exception) 
         Exception: ``exc`` itself if it is not one of the mapped errors, so
             that FastAPI's default handling (a logged 500) applies.
     """
-    answer = http_error(exc)
+    return _answer(request, exc, 409)
+
+
+def _answer(request: fastapi.Request, exc: Exception, unhandled_status: int) -> fastapi.Response:
+    answer = http_error(exc, unhandled_status=unhandled_status)
     if answer is None:
         raise exc
     if answer.status >= 500:
@@ -198,14 +208,20 @@ async def durable_state_error_handler(request: fastapi.Request, exc: Exception) 
     return JSONResponse(answer.body(), status_code=answer.status, headers=dict(answer.headers))
 
 
-def install_error_handlers(app: fastapi.FastAPI) -> None:
-    """Register :func:`durable_state_error_handler` for every mapped error class.
+def install_error_handlers(app: fastapi.FastAPI, *, unhandled_status: int = 409) -> None:
+    """Register a JSON error handler for every mapped error class.
 
     Handlers registered by the application for the same classes before or
     after this call replace these (FastAPI keeps the last one per class).
 
     Args:
         app: the application.
+        unhandled_status: the status for an event the actor's state does not
+            handle (:class:`~durable_state.errors.UnhandledEvent`).
     """
+
+    async def handler(request: fastapi.Request, exc: Exception) -> fastapi.Response:
+        return _answer(request, exc, unhandled_status)
+
     for error_class in HANDLED_ERRORS:
-        app.add_exception_handler(error_class, durable_state_error_handler)
+        app.add_exception_handler(error_class, handler)
