@@ -29,7 +29,6 @@ from . import _json
 from ._await import await_all as _await_all
 from ._clock import Clock, SystemClock
 from ._options import Locking, SessionArgs, SessionOptions, Unpack
-from ._shield import shielded
 from .actor import Actor, Listener, Subscription
 from .errors import (
     ActorNotFound,
@@ -61,8 +60,6 @@ logger = logging.getLogger("durable_state.persisted")
 T = TypeVar("T")
 
 _DEFAULTS = SessionOptions()
-#: How long cleanup (stopping the actor) may take while shielded from cancellation.
-_CLEANUP_TIMEOUT = 10.0
 
 
 class Outcome(str, enum.Enum):
@@ -565,12 +562,9 @@ class PersistedActor:
         self._emitted.clear()
         try:
             if actor is not None:
-                try:
-                    await shielded(actor.stop(), within=_CLEANUP_TIMEOUT)
-                except TimeoutError:
-                    logger.warning(
-                        "actor %s: stopping took over %.1fs", self.actor_id, _CLEANUP_TIMEOUT
-                    )
+                # Cancels timers and invoked work at once; a cancellation of
+                # this task while it waits for them to end only skips the wait.
+                await actor.stop()
         finally:
             if held is not None:
                 await self._release(held, exc, report_loss=report_loss)

@@ -62,6 +62,11 @@ class BaseLockManager(abc.ABC):
             acquisition may take, in seconds.
     """
 
+    #: :meth:`release` finishes whatever cancels its caller (see ``HeldLease``).
+    release_is_shielded: bool = True
+    #: The backend's primitives never suspend (an in-process table): no
+    #: cancellation can cut one off, so none needs a task of its own.
+    _never_suspends: bool = False
     backoff_initial: float = 0.01
     backoff_max: float = 1.0
     operation_timeout: float = 30.0
@@ -125,14 +130,14 @@ class BaseLockManager(abc.ABC):
         # Connections are made before the clock is read: a lease's time must
         # not be spent creating a client (a cold process takes a second).
         await self._connect(key)
-        started = anyio.current_time()
+        started = time.monotonic()
         attempt = 0
         while True:
             now = self._clock()
             result = await self._attempt(key, owner, lease_ttl, now)
             if isinstance(result, Lease):
                 return result
-            waited = anyio.current_time() - started
+            waited = time.monotonic() - started
             if max_wait is None or waited >= max_wait:
                 raise LockTimeout(
                     key, holder=result.holder, expires_at=result.expires_at, waited=waited
@@ -181,12 +186,17 @@ class BaseLockManager(abc.ABC):
         _check_lease(lease)
         # Shielded: release is clean-up, usually run while a cancellation or
         # an exception is on its way out, and an interrupted release would
-        # leave the key blocked until the lease's expiry.
+        # leave the key blocked until the lease's expiry. A backend whose
+        # primitives never suspend cannot be interrupted half way.
+        release = self._release(lease, self._clock())
         try:
-            stale = await shielded(self._release(lease, self._clock()), within=self.cleanup_timeout)
+            if self._never_suspends:
+                stale = await release
+            else:
+                stale = await shielded(release, within=self.cleanup_timeout)
         except TimeoutError:
             raise LockUnavailable(
-                "release", lease.key, f"no answer within {self.cleanup_timeout:.1f}s"
+                "release", lease.key, f"took over {self.cleanup_timeout:.1f}s (gave up)"
             ) from None
         if stale is not None:
             logger.warning(
@@ -288,27 +298,36 @@ class BaseLockManager(abc.ABC):
     async def _attempt(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
         """One acquisition attempt that leaves nothing behind if it is interrupted.
 
-        The attempt runs in a task of its own (bounded by
-        :attr:`operation_timeout`), so a cancellation never cuts a conditional
-        write off mid-flight with its outcome unknown; the cancellation is
-        delivered once the backend has answered. If it arrives, or the
-        attempt fails in a way that may have taken the lease anyway (a lost
-        response), whatever this owner holds is given back, again in a task
-        that no cancellation interrupts, before the exception propagates.
+        The attempt runs in a task of its own, bounded by
+        :attr:`operation_timeout` (in the caller's task when the backend never
+        suspends: nothing can cut it off then). If the caller is cancelled
+        (anyio's cancellation or a native ``Task.cancel()``), or the attempt
+        fails in a way that may have taken the lease anyway (a response lost
+        after the backend applied the write), whatever this owner holds on the
+        key is given back -- again in a task no cancellation interrupts --
+        before the exception propagates: the acquisition either returns a
+        lease its caller will release, or leaves none behind.
         """
         try:
-            try:
-                result = await shielded(
-                    self._try_acquire(key, owner, ttl, now), within=self.operation_timeout
-                )
-            except TimeoutError:
-                raise LockUnavailable(
-                    "acquire", key, f"no answer within {self.operation_timeout:.1f}s"
-                ) from None
-            # A cancel scope that expired meanwhile is delivered now, while the
-            # lease can still be given back here.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            return result
+            if self._never_suspends:
+                result = await self._try_acquire(key, owner, ttl, now)
+                # Still a checkpoint: a cancellation already pending is
+                # delivered here, while the lease can be given back.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            else:
+                # In a task of its own: a cancellation must not cut a request
+                # off in flight, or the clean-up below could reach the backend
+                # before the request it cleans up after. The cancellation is
+                # delivered once the backend has answered.
+                try:
+                    result = await shielded(
+                        self._try_acquire(key, owner, ttl, now), within=self.operation_timeout
+                    )
+                except TimeoutError:
+                    raise LockUnavailable(
+                        "acquire", key, f"no answer within {self.operation_timeout:.1f}s"
+                    ) from None
+                await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException as exc:
             if self._may_have_applied(exc):
                 try:
@@ -322,6 +341,7 @@ class BaseLockManager(abc.ABC):
                         self.cleanup_timeout,
                     )
             raise
+        return result
 
     async def _abandon_quietly(self, key: str, owner: str) -> None:
         try:

@@ -132,7 +132,11 @@ class HeldLease:
         self._renew_interval = (
             None if renew_interval is None else check_ttl(renew_interval, name="renew_interval")
         )
-        self._release_timeout = check_ttl(release_timeout, name="release_timeout")
+        self._release_timeout = (
+            RELEASE_TIMEOUT
+            if release_timeout is RELEASE_TIMEOUT
+            else check_ttl(release_timeout, name="release_timeout")
+        )
         self._lease: Lease | None = None
         self._lost: LockLost | None = None
         self._last_error: LockError | None = None
@@ -182,7 +186,9 @@ class HeldLease:
             LockLost: the lease can no longer be relied upon.
             RuntimeError: the lease has not been taken yet.
         """
-        lease = self.lease
+        lease = self._lease
+        if lease is None:
+            raise RuntimeError("the lease is not held yet: use 'async with manager.hold(key)'")
         if self._lost is None and self._manager.clock() >= lease.expires_at:
             self._set_lost(
                 LockLost(
@@ -239,9 +245,19 @@ class HeldLease:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None:
+            # Not awaited: a renewal still in flight may land before or after
+            # the release; after it, it fails (the lease is released), and
+            # its outcome is ignored either way.
+            renewal.cancel()
         lease = self._lease
+        release = self._manager.release(lease)
         try:
-            await shielded(self._stop(), within=self._release_timeout)
+            if getattr(self._manager, "release_is_shielded", False):
+                await release
+            else:
+                await shielded(release, within=self._release_timeout)
         except TimeoutError:
             logger.warning(
                 "releasing the lease on %r (token %d) took over %.1fs; it runs out at %.3f",
@@ -250,17 +266,6 @@ class HeldLease:
                 self._release_timeout,
                 lease.expires_at,
             )
-
-    async def _stop(self) -> None:
-        renewal, self._renewal = self._renewal, None
-        if renewal is not None and not renewal.done():
-            renewal.cancel()
-            await asyncio.wait((renewal,))
-        # A lease already known lost is not ours to release; asking anyway
-        # is a harmless no-op that the backend reports as stale.
-        lease = self.lease
-        try:
-            await self._manager.release(lease)
         except Exception:
             logger.warning(
                 "could not release the lease on %r (token %d); it runs out at %.3f",
@@ -342,7 +347,8 @@ class HeldLease:
         return self._renew_interval or lease.ttl / 3
 
     def _arm(self, delay: float) -> None:
-        remaining = self.lease.expires_at - self._manager.clock()
+        assert self._lease is not None
+        remaining = self._lease.expires_at - self._manager.clock()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(0.0, min(delay, remaining)), self._renew_soon)
 
@@ -403,7 +409,7 @@ class HeldLease:
             self._arm(self._interval(renewed))
 
     def _set_lost(self, lost: LockLost) -> None:
-        if self._lost is not None:
+        if self._lost is not None or self._stopped:
             return
         self._lost = lost
         callbacks, self._callbacks = self._callbacks, []

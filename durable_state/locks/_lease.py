@@ -7,10 +7,11 @@ or wait accepted by ``MemoryLockManager`` in a test is accepted by
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import secrets
 import socket
-import uuid
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -82,15 +83,25 @@ class Busy:
 
 
 _HOST: str | None = None
+_PREFIX: str | None = None
+_PID: int | None = None
+_COUNTER = itertools.count(1)
 
 
 def new_owner() -> str:
-    """A fresh owner id: ``host:pid:random`` (the random part makes it unique)."""
-    global _HOST
-    if _HOST is None:
-        # A per-process cache; gethostname() is a syscall, not I/O that blocks.
+    """A fresh owner id: ``host:pid:random:counter``.
+
+    The random part is drawn once per process (and again in a forked child),
+    the counter grows with every call: unique across processes and restarts
+    without a system call per acquisition.
+    """
+    global _HOST, _PREFIX, _PID
+    pid = os.getpid()
+    if _PREFIX is None or pid != _PID:
+        # gethostname() is a syscall, not I/O that blocks; once per process.
         _HOST = socket.gethostname() or "localhost"
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+        _PREFIX, _PID = secrets.token_hex(12), pid
+    return f"{_HOST}:{pid}:{_PREFIX}{next(_COUNTER):x}"
 
 
 def check_key(key: object, *, max_bytes: int = MAX_KEY_BYTES) -> bytes:

@@ -1,8 +1,10 @@
 """``MemoryLockManager``: the lease contract inside one process.
 
 For tests and single-process programs. Every operation is a few dictionary
-reads and writes under a :class:`threading.Lock` (never held across an
-``await``), so it is atomic with respect to other tasks and threads.
+reads and writes under a :class:`threading.Lock`, done without suspending,
+so it is atomic with respect to other tasks and threads, and no cancellation
+can cut one off half way. ``acquire`` with ``wait`` still sleeps between
+attempts, and ``hold()`` renews in the background, as on every backend.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import anyio.lowlevel
 
 from ..errors import LockLost
 from ._base import BaseLockManager
@@ -80,8 +80,9 @@ class MemoryLockManager(BaseLockManager):
         other._table = self._table
         return other
 
+    _never_suspends = True
+
     async def _try_acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
-        await anyio.lowlevel.checkpoint()
         with self._table.lock:
             record = self._table.records.get(key)
             if record is not None and not record.released and record.expires_at > now:
@@ -91,7 +92,6 @@ class MemoryLockManager(BaseLockManager):
         return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
 
     async def _renew(self, lease: Lease, now: float) -> Lease:
-        await anyio.lowlevel.checkpoint()
         expires_at = now + lease.ttl
         with self._table.lock:
             record = self._table.records.get(lease.key)
@@ -103,7 +103,6 @@ class MemoryLockManager(BaseLockManager):
         return Lease(lease.key, lease.owner, lease.token, expires_at, lease.ttl)
 
     async def _release(self, lease: Lease, now: float) -> str | None:
-        await anyio.lowlevel.checkpoint()
         with self._table.lock:
             record = self._table.records.get(lease.key)
             if record is not None and record.owner == lease.owner and record.token == lease.token:
@@ -119,7 +118,6 @@ class MemoryLockManager(BaseLockManager):
                 record.released = True
 
     async def _peek(self, key: str, now: float) -> Lease | None:
-        await anyio.lowlevel.checkpoint()
         with self._table.lock:
             record = self._table.records.get(key)
             if record is None or record.released or record.expires_at <= now:
