@@ -17,6 +17,7 @@ from ._nodes import COMPOUND, FINAL, HISTORY, PARALLEL, StateNode, Transition
 __all__ = (
     "ConfigInfo",
     "MicrostepPlan",
+    "Selector",
     "compute_microstep",
     "is_in_final_state",
 )
@@ -364,12 +365,18 @@ def _doc_order(nodes: Iterable[StateNode]) -> list[StateNode]:
     return sorted(nodes, key=_order)
 
 
-class _Plan:
-    """Compiled transition selection for one event type in one configuration."""
+class Selector:
+    """Compiled transition selection for one event type in one configuration.
+
+    A tree that mirrors the active states that have candidates for the event:
+    ``subs`` are the selectors of active children, ``cands`` the state's own
+    candidates. Not to be confused with a :class:`MicrostepPlan`, which says
+    what a microstep does once its transitions are selected.
+    """
 
     __slots__ = ("cands", "subs")
 
-    def __init__(self, subs: tuple[_Plan, ...], cands: tuple[Transition, ...]) -> None:
+    def __init__(self, subs: tuple[Selector, ...], cands: tuple[Transition, ...]) -> None:
         self.subs = subs
         self.cands = cands
 
@@ -417,18 +424,25 @@ class ConfigInfo:
         self.always_chains = tuple(chains)
         self.has_always = bool(chains)
         # event type -> selection result: a tuple of transitions when no guard
-        # is involved (static), a _Plan otherwise, None when nothing matches.
-        self.selection: dict[str, tuple[Transition, ...] | _Plan | None] = {}
+        # is involved (static), a Selector otherwise, None when nothing matches.
+        self.selection: dict[str, tuple[Transition, ...] | Selector | None] = {}
         # (transitions) -> MicrostepPlan, for microsteps that do not depend on
         # the history value.
         self.micro: dict[tuple[Transition, ...], MicrostepPlan] = {}
 
     def compile_selection(
         self, root: StateNode, event_type: str
-    ) -> tuple[Transition, ...] | _Plan | None:
+    ) -> tuple[Transition, ...] | Selector | None:
+        """How ``event_type`` selects transitions here.
+
+        Returns:
+            The transitions themselves when no guard is involved (the answer
+            is the same every time), a :class:`Selector` to run against the
+            context and event otherwise, None when nothing can match.
+        """
         guarded = False
 
-        def build(node: StateNode) -> _Plan | None:
+        def build(node: StateNode) -> Selector | None:
             nonlocal guarded
             subs = tuple(p for p in (build(k) for k in self.active_children[node]) if p is not None)
             cands = candidates(node, event_type)
@@ -439,30 +453,33 @@ class ConfigInfo:
             if not cands and len(subs) == 1:
                 # A node with nothing of its own selects what its one child selects.
                 return subs[0]
-            return _Plan(subs, cands)
+            return Selector(subs, cands)
 
-        plan = build(root)
-        if plan is None:
+        selector = build(root)
+        if selector is None:
             return None
         if guarded:
-            return plan
-        static = run_plan(plan, {}, {}, self.nodes)
+            return selector
+        static = run_selector(selector, {}, {}, self.nodes)
         return static if static else None
 
 
-def run_plan(
-    plan: _Plan, context: Mapping[str, Any], event: Mapping[str, Any], nodes: frozenset[StateNode]
+def run_selector(
+    selector: Selector,
+    context: Mapping[str, Any],
+    event: Mapping[str, Any],
+    nodes: frozenset[StateNode],
 ) -> tuple[Transition, ...]:
     """Select transitions: deepest first, regions in document order, then ancestors."""
-    subs = plan.subs
+    subs = selector.subs
     if subs:
         if len(subs) == 1:
-            found = run_plan(subs[0], context, event, nodes)
+            found = run_selector(subs[0], context, event, nodes)
         else:
             acc: list[Transition] = []
             for sub in subs:
                 if sub.subs:
-                    acc.extend(run_plan(sub, context, event, nodes))
+                    acc.extend(run_selector(sub, context, event, nodes))
                 else:
                     # A leaf: its first enabled candidate, inline.
                     for t in sub.cands:
@@ -473,7 +490,7 @@ def run_plan(
             found = tuple(acc)
         if found:
             return found
-    for t in plan.cands:
+    for t in selector.cands:
         g = t.guard
         if g is None or g(context, event, nodes):
             return (t,)

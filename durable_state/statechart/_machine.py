@@ -19,11 +19,11 @@ from ._algorithm import (
     ConfigInfo,
     EntryStep,
     MicrostepPlan,
+    Selector,
     _neg_order,
-    _Plan,
     compute_microstep,
     remove_conflicting,
-    run_plan,
+    run_selector,
 )
 from ._builtins import (
     ActionEffect,
@@ -37,6 +37,7 @@ from ._builtins import (
 )
 from ._nodes import (
     COMPOUND,
+    FINAL,
     HISTORY,
     K_ASSIGN,
     K_CANCEL,
@@ -46,6 +47,7 @@ from ._nodes import (
     K_RAISE,
     K_SCHEDULE,
     K_STOP,
+    PARALLEL,
     ActionDef,
     StateNode,
     Transition,
@@ -190,7 +192,7 @@ class Machine:
                 check_json(ctx, "context")
             except NotSerializable as exc:
                 raise InvalidMachine(exc.path, str(exc).split(": ", 1)[-1]) from exc
-        self._configs: dict[frozenset[StateNode], ConfigInfo] = {}
+        self._configs = _Configs(root)
         # History targets, or a compound whose initial state is a history state,
         # make a microstep depend on the history value: such plans are not cached.
         self._history_initial = any(
@@ -245,7 +247,7 @@ class Machine:
             context = {}
         else:
             context = copy.deepcopy(dict(cfg_ctx))
-        run = _Run(self, self._info(frozenset({self.root})), context, {}, (), {}, now_ms)
+        run = _Run(self, self._configs.intern(frozenset({self.root})), context, {}, (), {}, now_ms)
         plan = compute_microstep(
             [self._initial_transition], run.info.nodes, {}, self.root, is_initial=True
         )
@@ -292,15 +294,7 @@ class Machine:
         """:meth:`transition` for an event and snapshot already validated."""
         if snapshot.status != "active":
             return snapshot, []
-        run = _Run(
-            self,
-            snapshot._info,
-            snapshot.context,
-            snapshot._history,
-            snapshot.timers,
-            snapshot.children,
-            now_ms,
-        )
+        run = _Run.resume(snapshot, snapshot.timers, now_ms)
         run.macrostep(event)
         return run.snapshot(snapshot), run.effects
 
@@ -322,25 +316,23 @@ class Machine:
         if timer is None or snapshot.status != "active":
             return snapshot, []
         remaining = tuple(t for t in snapshot.timers if t is not timer)
-        run = _Run(
-            self,
-            snapshot._info,
-            snapshot.context,
-            snapshot._history,
-            remaining,
-            snapshot.children,
-            now_ms,
-        )
+        run = _Run.resume(snapshot, remaining, now_ms)
         run.timers_changed = True
         run.macrostep(timer.event)
         return run.snapshot(), run.effects
 
     def can(self, snapshot: Snapshot, event: Mapping[str, Any] | str) -> bool:
-        """Whether ``event`` would select a transition that does something."""
+        """Whether ``event`` would select a transition that does something.
+
+        Raises:
+            InvalidEvent: if the event is malformed.
+            SnapshotIncompatible: if the snapshot belongs to another machine.
+        """
         ev = to_event(event)
+        self._own(snapshot)
         if snapshot.status != "active":
             return False
-        found = self._select(snapshot._info, snapshot.context, ev)
+        found = _Run.resume(snapshot, snapshot.timers, 0.0).select(ev)
         return any(t.targets is not None or t.actions for t in found)
 
     # ------------------------------------------------------------------ #
@@ -510,7 +502,7 @@ class Machine:
             children[cid] = ChildRecord(src, child_input)
         return Snapshot(
             self,
-            self._info(nodes),
+            self._configs.intern(nodes),
             dict(context),
             status,
             data.get("output"),
@@ -552,7 +544,7 @@ class Machine:
                     )
                 nodes.add(child)
                 walk(child, sub, _dot(path, k))
-            if node.type == "parallel":
+            if node.type == PARALLEL:
                 for child in node.children:
                     if child not in nodes:
                         nodes.add(child)
@@ -565,7 +557,7 @@ class Machine:
                     init = node.initial
                     assert init is not None
                     nodes.update(_initial_nodes(init))
-            elif node.type == "parallel":
+            elif node.type == PARALLEL:
                 for child in node.children:
                     if child not in nodes:
                         nodes.update(_initial_nodes(child))
@@ -592,47 +584,28 @@ class Machine:
                 "persist it and restore it into this machine instead"
             )
 
-    def _info(self, nodes: frozenset[StateNode]) -> ConfigInfo:
-        info = self._configs.get(nodes)
+
+class _Configs:
+    """The interned configurations of one machine, each with what is cached about it.
+
+    Interning makes a configuration reached again the same :class:`ConfigInfo`,
+    so its compiled selections and microstep plans are found by identity.
+    """
+
+    __slots__ = ("root", "table")
+
+    def __init__(self, root: StateNode) -> None:
+        self.root = root
+        self.table: dict[frozenset[StateNode], ConfigInfo] = {}
+
+    def intern(self, nodes: frozenset[StateNode]) -> ConfigInfo:
+        info = self.table.get(nodes)
         if info is None:
-            if len(self._configs) >= _CACHE_LIMIT:
-                self._configs.clear()
+            if len(self.table) >= _CACHE_LIMIT:
+                self.table.clear()
             info = ConfigInfo(nodes, self.root)
-            self._configs[nodes] = info
+            self.table[nodes] = info
         return info
-
-    def _select(
-        self, info: ConfigInfo, context: Mapping[str, Any], event: Mapping[str, Any]
-    ) -> tuple[Transition, ...]:
-        etype = event["type"]
-        try:
-            sel = info.selection[etype]
-        except KeyError:
-            if len(info.selection) >= _CACHE_LIMIT:
-                info.selection.clear()
-            sel = info.selection[etype] = info.compile_selection(self.root, etype)
-        if sel is None:
-            return ()
-        if isinstance(sel, _Plan):
-            return run_plan(sel, context, event, info.nodes)
-        return sel
-
-    def _plan(
-        self,
-        info: ConfigInfo,
-        transitions: tuple[Transition, ...],
-        history: Mapping[str, tuple[StateNode, ...]],
-    ) -> MicrostepPlan:
-        plan = info.micro.get(transitions)
-        if plan is not None:
-            return plan  # only history-independent plans are ever cached
-        cacheable = not self._history_initial and not any(t.has_history_target for t in transitions)
-        plan = compute_microstep(transitions, info.nodes, history, self.root)
-        if cacheable:
-            if len(info.micro) >= _CACHE_LIMIT:
-                info.micro.clear()
-            info.micro[transitions] = plan
-        return plan
 
 
 class _Run:
@@ -680,6 +653,19 @@ class _Run:
         self.changed = False
         self.timers_changed = False
 
+    @classmethod
+    def resume(cls, snapshot: Snapshot, timers: tuple[Timer, ...], now_ms: float) -> _Run:
+        """A run that continues from ``snapshot`` (with ``timers`` pending)."""
+        return cls(
+            snapshot.machine,
+            snapshot._info,
+            snapshot.context,
+            snapshot._history,
+            timers,
+            snapshot.children,
+            now_ms,
+        )
+
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
         """The snapshot reached; ``previous`` itself when nothing changed."""
         if (
@@ -704,10 +690,42 @@ class _Run:
             self.children,
         )
 
+    # -- selection and planning ---------------------------------------- #
+
+    def select(self, event: Mapping[str, Any]) -> tuple[Transition, ...]:
+        """The transitions ``event`` enables in the current configuration."""
+        info = self.info
+        etype = event["type"]
+        try:
+            sel = info.selection[etype]
+        except KeyError:
+            if len(info.selection) >= _CACHE_LIMIT:
+                info.selection.clear()
+            sel = info.selection[etype] = info.compile_selection(self.machine.root, etype)
+        if sel is None:
+            return ()
+        if isinstance(sel, Selector):
+            return run_selector(sel, self.context, event, info.nodes)
+        return sel
+
+    def plan(self, transitions: tuple[Transition, ...]) -> MicrostepPlan:
+        """The microstep that takes ``transitions`` (cached when history plays no part)."""
+        info = self.info
+        plan = info.micro.get(transitions)
+        if plan is not None:
+            return plan  # only history-independent plans are ever cached
+        m = self.machine
+        cacheable = not m._history_initial and not any(t.has_history_target for t in transitions)
+        plan = compute_microstep(transitions, info.nodes, self.history, m.root)
+        if cacheable:
+            if len(info.micro) >= _CACHE_LIMIT:
+                info.micro.clear()
+            info.micro[transitions] = plan
+        return plan
+
     # -- macrostep ------------------------------------------------------ #
 
     def macrostep(self, event: Mapping[str, Any]) -> None:
-        m = self.machine
         etype = event["type"]
         if self.children and etype.startswith(("xstate.done.actor.", "xstate.error.actor.")):
             # A child that finished is no longer running: it must not be
@@ -717,14 +735,14 @@ class _Run:
                 children = dict(self.children)
                 del children[actor_id]
                 self.children = children
-        transitions = m._select(self.info, self.context, event)
+        transitions = self.select(event)
         if not transitions and etype.startswith("xstate.error.actor"):
             self.status = "error"
             self.error = event.get("error")
-            self._stop_children()
+            self._halt()
             return
         if transitions:
-            self.execute(m._plan(self.info, transitions, self.history), event)
+            self.execute(self.plan(transitions), event)
         if self.queue or self.info.has_always or self.status != "active":
             self.settle(event)
 
@@ -744,18 +762,18 @@ class _Run:
                 if not self.queue:
                     break
                 current = self.queue.popleft()
-                enabled = m._select(self.info, self.context, current)
+                enabled = self.select(current)
             steps += 1
             if steps > limit:
                 raise MicrostepLimitExceeded(limit, str(event["type"]))
             self.changed = False
             if enabled:
-                self.execute(m._plan(self.info, enabled, self.history), current)
+                self.execute(self.plan(enabled), current)
             # xstate re-selects eventless transitions unless an eventless
             # microstep left the snapshot exactly as it was.
             select_eventless = self.changed or not from_eventless
         if self.status != "active":
-            self._stop_children()
+            self._halt()
 
     def _eventless(self, event: Mapping[str, Any]) -> tuple[Transition, ...]:
         ctx = self.context
@@ -794,7 +812,7 @@ class _Run:
             if t.actions:
                 self.run_actions(t.actions, event)
         if plan.nodes_changed:
-            self.info = self.machine._info(plan.next_nodes)
+            self.info = self.machine._configs.intern(plan.next_nodes)
             self.changed = True
         for step in plan.entries:
             node = step.node
@@ -802,7 +820,7 @@ class _Run:
                 self.run_actions(node.entry, event)
             if step.default and node.initial_actions:
                 self.run_actions(node.initial_actions, event)
-            if node.type == "final":
+            if node.type == FINAL:
                 self._complete(step, event)
         if self.status == "done":
             # xstate runs the exit actions of every active state on completion.
@@ -915,11 +933,18 @@ class _Run:
             self.timers_changed = True
             self.effects.append(CancelTimerEffect(timer_id))
 
+    def _halt(self) -> None:
+        """The machine stopped running (done or error): nothing may outlive it."""
+        self._stop_children()
+        self._cancel_timers()
+
     def _stop_children(self) -> None:
         if self.children:
             for cid in self.children:
                 self.effects.append(StopInvokeEffect(cid))
             self.children = {}
+
+    def _cancel_timers(self) -> None:
         for t in self.timers:
             self.effects.append(CancelTimerEffect(t.id))
         self.timers = ()
@@ -948,7 +973,7 @@ def _initial_nodes(node: StateNode) -> list[StateNode]:
         if n.type == COMPOUND:
             assert n.initial is not None
             walk(n.initial)
-        elif n.type == "parallel":
+        elif n.type == PARALLEL:
             for c in n.children:
                 walk(c)
 

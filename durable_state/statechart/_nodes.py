@@ -324,53 +324,77 @@ class _Builder:
     # -- pass 2 ------------------------------------------------------------ #
 
     def resolve(self, node: StateNode, where: str) -> None:
+        """Resolve the references of ``node`` and its descendants, one config key at a time."""
         cfg = node.config
         if node.type == COMPOUND:
-            initial = cfg.get("initial")
-            initial_actions: Any = None
-            if isinstance(initial, Mapping):
-                initial_actions = initial.get("actions")
-                initial = initial.get("target")
-            if initial is None:
-                first = next(iter(node.states), "?")
-                raise InvalidMachine(
-                    _join(where, "initial"),
-                    f"a compound state needs an initial state (e.g. {first!r})",
-                )
-            if not isinstance(initial, str) or initial not in node.states:
-                raise InvalidMachine(_join(where, "initial"), f"no child state {initial!r}")
-            node.initial = node.states[initial]
-            node.initial_actions = self.action_list(
-                initial_actions, _join(where, "initial.actions")
-            )
-
+            self.resolve_initial(node, cfg, where)
         if node.type == HISTORY:
-            assert node.parent is not None
-            raw = cfg.get("target")
-            if raw is None:
-                if node.parent.type == PARALLEL:
-                    node.history_default = (node.parent,)
-                elif node.parent.initial is not None:
-                    node.history_default = (node.parent.initial,)
-                else:
-                    # The parent's initial is resolved before its children.
-                    raise InvalidMachine(_join(where, "target"), "a history state needs a target")
-            else:
-                tlist = [raw] if isinstance(raw, str) else list(raw)
-                resolved = []
-                for t in tlist:
-                    if not isinstance(t, str):
-                        raise InvalidMachine(_join(where, "target"), "targets are strings")
-                    resolved.append(
-                        self.lookup_path(node.parent, t, _join(where, "target"))
-                        if not t.startswith("#")
-                        else self.lookup_id(t, _join(where, "target"))
-                    )
-                node.history_default = tuple(resolved)
-
+            self.resolve_history_target(node, cfg, where)
+        self.resolve_descriptive(node, cfg, where)
+        transitions: dict[str, list[Transition]] = {}
+        self.resolve_on(node, cfg.get("on"), where, transitions)
+        self.resolve_on_done(node, cfg, where, transitions)
         entry = list(self.action_list(cfg.get("entry"), _join(where, "entry")))
         exit_ = list(self.action_list(cfg.get("exit"), _join(where, "exit")))
+        # Timers are scheduled by entry after the state's own entry actions,
+        # and invoked children start after that (xstate's order).
+        self.resolve_after(node, cfg.get("after"), where, transitions, entry, exit_)
+        self.resolve_invoke(node, cfg.get("invoke"), where, transitions, entry, exit_)
+        node.entry = tuple(entry)
+        node.exit = tuple(exit_)
+        always = cfg.get("always")
+        if always is not None:
+            node.always = tuple(self.transition_list(node, "", always, _join(where, "always")))
+        node.transitions = transitions
+        node.wildcards = tuple(k for k in transitions if k.endswith("*"))
+        for key, child in node.states.items():
+            self.resolve(child, _join(where, f"states.{key}"))
 
+    def resolve_initial(self, node: StateNode, cfg: Mapping[str, Any], where: str) -> None:
+        """``initial``: a child key, or ``{"target": key, "actions": ...}``."""
+        initial = cfg.get("initial")
+        initial_actions: Any = None
+        if isinstance(initial, Mapping):
+            initial_actions = initial.get("actions")
+            initial = initial.get("target")
+        if initial is None:
+            first = next(iter(node.states), "?")
+            raise InvalidMachine(
+                _join(where, "initial"),
+                f"a compound state needs an initial state (e.g. {first!r})",
+            )
+        if not isinstance(initial, str) or initial not in node.states:
+            raise InvalidMachine(_join(where, "initial"), f"no child state {initial!r}")
+        node.initial = node.states[initial]
+        node.initial_actions = self.action_list(initial_actions, _join(where, "initial.actions"))
+
+    def resolve_history_target(self, node: StateNode, cfg: Mapping[str, Any], where: str) -> None:
+        """``target`` of a history state: where it goes when nothing was recorded."""
+        parent = node.parent
+        assert parent is not None
+        raw = cfg.get("target")
+        if raw is None:
+            if parent.type == PARALLEL:
+                node.history_default = (parent,)
+            elif parent.initial is not None:
+                node.history_default = (parent.initial,)
+            else:
+                # The parent's initial is resolved before its children.
+                raise InvalidMachine(_join(where, "target"), "a history state needs a target")
+            return
+        resolved = []
+        for t in [raw] if isinstance(raw, str) else list(raw):
+            if not isinstance(t, str):
+                raise InvalidMachine(_join(where, "target"), "targets are strings")
+            resolved.append(
+                self.lookup_id(t, _join(where, "target"))
+                if t.startswith("#")
+                else self.lookup_path(parent, t, _join(where, "target"))
+            )
+        node.history_default = tuple(resolved)
+
+    def resolve_descriptive(self, node: StateNode, cfg: Mapping[str, Any], where: str) -> None:
+        """``tags``, ``meta``, ``description`` and ``output``."""
         tags = cfg.get("tags")
         if tags is None:
             node.tags = ()
@@ -392,109 +416,121 @@ class _Builder:
                 _join(where, "output"), "only final states and the root have output"
             )
 
-        transitions: dict[str, list[Transition]] = {}
-        on = cfg.get("on")
-        if on is not None:
-            if not isinstance(on, Mapping):
-                raise InvalidMachine(_join(where, "on"), f"must be a mapping, not {_tn(on)}")
-            for desc_key, tcfg in on.items():
-                if not isinstance(desc_key, str):
-                    raise InvalidMachine(
-                        _join(where, "on"), f"event types are strings: {desc_key!r}"
-                    )
-                if desc_key == "":
-                    raise InvalidMachine(
-                        _join(where, "on"), "an empty event type is not allowed; use 'always'"
-                    )
-                if "*" in desc_key and not (desc_key == "*" or desc_key.endswith(".*")):
-                    raise InvalidMachine(
-                        _join(where, f"on.{desc_key}"),
-                        "a wildcard is the whole descriptor ('*') or its last token ('a.*')",
-                    )
-                if "*" in desc_key[:-1]:
-                    raise InvalidMachine(
-                        _join(where, f"on.{desc_key}"), "only a trailing wildcard is allowed"
-                    )
-                transitions[desc_key] = self.transition_list(
-                    node, desc_key, tcfg, _join(where, f"on.{desc_key}")
-                )
-        if "onDone" in cfg:
-            if node.type not in (COMPOUND, PARALLEL):
+    def resolve_on(
+        self,
+        node: StateNode,
+        on: Any,
+        where: str,
+        transitions: dict[str, list[Transition]],
+    ) -> None:
+        """``on``: event descriptors (exact, ``"*"`` or ``"prefix.*"``) to transitions."""
+        if on is None:
+            return
+        if not isinstance(on, Mapping):
+            raise InvalidMachine(_join(where, "on"), f"must be a mapping, not {_tn(on)}")
+        for desc_key, tcfg in on.items():
+            if not isinstance(desc_key, str):
+                raise InvalidMachine(_join(where, "on"), f"event types are strings: {desc_key!r}")
+            if desc_key == "":
                 raise InvalidMachine(
-                    _join(where, "onDone"), "only compound and parallel states have onDone"
+                    _join(where, "on"), "an empty event type is not allowed; use 'always'"
                 )
-            dkey = f"xstate.done.state.{node.id}"
-            transitions[dkey] = self.transition_list(
-                node, dkey, cfg["onDone"], _join(where, "onDone")
+            if "*" in desc_key and not (desc_key == "*" or desc_key.endswith(".*")):
+                raise InvalidMachine(
+                    _join(where, f"on.{desc_key}"),
+                    "a wildcard is the whole descriptor ('*') or its last token ('a.*')",
+                )
+            if "*" in desc_key[:-1]:
+                raise InvalidMachine(
+                    _join(where, f"on.{desc_key}"), "only a trailing wildcard is allowed"
+                )
+            transitions[desc_key] = self.transition_list(
+                node, desc_key, tcfg, _join(where, f"on.{desc_key}")
             )
 
-        invokes = []
-        raw_inv = cfg.get("invoke")
-        if raw_inv is not None:
-            inv_list = [raw_inv] if isinstance(raw_inv, Mapping) else raw_inv
-            if not isinstance(inv_list, Sequence):
-                raise InvalidMachine(_join(where, "invoke"), "must be a mapping or a list")
-            for i, icfg in enumerate(inv_list):
-                iw = _join(where, f"invoke[{i}]" if isinstance(raw_inv, Sequence) else "invoke")
-                if not isinstance(icfg, Mapping):
-                    raise InvalidMachine(iw, "an invoke entry must be a mapping")
-                src = icfg.get("src")
-                if not isinstance(src, str):
-                    raise InvalidMachine(_join(iw, "src"), "src must be the name of an actor")
-                if src not in self.actors:
-                    raise InvalidMachine(_join(iw, "src"), f"no actor named {src!r} in actors=")
-                inv_id = icfg.get("id") or f"{i}.{node.id}"
-                if not isinstance(inv_id, str):
-                    raise InvalidMachine(_join(iw, "id"), "must be a string")
-                invokes.append(InvokeDef(inv_id, src, icfg.get("input")))
-                if "onDone" in icfg:
-                    k = f"xstate.done.actor.{inv_id}"
-                    transitions[k] = self.transition_list(
-                        node, k, icfg["onDone"], _join(iw, "onDone")
-                    )
-                if "onError" in icfg:
-                    k = f"xstate.error.actor.{inv_id}"
-                    transitions[k] = self.transition_list(
-                        node, k, icfg["onError"], _join(iw, "onError")
-                    )
-        node.invoke = tuple(invokes)
+    def resolve_on_done(
+        self,
+        node: StateNode,
+        cfg: Mapping[str, Any],
+        where: str,
+        transitions: dict[str, list[Transition]],
+    ) -> None:
+        """``onDone``: transitions on ``xstate.done.state.<id>``."""
+        if "onDone" not in cfg:
+            return
+        if node.type not in (COMPOUND, PARALLEL):
+            raise InvalidMachine(
+                _join(where, "onDone"), "only compound and parallel states have onDone"
+            )
+        dkey = f"xstate.done.state.{node.id}"
+        transitions[dkey] = self.transition_list(node, dkey, cfg["onDone"], _join(where, "onDone"))
 
-        after = cfg.get("after")
+    def resolve_after(
+        self,
+        node: StateNode,
+        after: Any,
+        where: str,
+        transitions: dict[str, list[Transition]],
+        entry: list[ActionDef],
+        exit_: list[ActionDef],
+    ) -> None:
+        """``after``: a timer scheduled on entry and cancelled on exit, per delay."""
+        if after is None:
+            return
+        if not isinstance(after, Mapping):
+            raise InvalidMachine(_join(where, "after"), "must be a mapping of delay -> transition")
         delayed: list[Transition] = []
-        if after is not None:
-            if not isinstance(after, Mapping):
-                raise InvalidMachine(
-                    _join(where, "after"), "must be a mapping of delay -> transition"
-                )
-            for delay_key, tcfg in after.items():
-                aw = _join(where, f"after.{delay_key}")
-                delay = self.delay_ref(delay_key, aw)
-                label = _delay_label(delay)
-                ev = f"xstate.after.{label}.{node.id}"
-                entry.append(
-                    ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev)
-                )
-                exit_.append(ActionDef(K_CANCEL, "xstate.cancel", None, id=ev))
-                ts = self.transition_list(node, ev, tcfg, aw)
-                transitions.setdefault(ev, []).extend(ts)
-                delayed.extend(ts)
+        for delay_key, tcfg in after.items():
+            aw = _join(where, f"after.{delay_key}")
+            delay = self.delay_ref(delay_key, aw)
+            ev = f"xstate.after.{_delay_label(delay)}.{node.id}"
+            entry.append(ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev))
+            exit_.append(ActionDef(K_CANCEL, "xstate.cancel", None, id=ev))
+            ts = self.transition_list(node, ev, tcfg, aw)
+            transitions.setdefault(ev, []).extend(ts)
+            delayed.extend(ts)
         node.after = tuple(delayed)
 
+    def resolve_invoke(
+        self,
+        node: StateNode,
+        raw_inv: Any,
+        where: str,
+        transitions: dict[str, list[Transition]],
+        entry: list[ActionDef],
+        exit_: list[ActionDef],
+    ) -> None:
+        """``invoke``: children started on entry and stopped on exit, with their done/error."""
+        if raw_inv is None:
+            return
+        inv_list = [raw_inv] if isinstance(raw_inv, Mapping) else raw_inv
+        if not isinstance(inv_list, Sequence):
+            raise InvalidMachine(_join(where, "invoke"), "must be a mapping or a list")
+        invokes = []
+        for i, icfg in enumerate(inv_list):
+            iw = _join(where, f"invoke[{i}]" if isinstance(raw_inv, Sequence) else "invoke")
+            if not isinstance(icfg, Mapping):
+                raise InvalidMachine(iw, "an invoke entry must be a mapping")
+            src = icfg.get("src")
+            if not isinstance(src, str):
+                raise InvalidMachine(_join(iw, "src"), "src must be the name of an actor")
+            if src not in self.actors:
+                raise InvalidMachine(_join(iw, "src"), f"no actor named {src!r} in actors=")
+            inv_id = icfg.get("id") or f"{i}.{node.id}"
+            if not isinstance(inv_id, str):
+                raise InvalidMachine(_join(iw, "id"), "must be a string")
+            invokes.append(InvokeDef(inv_id, src, icfg.get("input")))
+            for key, prefix in (
+                ("onDone", "xstate.done.actor."),
+                ("onError", "xstate.error.actor."),
+            ):
+                if key in icfg:
+                    k = prefix + inv_id
+                    transitions[k] = self.transition_list(node, k, icfg[key], _join(iw, key))
+        node.invoke = tuple(invokes)
         for inv in node.invoke:
             entry.append(ActionDef(K_INVOKE, "xstate.spawnChild", inv))
             exit_.append(ActionDef(K_STOP, "xstate.stopChild", None, id=inv.id))
-        node.entry = tuple(entry)
-        node.exit = tuple(exit_)
-
-        always = cfg.get("always")
-        if always is not None:
-            node.always = tuple(self.transition_list(node, "", always, _join(where, "always")))
-
-        node.transitions = transitions
-        node.wildcards = tuple(k for k in transitions if k.endswith("*"))
-
-        for key, child in node.states.items():
-            self.resolve(child, _join(where, f"states.{key}"))
 
     # -- references -------------------------------------------------------- #
 
@@ -758,17 +794,13 @@ def build_tree(
 
     Raises:
         InvalidMachine: with the path of the first offending key.
+
+    The implementation mappings were checked by :class:`Machine` (they are
+    mappings); what they hold is checked here, where the config names them.
     """
-    for label, mapping in (("actions", actions), ("guards", guards), ("delays", delays)):
-        if not isinstance(mapping, Mapping):
-            raise InvalidMachine(label, "must be a mapping of names to implementations")
-    if not isinstance(actors, Mapping):
-        raise InvalidMachine("actors", "must be a mapping of names to async callables")
     b = _Builder(config, actions, guards, delays, actors)
-    root = b.create(
-        config, config.get("id") or "(machine)" if isinstance(config, Mapping) else "", None, ""
-    )
-    if root.type == HISTORY or (root.type == FINAL and root.parent is not None):
+    root = b.create(config, config.get("id") or "(machine)", None, "")
+    if root.type in (HISTORY, FINAL):
         raise InvalidMachine("type", "the root must be a compound, parallel or atomic state")
     b.resolve(root, "")
     return root, b.id_map, b.nodes

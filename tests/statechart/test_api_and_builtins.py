@@ -575,3 +575,4 @@ def test_entry_actions_timers_and_invokes_run_in_xstate_order() -> None:
         "ScheduleTimerEffect",
         "InvokeEffect",
     ]
+
