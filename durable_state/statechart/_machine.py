@@ -284,19 +284,47 @@ class Machine:
             Exception: whatever an assign, raise or guard implementation
                 raises; the input snapshot stays valid.
         """
+        # Both checks have a fast path for the common case (a dict event, a
+        # snapshot of this machine): a shell calls this once per event.
         ev = to_event(event)
         self._own(snapshot)
-        return self._transition(snapshot, ev, now_ms)
-
-    def _transition(
-        self, snapshot: Snapshot, event: Mapping[str, Any], now_ms: float
-    ) -> tuple[Snapshot, list[Effect]]:
-        """:meth:`transition` for an event and snapshot already validated."""
         if snapshot.status != "active":
             return snapshot, []
         run = _Run.resume(snapshot, snapshot.timers, now_ms)
-        run.macrostep(event)
+        run.macrostep(ev)
         return run.snapshot(snapshot), run.effects
+
+    def fail(self, snapshot: Snapshot, error: BaseException) -> Snapshot:
+        """The snapshot of a machine that failed outside any caller's ``transition``.
+
+        A shell uses this when processing an event nobody waits for (a timer,
+        the result of invoked work) raised: there is no caller to raise to, so,
+        as in xstate, the machine's status becomes ``"error"``. Its timers and
+        children are dropped (the shell disarms and cancels them); the state
+        value, context and history stay as they were.
+
+        Args:
+            snapshot: the last good snapshot.
+            error: what was raised; stored as the snapshot's ``error``.
+
+        Returns:
+            A snapshot with status ``"error"``.
+
+        Raises:
+            SnapshotIncompatible: if the snapshot belongs to another machine.
+        """
+        self._own(snapshot)
+        return Snapshot(
+            self,
+            snapshot._info,
+            snapshot.context,
+            "error",
+            snapshot.output,
+            error,
+            snapshot._history,
+            (),
+            {},
+        )
 
     def fire_timer(
         self, snapshot: Snapshot, timer_id: str, *, now_ms: float = 0.0

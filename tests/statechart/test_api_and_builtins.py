@@ -576,3 +576,30 @@ def test_entry_actions_timers_and_invokes_run_in_xstate_order() -> None:
         "InvokeEffect",
     ]
 
+
+def test_fail_keeps_the_state_and_drops_timers_and_children() -> None:
+    async def job(input: Any) -> None:
+        return None
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"n": 1},
+            "states": {"a": {"after": {"100": "b"}, "invoke": {"src": "job", "id": "j"}}, "b": {}},
+        },
+        actors={"job": job},
+    )
+    s = m.initial_snapshot(now_ms=0)
+    assert s.timers and s.children
+    boom = RuntimeError("boom")
+    failed = m.fail(s, boom)
+    assert (failed.status, failed.error, failed.value, failed.context) == (
+        "error",
+        boom,
+        "a",
+        {"n": 1},
+    )
+    assert (tuple(failed.timers), dict(failed.children)) == ((), {})
+    assert m.transition(failed, "ANY") == (failed, [])
+    assert s.status == "active"  # the input snapshot is untouched

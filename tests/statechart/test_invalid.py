@@ -220,6 +220,7 @@ FOREIGN_CALLS: dict[str, Any] = {
     "can": lambda m, s: m.can(s, "GO"),
     "fire_timer": lambda m, s: m.fire_timer(s, "t"),
     "persisted_snapshot": lambda m, s: m.persisted_snapshot(s),
+    "fail": lambda m, s: m.fail(s, RuntimeError("x")),
 }
 
 
