@@ -86,15 +86,20 @@ class Emit:
 
 
 class StateIn:
-    """A guard that holds while the state with the given id is active."""
+    """A guard that holds while a state is active (see :func:`state_in`)."""
 
-    __slots__ = ("state_id",)
+    __slots__ = ("state",)
 
-    def __init__(self, state_id: str) -> None:
-        self.state_id = state_id
+    def __init__(self, state: str | Mapping[str, Any]) -> None:
+        self.state = state
+
+    @property
+    def state_id(self) -> str | None:
+        """The state id or path given as a string (None for a state value mapping)."""
+        return self.state if isinstance(self.state, str) else None
 
     def __repr__(self) -> str:
-        return f"state_in({self.state_id!r})"
+        return f"state_in({self.state!r})"
 
 
 def assign(fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> Assign:
@@ -102,8 +107,11 @@ def assign(fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> Assign:
 
     Args:
         fn: called as ``fn(context, event, **params)``; the mapping it returns
-            is merged (shallowly) into a new context. A constant mapping is
-            merged as is.
+            is merged (shallowly) into a new context. Or xstate's per-key
+            form, a mapping of context keys to new values: a callable value
+            is called as ``value(context, event, **params)`` (every one with
+            the context as it was before this assign), any other value is
+            stored as is.
 
     Returns:
         An action to use in ``actions=`` or inline in a config.
@@ -157,16 +165,21 @@ def emit(event: EventOrFn | str) -> Emit:
     return Emit(event)
 
 
-def state_in(state_id: str) -> StateIn:
-    """Build a guard that holds while the state ``state_id`` is active.
+def state_in(state: str | Mapping[str, Any]) -> StateIn:
+    """Build a guard that holds while a state is active, as xstate's ``stateIn``.
 
     Args:
-        state_id: a state id such as ``"#order.paid"`` (the ``#`` is optional).
+        state: a state id such as ``"#order.paid"``; a state value path from
+            the root such as ``"checkout.paying"``; or a state value such as
+            ``{"checkout": "paying"}``, which holds when every state it names
+            is active (as :meth:`Snapshot.matches`). A string without ``#``
+            that is no path from the root is taken as an id (``"order.paid"``).
 
     Returns:
-        A guard, usable in ``guards=`` or inline in a config.
+        A guard, usable in ``guards=`` or inline in a config. A state that
+        does not exist makes building the :class:`Machine` fail.
     """
-    return StateIn(state_id)
+    return StateIn(state)
 
 
 # --------------------------------------------------------------------------- #

@@ -51,6 +51,7 @@ _STATE_KEYS = frozenset(
 _TRANSITION_KEYS = frozenset(
     {"target", "guard", "actions", "reenter", "description", "meta", "internal"}
 )
+_INVOKE_KEYS = frozenset({"src", "id", "systemId", "input", "onDone", "onError"})
 
 # Action kinds, dispatched on by the interpreter's inner loop.
 K_ASSIGN: Final = 0
@@ -93,14 +94,20 @@ class ActionDef:
 
 
 class InvokeDef:
-    """A compiled ``invoke`` entry of a state."""
+    """A compiled ``invoke`` entry of a state.
 
-    __slots__ = ("id", "input", "src")
+    ``system_id`` is the config's ``systemId``: accepted and kept, so that a
+    machine written for xstate loads unchanged; nothing looks actors up by it
+    yet.
+    """
 
-    def __init__(self, id: str, src: str, input: Any) -> None:
+    __slots__ = ("id", "input", "src", "system_id")
+
+    def __init__(self, id: str, src: str, input: Any, system_id: str | None = None) -> None:
         self.id = id
         self.src = src
         self.input = input
+        self.system_id = system_id
 
 
 class Transition:
@@ -236,6 +243,7 @@ class _Builder:
         self.id_map: dict[str, StateNode] = {}
         self.nodes: list[StateNode] = []
         self.machine_id = ""
+        self.root: StateNode = StateNode("", None)  # replaced by create()
 
     # -- pass 1 ------------------------------------------------------------ #
 
@@ -253,6 +261,7 @@ class _Builder:
         if parent is None:
             self.machine_id = cfg_id or "(machine)"
             node.id = self.machine_id
+            self.root = node
         else:
             node.id = cfg_id or ".".join((self.machine_id, *node.path))
         if node.id in self.id_map:
@@ -511,6 +520,9 @@ class _Builder:
             iw = _join(where, f"invoke[{i}]" if isinstance(raw_inv, Sequence) else "invoke")
             if not isinstance(icfg, Mapping):
                 raise InvalidMachine(iw, "an invoke entry must be a mapping")
+            for k in icfg:
+                if k not in _INVOKE_KEYS:
+                    raise InvalidMachine(_join(iw, str(k)), "unknown invoke property")
             src = icfg.get("src")
             if not isinstance(src, str):
                 raise InvalidMachine(_join(iw, "src"), "src must be the name of an actor")
@@ -519,7 +531,10 @@ class _Builder:
             inv_id = icfg.get("id") or f"{i}.{node.id}"
             if not isinstance(inv_id, str):
                 raise InvalidMachine(_join(iw, "id"), "must be a string")
-            invokes.append(InvokeDef(inv_id, src, icfg.get("input")))
+            system_id = icfg.get("systemId")
+            if system_id is not None and (not isinstance(system_id, str) or not system_id):
+                raise InvalidMachine(_join(iw, "systemId"), "must be a non-empty string")
+            invokes.append(InvokeDef(inv_id, src, icfg.get("input"), system_id))
             for key, prefix in (
                 ("onDone", "xstate.done.actor."),
                 ("onError", "xstate.error.actor."),
@@ -654,7 +669,7 @@ class _Builder:
         self, impl: Any, name: str, params: Mapping[str, Any] | None, where: str
     ) -> ActionDef:
         if isinstance(impl, Assign):
-            return ActionDef(K_ASSIGN, "xstate.assign", impl.fn, params)
+            return ActionDef(K_ASSIGN, "xstate.assign", _assigner(impl.fn, where), params)
         if isinstance(impl, RaiseEvent):
             delay = None
             if impl.delay is not None:
@@ -694,7 +709,7 @@ class _Builder:
 
     def guard(self, ref: Any, where: str) -> GuardFn:
         if isinstance(ref, StateIn):
-            return self.state_in_guard(ref.state_id, where)
+            return self.state_in_guard(ref.state, where)
         if isinstance(ref, str):
             return self.named_guard(ref, None, where)
         if isinstance(ref, Mapping):
@@ -711,12 +726,24 @@ class _Builder:
                 return _combinator(str(gtype), compiled, where)
             if gtype == "stateIn":
                 params = ref.get("params") or {}
-                sid = ref.get(
-                    "stateId", params.get("stateId") if isinstance(params, Mapping) else None
+                if not isinstance(params, Mapping):
+                    raise InvalidMachine(_join(where, "params"), "params must be a mapping")
+                state = next(
+                    (
+                        v
+                        for v in (
+                            ref.get("stateId"),
+                            params.get("stateId"),
+                            ref.get("stateValue"),
+                            params.get("stateValue"),
+                        )
+                        if v is not None
+                    ),
+                    None,
                 )
-                if not isinstance(sid, str):
-                    raise InvalidMachine(where, "stateIn needs a stateId")
-                return self.state_in_guard(sid, where)
+                if not isinstance(state, str | Mapping):
+                    raise InvalidMachine(where, "stateIn needs a stateId or a stateValue")
+                return self.state_in_guard(state, where)
             if not isinstance(gtype, str):
                 raise InvalidMachine(_join(where, "type"), "a guard reference needs a string type")
             params = ref.get("params")
@@ -733,7 +760,7 @@ class _Builder:
             raise InvalidMachine(where, f"no guard named {name!r} in guards=")
         impl = self.guards[name]
         if isinstance(impl, StateIn):
-            return self.state_in_guard(impl.state_id, where)
+            return self.state_in_guard(impl.state, where)
         if isinstance(impl, Mapping):
             return self.guard(impl, where)
         if not callable(impl):
@@ -744,9 +771,77 @@ class _Builder:
             return lambda c, e, n: bool(fn(c, e, **kw))
         return lambda c, e, n: bool(fn(c, e))
 
-    def state_in_guard(self, state_id: str, where: str) -> GuardFn:
-        target = self.lookup_id(state_id, where)
-        return lambda c, e, nodes: target in nodes
+    def state_in_guard(self, state: str | Mapping[str, Any], where: str) -> GuardFn:
+        """``stateIn``: ``"#id"``, a state value path ``"p.x"`` or a value ``{"p": "x"}``.
+
+        As in xstate, a value holds when every state it names is active
+        (``snapshot.matches``). A string without ``#`` that names no state
+        path from the root is taken as an id, as earlier versions did.
+        """
+        if isinstance(state, str) and state.startswith("#"):
+            target = self.lookup_id(state, where)
+            return lambda c, e, nodes: target in nodes
+        try:
+            required = self.value_nodes(self.root, state, where)
+        except InvalidMachine as not_a_value:
+            if not isinstance(state, str):
+                raise
+            try:
+                target = self.lookup_id(state, where)
+            except InvalidMachine:
+                raise not_a_value from None
+            return lambda c, e, nodes: target in nodes
+        if len(required) == 1:
+            only = required[0]
+            return lambda c, e, nodes: only in nodes
+        return lambda c, e, nodes: all(n in nodes for n in required)
+
+    def value_nodes(self, base: StateNode, value: Any, where: str) -> tuple[StateNode, ...]:
+        """The states a (partial) state value names below ``base``."""
+        if isinstance(value, str):
+            parts = value.split(".")
+            value = parts[-1]
+            for p in reversed(parts[:-1]):
+                value = {p: value}
+            if isinstance(value, str):
+                return (self.value_child(base, value, where),)
+        if not isinstance(value, Mapping) or not value:
+            raise InvalidMachine(
+                where, f"a state value is a path or a non-empty mapping: {value!r}"
+            )
+        out: list[StateNode] = []
+        for key, sub in value.items():
+            child = self.value_child(base, key, where)
+            out.append(child)
+            if isinstance(sub, Mapping) and not sub:
+                continue  # {"p": {}} names p only, as xstate's matches() reads it
+            out.extend(self.value_nodes(child, sub, where))
+        return tuple(out)
+
+    def value_child(self, base: StateNode, key: Any, where: str) -> StateNode:
+        child = base.states.get(key) if isinstance(key, str) else None
+        if child is None or child.type == HISTORY:
+            raise InvalidMachine(where, f"no state {key!r}" + _in(base))
+        return child
+
+
+def _assigner(spec: Any, where: str) -> Any:
+    """What an assign runs: its function, a constant mapping, or one function for the per-key form."""
+    if callable(spec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise InvalidMachine(where, f"assign takes a function or a mapping, not {_tn(spec)}")
+    for key in spec:
+        if not isinstance(key, str):
+            raise InvalidMachine(where, f"assign keys are context keys (strings): {key!r}")
+    if not any(callable(v) for v in spec.values()):
+        return spec  # constant: merged as is
+    items = tuple(spec.items())
+
+    def per_key(context: Mapping[str, Any], event: Mapping[str, Any], **params: Any) -> Any:
+        return {k: v(context, event, **params) if callable(v) else v for k, v in items}
+
+    return per_key
 
 
 def _combinator(kind: str, guards: tuple[GuardFn, ...], where: str) -> GuardFn:

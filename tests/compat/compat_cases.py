@@ -671,6 +671,59 @@ FIXED: list[Case] = [
             "entry order (docs/compatibility.md, row 1)"
         ),
     ),
+    # stateIn with a state value path and with a state value (snapshot.matches).
+    _case(
+        "state-in-values",
+        machine(
+            initial="p",
+            states={
+                "p": {
+                    "type": "parallel",
+                    "states": {
+                        "left": {
+                            "initial": "on",
+                            "states": {
+                                "on": {"on": {"FLIP": "off"}},
+                                "off": {"on": {"FLIP": "on"}},
+                            },
+                        },
+                        "right": {
+                            "initial": "w",
+                            "states": {
+                                "w": {
+                                    "on": {
+                                        "CHECK": [
+                                            {"guard": "byPath", "actions": push("path")},
+                                            {"guard": "byValue", "actions": push("value")},
+                                            {"guard": "byId", "actions": push("id")},
+                                            {"actions": push("none")},
+                                        ],
+                                        "BOTH": {"guard": "both", "actions": push("both")},
+                                    }
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+        ),
+        [send("CHECK"), send("FLIP"), send("BOTH"), send("CHECK"), send("FLIP"), send("BOTH")],
+        state_in={
+            "byPath": "p.left.off",
+            "byValue": {"p": {"left": "on"}},
+            "byId": "#m.p.left.off",
+            "both": {"p": {"left": "on", "right": "w"}},
+        },
+    ),
+    # assign({key: fn | value}): each function sees the context from before.
+    _case(
+        "assign-per-key",
+        machine(
+            initial="a",
+            states={"a": {"on": {"GO": {"actions": {"type": "perKey", "params": {"by": 2}}}}}},
+        ),
+        [send("GO"), send("GO")],
+    ),
     # The init event reaches entry actions of the initial states.
     _case(
         "init-event",

@@ -62,7 +62,8 @@ class Case:
         id: a stable name (``seed-<n>`` for generated cases).
         config: the xstate v5 machine config, plain JSON.
         steps: ``{"send": event}`` or ``{"advance": ms}`` items, in order.
-        state_in: guard name -> ``"#state-id"`` for ``stateIn`` guards.
+        state_in: guard name -> what ``stateIn`` is given (``"#state-id"``, a
+            state value path or a state value).
         timed: whether the machine has delayed transitions (``after``), so
             it must be driven by actors on simulated clocks.
         known_difference: for a hand-picked case that shows a documented,
@@ -73,7 +74,7 @@ class Case:
     id: str
     config: JsonDict
     steps: list[JsonDict]
-    state_in: dict[str, str] = field(default_factory=dict)
+    state_in: dict[str, Any] = field(default_factory=dict)
     timed: bool = False
     known_difference: str | None = None
 

@@ -46,6 +46,13 @@ const actions = {
     [p.key]: typeof event.n === 'number' ? event.n : 0,
   })),
   raiseE: raise((_, p) => ({ type: p.type })),
+  // The per-key form of assign: every function sees the context from before it.
+  perKey: assign({
+    a: ({ context }, p) => context.a + p.by,
+    b: ({ context }) => context.a * 10,
+    log: ({ context }) => [...context.log, 'pk'],
+    c: 7,
+  }),
 };
 
 const baseGuards = {

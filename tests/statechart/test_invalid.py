@@ -17,6 +17,10 @@ from durable_state import (
 from ._helpers import make
 
 
+async def _job(input: Any) -> None:
+    return None
+
+
 def cart(**cart_state: Any) -> dict[str, Any]:
     return {
         "id": "order",
@@ -66,6 +70,21 @@ def test_unknown_target_names_the_path_and_the_state() -> None:
             "no guard named 'nope'",
         ),
         (cart(invoke={"src": "nope"}), "states.cart.invoke.src", "no actor named 'nope'"),
+        (
+            cart(invoke={"src": "job", "bogusKey": 1}),
+            "states.cart.invoke.bogusKey",
+            "unknown invoke property",
+        ),
+        (
+            cart(invoke=[{"src": "job"}, {"src": "job", "onSnapshot": "paid"}]),
+            "states.cart.invoke[1].onSnapshot",
+            "unknown invoke property",
+        ),
+        (
+            cart(invoke={"src": "job", "systemId": 7}),
+            "states.cart.invoke.systemId",
+            "must be a non-empty string",
+        ),
         (cart(after={"soon": "paid"}), "states.cart.after.soon", "no delay named 'soon'"),
         (cart(after={"-5": "paid"}), "states.cart.after.-5", "finite number >= 0"),
         # Structure
@@ -155,7 +174,7 @@ def test_unknown_target_names_the_path_and_the_state() -> None:
 )
 def test_invalid_config(config: dict[str, Any], path: str, reason: str) -> None:
     with pytest.raises(InvalidMachine) as info:
-        make(config)
+        make(config, actors={"job": _job})
     assert info.value.path == path
     assert reason in info.value.reason
     assert str(info.value) == f"{path}: {info.value.reason}"
