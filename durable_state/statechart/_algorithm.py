@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import StatechartError
 from ._nodes import COMPOUND, FINAL, HISTORY, PARALLEL, StateNode, Transition
 
 __all__ = (
@@ -20,6 +21,7 @@ __all__ = (
     "Selector",
     "compute_microstep",
     "is_in_final_state",
+    "value_order",
 )
 
 History = Mapping[str, tuple[StateNode, ...]]
@@ -97,12 +99,13 @@ def exit_set(
     config: Iterable[StateNode],
     history: History,
     root: StateNode,
+    domains: Mapping[Transition, StateNode | None] | None = None,
 ) -> set[StateNode]:
     out: set[StateNode] = set()
     cfg = list(config)
     for t in transitions:
         if t.targets:
-            domain = transition_domain(t, history, root)
+            domain = domains[t] if domains is not None else transition_domain(t, history, root)
             if t.reenter and t.source is domain:
                 out.add(domain)
             for n in cfg:
@@ -112,14 +115,34 @@ def exit_set(
 
 
 def remove_conflicting(
-    enabled: Sequence[Transition], config: frozenset[StateNode], history: History, root: StateNode
+    enabled: Sequence[Transition],
+    config: frozenset[StateNode],
+    history: History,
+    root: StateNode,
+    *,
+    in_place_reentry: bool = False,
 ) -> list[Transition]:
+    """SCXML's conflict removal: of two transitions whose exit sets meet, the
+    one from the deeper source wins, otherwise the earlier one.
+
+    With ``in_place_reentry``, a transition to a history state that resolves
+    to its own atomic source (xstate makes the source its domain: it exits
+    nothing and enters the source again where it is) also counts its source
+    as exited, so that no other transition may leave that state meanwhile.
+    """
     if len(enabled) <= 1:
         return list(enabled)
     filtered: list[Transition] = []
     exits: dict[Transition, set[StateNode]] = {}
     for t in enabled:
         exits[t] = exit_set([t], config, history, root)
+        if (
+            in_place_reentry
+            and t.has_history_target
+            and t.source.is_atomic
+            and transition_domain(t, history, root) is t.source
+        ):
+            exits[t].add(t.source)
     for t1 in enabled:
         preempted = False
         to_remove = []
@@ -197,12 +220,21 @@ def _add_ancestors(
 
 
 def entry_set(
-    transitions: Iterable[Transition], history: History, root: StateNode
+    transitions: Iterable[Transition],
+    history: History,
+    root: StateNode,
+    domains: Mapping[Transition, StateNode | None],
 ) -> tuple[dict[StateNode, None], set[StateNode]]:
+    """The states to enter, and those entered by default (initial actions run).
+
+    ``history`` is the history value after the exits of this microstep (a
+    history state entered now restores what was just recorded); ``domains``
+    are the transition domains the exit set was computed with.
+    """
     to_enter: dict[StateNode, None] = {}
     default_entry: set[StateNode] = set()
     for t in transitions:
-        domain = transition_domain(t, history, root)
+        domain = domains[t]
         for s in t.targets or ():
             if s.type != HISTORY and (s is not t.source or t.source is not domain or t.reenter):
                 to_enter[s] = None
@@ -250,12 +282,16 @@ class MicrostepPlan:
     """
 
     __slots__ = (
+        "entered_atomics",
         "entries",
+        "exit_set",
         "exits",
         "history_changed",
         "history_records",
+        "next_atomics",
         "next_nodes",
         "nodes_changed",
+        "order_from_document",
         "transitions",
     )
 
@@ -267,14 +303,45 @@ class MicrostepPlan:
         entries: tuple[EntryStep, ...],
         next_nodes: frozenset[StateNode],
         nodes_changed: bool,
+        previous_atomics: tuple[StateNode, ...],
     ) -> None:
         self.transitions = transitions
         self.exits = exits
+        self.exit_set = frozenset(exits)
         self.history_records = history_records
         self.history_changed = bool(history_records)
         self.entries = entries
         self.next_nodes = next_nodes
         self.nodes_changed = nodes_changed
+        self.entered_atomics = tuple(e.node for e in entries if e.node.is_atomic)
+        self.next_atomics = tuple(n for n in _doc_order(next_nodes) if n.is_atomic)
+        # The entry order after this microstep when the one before was the
+        # document order: the common case, so it is computed once per plan.
+        self.order_from_document = self.reorder(previous_atomics)
+
+    @property
+    def changes_order(self) -> bool:
+        """Whether the microstep gives the configuration a new entry order.
+
+        As in xstate, which keeps its node list when a microstep leaves both
+        the set of active states and the history value as they were.
+        """
+        return self.nodes_changed or self.history_changed
+
+    def reorder(self, order: Sequence[StateNode]) -> tuple[StateNode, ...] | None:
+        """The active atomic states in entry order after this microstep.
+
+        ``order`` is the entry order before it. Exited states leave the order,
+        states entered join at its end in document order, and a state entered
+        again without being exited keeps its place (xstate's node list is an
+        insertion-ordered set). ``None`` stands for the document order.
+        """
+        gone = self.exit_set
+        kept = [n for n in order if n not in gone] if gone else list(order)
+        present = set(kept)
+        kept.extend(n for n in self.entered_atomics if n not in present)
+        result = tuple(kept)
+        return None if result == self.next_atomics else result
 
 
 def compute_microstep(
@@ -285,13 +352,68 @@ def compute_microstep(
     *,
     is_initial: bool = False,
 ) -> MicrostepPlan:
-    """Compute the sets of one microstep (SCXML ``microstep``, xstate order)."""
-    filtered = tuple(remove_conflicting(transitions, nodes, history, root))
+    """Compute the sets of one microstep (SCXML ``microstep``, xstate order).
+
+    Where xstate's rules would leave an illegal configuration -- possible only
+    with history targets -- the result is the legal SCXML one instead:
+
+    * Each transition's domain is computed once, before anything exits, and
+      serves for both its exit and its entry set. (xstate computes the domain
+      again for the entry set with the history just recorded; when that moves
+      the domain deeper, states exited on the way are never entered again.)
+    * If the configuration is still illegal, the microstep is computed again
+      with in-place re-entries counted as exits when conflicts are removed
+      (see :func:`remove_conflicting`): a history transition that enters its
+      own source again cannot be combined with one that leaves that source.
+
+    Raises:
+        StatechartError: if even that gives an illegal configuration (a bug).
+    """
+    plan = _microstep(transitions, nodes, history, root, is_initial, in_place_reentry=False)
+    if not _illegal(plan.next_nodes):
+        return plan
+    plan = _microstep(transitions, nodes, history, root, is_initial, in_place_reentry=True)
+    problem = _illegal(plan.next_nodes)
+    if problem:
+        raise StatechartError(
+            f"internal error: transitions {list(transitions)} would leave an illegal "
+            f"configuration ({problem}); please report it with the machine config"
+        )
+    return plan
+
+
+def _illegal(nodes: frozenset[StateNode]) -> str:
+    """Why ``nodes`` is not a legal configuration ("" when it is)."""
+    for n in nodes:
+        parent = n.parent
+        if parent is not None and parent not in nodes:
+            return f"#{n.id} is active without its parent"
+        if n.type == COMPOUND:
+            if sum(1 for c in n.children if c in nodes) != 1:
+                return f"compound #{n.id} must have one active child"
+        elif n.type == PARALLEL and not all(c in nodes for c in n.children):
+            return f"parallel #{n.id} must have all its regions active"
+    return ""
+
+
+def _microstep(
+    transitions: Sequence[Transition],
+    nodes: frozenset[StateNode],
+    history: History,
+    root: StateNode,
+    is_initial: bool,
+    *,
+    in_place_reentry: bool,
+) -> MicrostepPlan:
+    filtered = tuple(
+        remove_conflicting(transitions, nodes, history, root, in_place_reentry=in_place_reentry)
+    )
+    domains = {t: transition_domain(t, history, root) for t in filtered}
     mut = set(nodes)
     exits: tuple[StateNode, ...] = ()
     records: list[tuple[str, tuple[StateNode, ...]]] = []
     if not is_initial:
-        exits = tuple(sorted(exit_set(filtered, nodes, history, root), key=_neg_order))
+        exits = tuple(sorted(exit_set(filtered, nodes, history, root, domains), key=_neg_order))
         for ex in exits:
             for h in ex.history_nodes:
                 if h.history == "deep":
@@ -309,7 +431,7 @@ def compute_microstep(
         merged = dict(history)
         merged.update(records)
         hist_after = merged
-    to_enter, default_entry = entry_set(filtered, hist_after, root)
+    to_enter, default_entry = entry_set(filtered, hist_after, root, domains)
     if is_initial:
         default_entry.add(root)
     entries: list[EntryStep] = []
@@ -350,6 +472,7 @@ def compute_microstep(
         tuple(entries),
         next_nodes,
         next_nodes != nodes,
+        tuple(n for n in _doc_order(nodes) if n.is_atomic),
     )
 
 
@@ -389,6 +512,7 @@ class ConfigInfo:
     """
 
     __slots__ = (
+        "_restored_order",
         "active_children",
         "always_chains",
         "atomics",
@@ -416,19 +540,28 @@ class ConfigInfo:
                 if t not in tags:
                     tags.append(t)
         self.tags = frozenset(tags)
-        chains = []
-        for a in self.atomics:
-            chain = tuple(s for s in (a, *a.ancestors) if s.always)
-            if chain:
-                chains.append(chain)
-        self.always_chains = tuple(chains)
-        self.has_always = bool(chains)
+        # Eventless selection in document order; an entry order that differs
+        # uses the atomic states' own chains instead (see _Run._eventless).
+        self.always_chains = tuple(a.always_chain for a in self.atomics if a.always_chain)
+        self.has_always = bool(self.always_chains)
         # event type -> selection result: a tuple of transitions when no guard
         # is involved (static), a Selector otherwise, None when nothing matches.
         self.selection: dict[str, tuple[Transition, ...] | Selector | None] = {}
         # (transitions) -> MicrostepPlan, for microsteps that do not depend on
         # the history value.
         self.micro: dict[tuple[Transition, ...], MicrostepPlan] = {}
+        self._restored_order: tuple[StateNode, ...] | None = None
+
+    @property
+    def restored_order(self) -> tuple[StateNode, ...]:
+        """The entry order a restore derives from this configuration's state value."""
+        if self._restored_order is None:
+            root = next(n for n in self.nodes if n.parent is None)
+            named = dict.fromkeys(value_order(root, self.value))
+            order = [n for n in named if n.is_atomic]
+            order.extend(n for n in self.atomics if n not in named)
+            self._restored_order = tuple(order)
+        return self._restored_order
 
     def compile_selection(
         self, root: StateNode, event_type: str
@@ -534,3 +667,29 @@ def _state_value(
         return {k.key: value_of(k) for k in kids}
 
     return value_of(root)
+
+
+def value_order(root: StateNode, value: Any) -> list[StateNode]:
+    """The states a persisted state value names, in the order xstate lists them.
+
+    xstate restores a snapshot's node list from its value: at each level the
+    children named there, then what each names below (``getStateNodes``).
+    Unknown keys are skipped; the value was validated separately.
+    """
+    out: list[StateNode] = []
+
+    def visit(node: StateNode, v: Any) -> None:
+        if isinstance(v, str):
+            child = node.states.get(v)
+            if child is not None:
+                out.append(child)
+            return
+        if not isinstance(v, Mapping):
+            return
+        children = [(c, v[k]) for k in v if (c := node.states.get(k)) is not None]
+        out.extend(c for c, _ in children)
+        for c, sub in children:
+            visit(c, sub)
+
+    visit(root, value)
+    return out

@@ -24,6 +24,7 @@ from ._algorithm import (
     compute_microstep,
     remove_conflicting,
     run_selector,
+    value_order,
 )
 from ._builtins import (
     ActionEffect,
@@ -324,6 +325,7 @@ class Machine:
             snapshot._history,
             (),
             {},
+            snapshot._order,
         )
 
     def fire_timer(
@@ -393,6 +395,12 @@ class Machine:
             for cid, c in snapshot.children.items()
         }
         check_json(children, "children")
+        durable: dict[str, Any] = {"machine": self.id, "version": self.version, "timers": timers}
+        info = snapshot._info
+        order = snapshot._order if snapshot._order is not None else info.atomics
+        if order != info.restored_order:
+            # Only when a restore could not tell it from the state value.
+            durable["entered"] = [n.id for n in order]
         return {
             "status": snapshot.status,
             "value": snapshot.value,  # a fresh copy
@@ -403,7 +411,7 @@ class Machine:
             "children": children,
             "output": copy.deepcopy(snapshot.output),
             "error": error,
-            DURABLE_KEY: {"machine": self.id, "version": self.version, "timers": timers},
+            DURABLE_KEY: durable,
         }
 
     def restore_snapshot(self, data: Mapping[str, Any], *, key: str | None = None) -> Snapshot:
@@ -528,9 +536,11 @@ class Machine:
                 continue
             child_input = snap.get("input") if isinstance(snap, Mapping) else None
             children[cid] = ChildRecord(src, child_input)
+        info = self._configs.intern(nodes)
+        order = self._restore_order(data.get("value"), info, meta.get("entered"), key)
         return Snapshot(
             self,
-            self._configs.intern(nodes),
+            info,
             dict(context),
             status,
             data.get("output"),
@@ -538,7 +548,36 @@ class Machine:
             history,
             tuple(timers),
             children,
+            order,
         )
+
+    def _restore_order(
+        self, value: Any, info: ConfigInfo, entered: Any, key: str | None
+    ) -> tuple[StateNode, ...] | None:
+        """The entry order of a restored snapshot (None: the document order).
+
+        ``$durable.entered`` records it when it was not the document order.
+        A snapshot without it (an older one, or one written by xstate) gets
+        the order xstate gives a restored snapshot: the order in which the
+        persisted state value names the atomic states. Ids that are unknown
+        or not active are skipped, and active states it misses follow in
+        that order, so that a migrated snapshot still restores.
+        """
+        active = info.nodes
+        named: list[StateNode] = []
+        if entered is not None:
+            if not isinstance(entered, list) or not all(isinstance(i, str) for i in entered):
+                raise SnapshotIncompatible("$durable.entered is not a list of state ids", key=key)
+            for sid in entered:
+                node = self._id_map.get(sid)
+                if node is not None and node.is_atomic and node in active:
+                    named.append(node)
+        named.extend(value_order(self.root, value))
+        order = tuple(n for n in dict.fromkeys(named) if n.is_atomic and n in active)
+        if len(order) != len(info.atomics):
+            present = set(order)
+            order += tuple(n for n in info.atomics if n not in present)
+        return None if order == info.atomics else order
 
     def _nodes_from_value(self, value: Any, key: str | None) -> frozenset[StateNode]:
         nodes: set[StateNode] = {self.root}
@@ -649,6 +688,7 @@ class _Run:
         "info",
         "machine",
         "now_ms",
+        "order",
         "output",
         "queue",
         "status",
@@ -665,9 +705,11 @@ class _Run:
         timers: tuple[Timer, ...],
         children: Mapping[str, ChildRecord],
         now_ms: float,
+        order: tuple[StateNode, ...] | None = None,
     ) -> None:
         self.machine = machine
         self.info = info
+        self.order = order
         self.context = context
         self.history = history
         self.timers = timers
@@ -692,6 +734,7 @@ class _Run:
             timers,
             snapshot.children,
             now_ms,
+            snapshot._order,
         )
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
@@ -703,6 +746,7 @@ class _Run:
             and self.history is previous._history
             and self.timers is previous.timers
             and self.children is previous.children
+            and self.order is previous._order
             and self.status == previous.status
         ):
             return previous
@@ -716,6 +760,7 @@ class _Run:
             self.history,
             self.timers,
             self.children,
+            self.order,
         )
 
     # -- selection and planning ---------------------------------------- #
@@ -807,7 +852,15 @@ class _Run:
         ctx = self.context
         nodes = self.info.nodes
         found: dict[Transition, None] = {}
-        for chain in self.info.always_chains:
+        # Atomic states in entry order, each with its chain of ancestors that
+        # have eventless transitions; the first enabled one per chain (xstate).
+        order = self.order
+        chains = (
+            self.info.always_chains
+            if order is None
+            else [a.always_chain for a in order if a.always_chain]
+        )
+        for chain in chains:
             done = False
             for s in chain:
                 for t in s.always:
@@ -839,6 +892,9 @@ class _Run:
         for t in plan.transitions:
             if t.actions:
                 self.run_actions(t.actions, event)
+        if plan.changes_order:
+            order = self.order
+            self.order = plan.order_from_document if order is None else plan.reorder(order)
         if plan.nodes_changed:
             self.info = self.machine._configs.intern(plan.next_nodes)
             self.changed = True

@@ -157,6 +157,7 @@ class StateNode:
     __slots__ = (
         "after",
         "always",
+        "always_chain",
         "ancestor_set",
         "ancestors",
         "children",
@@ -205,6 +206,9 @@ class StateNode:
         self.transitions: dict[str, list[Transition]] = {}
         self.wildcards: tuple[str, ...] = ()
         self.always: tuple[Transition, ...] = ()
+        # For an atomic state: itself and its ancestors that have eventless
+        # transitions, nearest first (the walk xstate makes from each atomic state).
+        self.always_chain: tuple[StateNode, ...] = ()
         self.after: tuple[Transition, ...] = ()
         self.invoke: tuple[InvokeDef, ...] = ()
         self.tags: tuple[str, ...] = ()
@@ -898,4 +902,7 @@ def build_tree(
     if root.type in (HISTORY, FINAL):
         raise InvalidMachine("type", "the root must be a compound, parallel or atomic state")
     b.resolve(root, "")
+    for node in b.nodes:
+        if node.is_atomic:
+            node.always_chain = tuple(s for s in (node, *node.ancestors) if s.always)
     return root, b.id_map, b.nodes

@@ -63,6 +63,7 @@ class Snapshot:
     __slots__ = (
         "_history",
         "_info",
+        "_order",
         "children",
         "context",
         "error",
@@ -81,6 +82,10 @@ class Snapshot:
     error: Any
     timers: tuple[Timer, ...]
     children: Mapping[str, ChildRecord]
+    # The active atomic states in the order they were entered, when that is
+    # not the document order (None): it decides which eventless transitions
+    # of different regions run first, as in xstate.
+    _order: tuple[StateNode, ...] | None
 
     def __init__(
         self,
@@ -93,6 +98,7 @@ class Snapshot:
         history: Mapping[str, tuple[StateNode, ...]],
         timers: tuple[Timer, ...],
         children: Mapping[str, ChildRecord],
+        order: tuple[StateNode, ...] | None = None,
     ) -> None:
         setattr_ = _object_setattr
         setattr_(self, "machine", machine)
@@ -104,6 +110,7 @@ class Snapshot:
         setattr_(self, "_history", history)
         setattr_(self, "timers", timers)
         setattr_(self, "children", children)
+        setattr_(self, "_order", order)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Snapshot is immutable (cannot set {name!r})")
@@ -128,6 +135,17 @@ class Snapshot:
     def active_state_ids(self) -> tuple[str, ...]:
         """The ids of all active states, in document order."""
         return tuple(n.id for n in sorted(self._info.nodes, key=_order))
+
+    @property
+    def entry_order(self) -> tuple[str, ...]:
+        """The ids of the active atomic states, in the order they were entered.
+
+        It decides which eventless (``always``) transitions of different
+        parallel regions are taken first, as in xstate; it is persisted so
+        that a restored snapshot continues as this one would.
+        """
+        order = self._order if self._order is not None else self._info.atomics
+        return tuple(n.id for n in order)
 
     @property
     def history_value(self) -> dict[str, tuple[str, ...]]:
@@ -178,6 +196,7 @@ class Snapshot:
         return (
             self.machine is other.machine
             and self._info.nodes == other._info.nodes
+            and self._order == other._order
             and self.context == other.context
             and self.status == other.status
             and self.output == other.output
