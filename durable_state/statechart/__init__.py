@@ -29,6 +29,7 @@ from ._machine import to_event as to_event
 from ._snapshot import ChildRecord as ChildRecord
 from ._snapshot import Snapshot as Snapshot
 from ._snapshot import Status as Status
+from ._timers import TimerQueue as TimerQueue
 
 __all__ = (
     "DURABLE_KEY",
@@ -49,6 +50,7 @@ __all__ = (
     "Status",
     "StopInvokeEffect",
     "Timer",
+    "TimerQueue",
     "assign",
     "emit",
     "raise_event",

@@ -263,9 +263,25 @@ Effect: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """A pending delayed event, due at an absolute time (epoch ms)."""
+    """A pending delayed event, due at an absolute time (epoch ms).
+
+    Attributes:
+        id: the timer's id (an ``after`` event type, or a ``raise_event`` id).
+        event: the event delivered when it is due.
+        due_ms: when it is due (epoch ms of the actor's clock).
+        seq: its scheduling order, which breaks ties between equal due times.
+    """
 
     id: str
     event: Event
     due_ms: float
     seq: int = field(default=0, compare=False)
+    _persisted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def persisted(self) -> dict[str, Any]:
+        """The timer's entry in ``$durable.timers``, built once and shared: read-only."""
+        entry = self._persisted
+        if entry is None:
+            entry = {"id": self.id, "event": dict(self.event), "due": self.due_ms}
+            object.__setattr__(self, "_persisted", entry)
+        return entry

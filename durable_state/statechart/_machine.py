@@ -7,12 +7,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._json import check_json
+from .._json import check_json, find_unserializable
 from ..errors import (
     InvalidEvent,
     InvalidMachine,
     MicrostepLimitExceeded,
-    NotSerializable,
     SnapshotIncompatible,
 )
 from ._algorithm import (
@@ -55,6 +54,8 @@ from ._nodes import (
     build_tree,
 )
 from ._snapshot import ChildRecord, Snapshot, Status
+from ._timers import EMPTY as EMPTY_TIMERS
+from ._timers import TimerQueue
 
 __all__ = ("DURABLE_KEY", "Machine")
 
@@ -189,10 +190,10 @@ class Machine:
         if ctx is not None and not isinstance(ctx, Mapping) and not callable(ctx):
             raise InvalidMachine("context", "context is a mapping or fn(input) -> mapping")
         if isinstance(ctx, Mapping):
-            try:
-                check_json(ctx, "context")
-            except NotSerializable as exc:
-                raise InvalidMachine(exc.path, str(exc).split(": ", 1)[-1]) from exc
+            problem = find_unserializable(ctx, "context")
+            if problem is not None:
+                path, type_name, reason = problem
+                raise InvalidMachine(path, reason or f"a {type_name} cannot be stored as JSON")
         self._configs = _Configs(root)
         # History targets, or a compound whose initial state is a history state,
         # make a microstep depend on the history value: such plans are not cached.
@@ -248,7 +249,15 @@ class Machine:
             context = {}
         else:
             context = copy.deepcopy(dict(cfg_ctx))
-        run = _Run(self, self._configs.intern(frozenset({self.root})), context, {}, (), {}, now_ms)
+        run = _Run(
+            self,
+            self._configs.intern(frozenset({self.root})),
+            context,
+            {},
+            EMPTY_TIMERS,
+            {},
+            now_ms,
+        )
         plan = compute_microstep(
             [self._initial_transition], run.info.nodes, {}, self.root, is_initial=True
         )
@@ -323,7 +332,7 @@ class Machine:
             snapshot.output,
             error,
             snapshot._history,
-            (),
+            EMPTY_TIMERS,
             {},
             snapshot._order,
         )
@@ -342,12 +351,10 @@ class Machine:
             now_ms: the time of the step (epoch ms).
         """
         self._own(snapshot)
-        timer = next((t for t in snapshot.timers if t.id == timer_id), None)
+        timer = snapshot.timers.get(timer_id)
         if timer is None or snapshot.status != "active":
             return snapshot, []
-        remaining = tuple(t for t in snapshot.timers if t is not timer)
-        run = _Run.resume(snapshot, remaining, now_ms)
-        run.timers_changed = True
+        run = _Run.resume(snapshot, snapshot.timers.cancel(timer_id), now_ms)
         run.macrostep(timer.event)
         return run.snapshot(), run.effects
 
@@ -374,45 +381,56 @@ class Machine:
 
         The shape is xstate v5's ``getPersistedSnapshot()`` (``status``,
         ``value``, ``historyValue``, ``context``, ``children``, ``output``,
-        ``error``) plus ``"$durable"``: the machine id and version and the
-        pending timers as absolute due times.
+        ``error``) plus ``"$durable"``: the machine id and version, the
+        pending timers as absolute due times, and the entry order when the
+        state value cannot tell it.
+
+        The result shares the context, the output and the timer entries with
+        the snapshot instead of copying them: encode it, or treat it as
+        read-only. (A snapshot and everything it holds are never changed in
+        place; the core builds a new context on every ``assign``. Actions and
+        guards must not change the context they are given either.)
 
         Raises:
             NotSerializable: if the context (or output) holds a value JSON
                 cannot represent; the error names its path.
         """
         self._own(snapshot)
-        check_json(snapshot.context, "context")
-        check_json(snapshot.output, "output")
         error = snapshot.error
         if isinstance(error, BaseException):
             error = {"name": type(error).__name__, "message": str(error)}
-        check_json(error, "error")
-        timers = [{"id": t.id, "event": dict(t.event), "due": t.due_ms} for t in snapshot.timers]
-        check_json(timers, "$durable.timers")
-        children = {
-            cid: {"src": c.src, "snapshot": {"status": "active", "input": c.input}}
-            for cid, c in snapshot.children.items()
+        durable: dict[str, Any] = {
+            "machine": self.id,
+            "version": self.version,
+            "timers": [t.persisted() for t in snapshot.timers],
         }
-        check_json(children, "children")
-        durable: dict[str, Any] = {"machine": self.id, "version": self.version, "timers": timers}
         info = snapshot._info
         order = snapshot._order if snapshot._order is not None else info.atomics
         if order != info.restored_order:
             # Only when a restore could not tell it from the state value.
             durable["entered"] = [n.id for n in order]
-        return {
+        data = {
             "status": snapshot.status,
             "value": snapshot.value,  # a fresh copy
             "historyValue": {
                 hid: [{"id": n.id} for n in nodes] for hid, nodes in snapshot._history.items()
             },
-            "context": copy.deepcopy(dict(snapshot.context)),
-            "children": children,
-            "output": copy.deepcopy(snapshot.output),
+            # Shared with the snapshot, not copied: snapshots are immutable,
+            # and so is what they hold (the core never changes a context in
+            # place; it builds a new one).
+            "context": snapshot.context,
+            "children": {
+                cid: {"src": c.src, "snapshot": {"status": "active", "input": c.input}}
+                for cid, c in snapshot.children.items()
+            },
+            "output": snapshot.output,
             "error": error,
             DURABLE_KEY: durable,
         }
+        # One walk over the whole document; paths are worked out only for a
+        # value that fails ("context.items[2].price", "$durable.timers[0]...").
+        check_json(data, "")
+        return data
 
     def restore_snapshot(self, data: Mapping[str, Any], *, key: str | None = None) -> Snapshot:
         """Rebuild a snapshot from its persisted form, migrating older versions.
@@ -505,7 +523,7 @@ class Machine:
                     )
                 recorded.append(node)
             history[hid] = tuple(recorded)
-        timers = []
+        timers: list[Timer] = []
         raw_timers = meta.get("timers") or []
         if not isinstance(raw_timers, list):
             raise SnapshotIncompatible("timers is not a list", key=key)
@@ -522,7 +540,10 @@ class Machine:
             except InvalidEvent as exc:
                 raise SnapshotIncompatible(f"timer {i}: {exc}", key=key) from exc
             timers.append(Timer(t["id"], ev, float(t["due"]), i))
-        timers.sort(key=lambda t: (t.due_ms, t.seq))
+        try:
+            queue = TimerQueue.of(timers)
+        except ValueError as exc:
+            raise SnapshotIncompatible(f"timers: {exc}", key=key) from None
         children: dict[str, ChildRecord] = {}
         raw_children = data.get("children") or {}
         if not isinstance(raw_children, Mapping):
@@ -546,7 +567,7 @@ class Machine:
             data.get("output"),
             data.get("error"),
             history,
-            tuple(timers),
+            queue,
             children,
             order,
         )
@@ -693,7 +714,6 @@ class _Run:
         "queue",
         "status",
         "timers",
-        "timers_changed",
     )
 
     def __init__(
@@ -702,7 +722,7 @@ class _Run:
         info: ConfigInfo,
         context: Mapping[str, Any],
         history: Mapping[str, tuple[StateNode, ...]],
-        timers: tuple[Timer, ...],
+        timers: TimerQueue,
         children: Mapping[str, ChildRecord],
         now_ms: float,
         order: tuple[StateNode, ...] | None = None,
@@ -721,10 +741,9 @@ class _Run:
         self.effects: list[Effect] = []
         self.queue: deque[Mapping[str, Any]] = deque()
         self.changed = False
-        self.timers_changed = False
 
     @classmethod
-    def resume(cls, snapshot: Snapshot, timers: tuple[Timer, ...], now_ms: float) -> _Run:
+    def resume(cls, snapshot: Snapshot, timers: TimerQueue, now_ms: float) -> _Run:
         """A run that continues from ``snapshot`` (with ``timers`` pending)."""
         return cls(
             snapshot.machine,
@@ -1001,20 +1020,15 @@ class _Run:
             if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
                 raise TypeError(f"delay function returned {delay!r}, not a number of ms >= 0")
         due = self.now_ms + float(delay)
-        kept = [t for t in self.timers if t.id != timer_id]
-        if len(kept) != len(self.timers):
+        self.timers, replaced = self.timers.schedule(timer_id, event, due)
+        if replaced:
             self.effects.append(CancelTimerEffect(timer_id))
-        seq = max((t.seq for t in kept), default=-1) + 1
-        kept.append(Timer(timer_id, event, due, seq))
-        kept.sort(key=_timer_key)
-        self.timers = tuple(kept)
-        self.timers_changed = True
         self.effects.append(ScheduleTimerEffect(timer_id, event, due))
 
     def _cancel(self, timer_id: str) -> None:
-        if any(t.id == timer_id for t in self.timers):
-            self.timers = tuple(t for t in self.timers if t.id != timer_id)
-            self.timers_changed = True
+        remaining = self.timers.cancel(timer_id)
+        if remaining is not self.timers:
+            self.timers = remaining
             self.effects.append(CancelTimerEffect(timer_id))
 
     def _halt(self) -> None:
@@ -1029,13 +1043,10 @@ class _Run:
             self.children = {}
 
     def _cancel_timers(self) -> None:
-        for t in self.timers:
-            self.effects.append(CancelTimerEffect(t.id))
-        self.timers = ()
-
-
-def _timer_key(t: Timer) -> tuple[float, int]:
-    return (t.due_ms, t.seq)
+        if self.timers:
+            for t in self.timers:
+                self.effects.append(CancelTimerEffect(t.id))
+            self.timers = EMPTY_TIMERS
 
 
 def _resolve_output(mapper: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:

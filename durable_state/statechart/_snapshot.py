@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._algorithm import _order
-from ._builtins import Timer
+from ._timers import TimerQueue
 
 if TYPE_CHECKING:
     from ._algorithm import ConfigInfo
@@ -80,7 +80,7 @@ class Snapshot:
     status: Status
     output: Any
     error: Any
-    timers: tuple[Timer, ...]
+    timers: TimerQueue
     children: Mapping[str, ChildRecord]
     # The active atomic states in the order they were entered, when that is
     # not the document order (None): it decides which eventless transitions
@@ -96,7 +96,7 @@ class Snapshot:
         output: Any,
         error: Any,
         history: Mapping[str, tuple[StateNode, ...]],
-        timers: tuple[Timer, ...],
+        timers: TimerQueue,
         children: Mapping[str, ChildRecord],
         order: tuple[StateNode, ...] | None = None,
     ) -> None:
@@ -155,7 +155,8 @@ class Snapshot:
     @property
     def next_timer_at(self) -> float | None:
         """The due time (epoch ms) of the earliest pending timer, if any."""
-        return self.timers[0].due_ms if self.timers else None
+        first = self.timers.first
+        return first.due_ms if first is not None else None
 
     def meta(self) -> dict[str, Any]:
         """The ``meta`` of every active state that has one, by state id."""
