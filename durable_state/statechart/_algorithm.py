@@ -264,8 +264,8 @@ class EntryStep:
     __slots__ = ("compound_done", "default", "node", "parallel_done", "root_completion")
 
     def __init__(self, node: StateNode, default: bool) -> None:
-        self.node = node
-        self.default = default
+        self.node: StateNode = node
+        self.default: bool = default
         # For final states: the compound parent whose done event to raise, the
         # parallel ancestors that complete, and the node that completes the
         # machine (None when the machine does not complete here).
@@ -305,19 +305,23 @@ class MicrostepPlan:
         nodes_changed: bool,
         previous_atomics: tuple[StateNode, ...],
     ) -> None:
-        self.transitions = transitions
-        self.exits = exits
-        self.exit_set = frozenset(exits)
-        self.history_records = history_records
-        self.history_changed = bool(history_records)
-        self.entries = entries
-        self.next_nodes = next_nodes
-        self.nodes_changed = nodes_changed
-        self.entered_atomics = tuple(e.node for e in entries if e.node.is_atomic)
-        self.next_atomics = tuple(n for n in _doc_order(next_nodes) if n.is_atomic)
+        self.transitions: tuple[Transition, ...] = transitions
+        self.exits: tuple[StateNode, ...] = exits
+        self.exit_set: frozenset[StateNode] = frozenset(exits)
+        self.history_records: tuple[tuple[str, tuple[StateNode, ...]], ...] = history_records
+        self.history_changed: bool = bool(history_records)
+        self.entries: tuple[EntryStep, ...] = entries
+        self.next_nodes: frozenset[StateNode] = next_nodes
+        self.nodes_changed: bool = nodes_changed
+        self.entered_atomics: tuple[StateNode, ...] = tuple(
+            e.node for e in entries if e.node.is_atomic
+        )
+        self.next_atomics: tuple[StateNode, ...] = tuple(
+            n for n in _doc_order(next_nodes) if n.is_atomic
+        )
         # The entry order after this microstep when the one before was the
         # document order: the common case, so it is computed once per plan.
-        self.order_from_document = self.reorder(previous_atomics)
+        self.order_from_document: tuple[StateNode, ...] | None = self.reorder(previous_atomics)
 
     @property
     def changes_order(self) -> bool:
@@ -500,8 +504,8 @@ class Selector:
     __slots__ = ("cands", "subs")
 
     def __init__(self, subs: tuple[Selector, ...], cands: tuple[Transition, ...]) -> None:
-        self.subs = subs
-        self.cands = cands
+        self.subs: tuple[Selector, ...] = subs
+        self.cands: tuple[Transition, ...] = cands
 
 
 class ConfigInfo:
@@ -525,25 +529,29 @@ class ConfigInfo:
     )
 
     def __init__(self, nodes: frozenset[StateNode], root: StateNode) -> None:
-        self.nodes = nodes
+        self.nodes: frozenset[StateNode] = nodes
         ordered = _doc_order(nodes)
-        self.atomics = tuple(n for n in ordered if n.is_atomic)
+        self.atomics: tuple[StateNode, ...] = tuple(n for n in ordered if n.is_atomic)
         children: dict[StateNode, list[StateNode]] = {n: [] for n in ordered}
         for n in ordered:
             if n.parent is not None and n.parent in children:
                 children[n.parent].append(n)
-        self.active_children = {k: tuple(v) for k, v in children.items()}
-        self.value = _state_value(root, self.active_children)
+        self.active_children: dict[StateNode, tuple[StateNode, ...]] = {
+            k: tuple(v) for k, v in children.items()
+        }
+        self.value: str | dict[str, Any] = _state_value(root, self.active_children)
         tags: list[str] = []
         for n in ordered:
             for t in n.tags:
                 if t not in tags:
                     tags.append(t)
-        self.tags = frozenset(tags)
+        self.tags: frozenset[str] = frozenset(tags)
         # Eventless selection in document order; an entry order that differs
         # uses the atomic states' own chains instead (see _Run._eventless).
-        self.always_chains = tuple(a.always_chain for a in self.atomics if a.always_chain)
-        self.has_always = bool(self.always_chains)
+        self.always_chains: tuple[tuple[StateNode, ...], ...] = tuple(
+            a.always_chain for a in self.atomics if a.always_chain
+        )
+        self.has_always: bool = bool(self.always_chains)
         # event type -> selection result: a tuple of transitions when no guard
         # is involved (static), a Selector otherwise, None when nothing matches.
         self.selection: dict[str, tuple[Transition, ...] | Selector | None] = {}

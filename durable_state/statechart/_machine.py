@@ -27,9 +27,13 @@ from ._algorithm import (
 )
 from ._builtins import (
     ActionEffect,
+    ActionImpl,
+    ActorImpl,
     CancelTimerEffect,
+    DelayImpl,
     Effect,
     EmitEffect,
+    GuardImpl,
     InvokeEffect,
     ScheduleTimerEffect,
     StopInvokeEffect,
@@ -136,10 +140,10 @@ class Machine:
         self,
         config: Mapping[str, Any],
         *,
-        actions: Mapping[str, Any] | None = None,
-        guards: Mapping[str, Any] | None = None,
-        delays: Mapping[str, Any] | None = None,
-        actors: Mapping[str, Callable[..., Any]] | None = None,
+        actions: Mapping[str, ActionImpl] | None = None,
+        guards: Mapping[str, GuardImpl] | None = None,
+        delays: Mapping[str, DelayImpl] | None = None,
+        actors: Mapping[str, ActorImpl] | None = None,
         version: int = 1,
         migrations: Mapping[int, Migration] | None = None,
         max_microsteps: int = 1000,
@@ -159,15 +163,15 @@ class Machine:
             # with a TypeError/ValueError that names nothing.
             if given is not None and not isinstance(given, Mapping):
                 raise InvalidMachine(label, "must be a mapping of names to implementations")
-        self.config = config
-        self.actions: Mapping[str, Any] = dict(actions or {})
-        self.guards: Mapping[str, Any] = dict(guards or {})
-        self.delays: Mapping[str, Any] = dict(delays or {})
-        self.actors: Mapping[str, Callable[..., Any]] = dict(actors or {})
+        self.config: Mapping[str, Any] = config
+        self.actions: Mapping[str, ActionImpl] = dict(actions or {})
+        self.guards: Mapping[str, GuardImpl] = dict(guards or {})
+        self.delays: Mapping[str, DelayImpl] = dict(delays or {})
+        self.actors: Mapping[str, ActorImpl] = dict(actors or {})
         for name, fn in self.actors.items():
             if not callable(fn):
                 raise InvalidMachine(f"actors.{name}", "an actor implementation must be callable")
-        self.version = version
+        self.version: int = version
         self.migrations: Mapping[int, Migration] = dict(migrations or {})
         for v, fn in self.migrations.items():
             if not isinstance(v, int) or not 1 <= v < version:
@@ -178,7 +182,7 @@ class Machine:
                 raise InvalidMachine(f"migrations.{v}", "a migration must be callable")
         if max_microsteps < 1:
             raise InvalidMachine("max_microsteps", "must be at least 1")
-        self.max_microsteps = max_microsteps
+        self.max_microsteps: int = max_microsteps
         root, id_map, nodes = build_tree(
             config, actions=self.actions, guards=self.guards, delays=self.delays, actors=self.actors
         )

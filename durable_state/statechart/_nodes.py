@@ -82,12 +82,12 @@ class ActionDef:
         delay: Any = None,
         id: str | None = None,
     ) -> None:
-        self.kind = kind
-        self.name = name
-        self.fn = fn
-        self.params = params or None
-        self.delay = delay
-        self.id = id
+        self.kind: int = kind
+        self.name: str = name
+        self.fn: Any = fn
+        self.params: Mapping[str, Any] | None = params or None
+        self.delay: Any = delay
+        self.id: str | None = id
 
     def __repr__(self) -> str:
         return f"<action {self.name}>"
@@ -104,10 +104,10 @@ class InvokeDef:
     __slots__ = ("id", "input", "src", "system_id")
 
     def __init__(self, id: str, src: str, input: Any, system_id: str | None = None) -> None:
-        self.id = id
-        self.src = src
-        self.input = input
-        self.system_id = system_id
+        self.id: str = id
+        self.src: str = src
+        self.input: Any = input
+        self.system_id: str | None = system_id
 
 
 class Transition:
@@ -136,15 +136,17 @@ class Transition:
         description: str | None = None,
         meta: Any = None,
     ) -> None:
-        self.source = source
-        self.event_type = event_type
-        self.targets = targets
-        self.guard = guard
-        self.actions = actions
-        self.reenter = reenter
-        self.description = description
-        self.meta = meta
-        self.has_history_target = bool(targets) and any(t.type == HISTORY for t in targets or ())
+        self.source: StateNode = source
+        self.event_type: str = event_type
+        self.targets: tuple[StateNode, ...] | None = targets
+        self.guard: GuardFn | None = guard
+        self.actions: tuple[ActionDef, ...] = actions
+        self.reenter: bool = reenter
+        self.description: str | None = description
+        self.meta: Any = meta
+        self.has_history_target: bool = bool(targets) and any(
+            t.type == HISTORY for t in targets or ()
+        )
 
     def __repr__(self) -> str:
         tgt = ",".join("#" + t.id for t in self.targets) if self.targets else "-"
@@ -187,12 +189,12 @@ class StateNode:
     )
 
     def __init__(self, key: str, parent: StateNode | None) -> None:
-        self.key = key
-        self.parent = parent
+        self.key: str = key
+        self.parent: StateNode | None = parent
         self.path: tuple[str, ...] = (*parent.path, key) if parent else ()
-        self.id = ""
-        self.type = ATOMIC
-        self.order = -1
+        self.id: str = ""
+        self.type: str = ATOMIC
+        self.order: int = -1
         self.config: Mapping[str, Any] = {}
         self.states: dict[str, StateNode] = {}
         self.children: tuple[StateNode, ...] = ()
@@ -217,7 +219,7 @@ class StateNode:
         self.description: str | None = None
         self.ancestors: tuple[StateNode, ...] = ()
         self.ancestor_set: frozenset[StateNode] = frozenset()
-        self.is_atomic = True
+        self.is_atomic: bool = True
 
     def __repr__(self) -> str:
         return f"<state #{self.id}>"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ._algorithm import _order
 from ._timers import TimerQueue
@@ -26,8 +26,8 @@ class ChildRecord:
     __slots__ = ("input", "src")
 
     def __init__(self, src: str, input: Any) -> None:
-        self.src = src
-        self.input = input
+        self.src: str = src
+        self.input: Any = input
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -208,7 +208,7 @@ class Snapshot:
             and dict(self.children) == dict(other.children)
         )
 
-    __hash__ = None  # type: ignore[assignment]  # equality is by value; not hashable
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # equal by value: not hashable
 
 
 def _copy_value(v: Any) -> Any:

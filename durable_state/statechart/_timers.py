@@ -12,7 +12,7 @@ no timer shares the queue unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import Any, ClassVar, overload
 
 from ._builtins import Event, Timer
 
@@ -30,11 +30,11 @@ class _Node:
     def __init__(
         self, key: _Key, timer: Timer, prio: int, left: _Node | None, right: _Node | None
     ) -> None:
-        self.key = key
-        self.timer = timer
-        self.prio = prio
-        self.left = left
-        self.right = right
+        self.key: _Key = key
+        self.timer: Timer = timer
+        self.prio: int = prio
+        self.left: _Node | None = left
+        self.right: _Node | None = right
 
 
 def _insert(node: _Node | None, key: _Key, timer: Timer, prio: int) -> _Node:
@@ -287,7 +287,7 @@ class TimerQueue(Sequence[Timer]):
             return list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]  # equality is by value; not hashable
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # equal by value: not hashable
 
     def __repr__(self) -> str:
         return f"TimerQueue({list(self)!r})"
