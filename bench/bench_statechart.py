@@ -24,6 +24,13 @@ Usage::
     python bench/bench_statechart.py --quick          # a smoke run, writes nothing
     python bench/bench_statechart.py --quick --json /tmp/statechart.json
     python bench/bench_statechart.py --profile parallel   # cProfile of Actor.send
+    python bench/bench_statechart.py --timers-only        # only the pending-timers case
+
+Pending timers: a snapshot holding ``--timers`` (10,000) pending timers is
+stepped with an event that touches no timer and with one that schedules one
+more, then persisted and restored; each figure is also given as a ratio to
+the raw JSON work on the stored document (``json.loads`` + ``json.dumps``),
+which every save and load pays anyway.
 
 The xstate side runs ``bench/xstate_bench.mjs`` with ``node`` (``npm install``
 is run in ``bench/`` when ``bench/node_modules/xstate`` is missing); without
@@ -1194,6 +1201,74 @@ def profile(machine: MachineName, events: int) -> None:
     stats.sort_stats("cumulative").print_stats(25)
 
 
+TIMERS_CONFIG: dict[str, Any] = {
+    "id": "timers",
+    "initial": "a",
+    "context": {"n": 0, "k": 0},
+    "states": {"a": {"on": {"ADD": {"actions": ["sched", "bump"]}, "NOOP": {"actions": "touch"}}}},
+}
+
+
+def timers_case(count: int, repeats: int) -> dict[str, float]:
+    """Costs (ms) around a snapshot with ``count`` pending timers, best of ``repeats``."""
+    from durable_state import Machine, assign, raise_event
+
+    machine = Machine(
+        TIMERS_CONFIG,
+        actions={
+            # Each ADD schedules a timer with an id of its own, far in the future.
+            "sched": raise_event(lambda c, e: {"type": f"T{c['n']}"}, delay=10**9),
+            "bump": assign(lambda c, e: {"n": c["n"] + 1}),
+            "touch": assign(lambda c, e: {"k": c["k"] + 1}),
+        },
+    )
+    add, noop = {"type": "ADD"}, {"type": "NOOP"}
+
+    def best(fn: Callable[[], object], inner: int = 1) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times.append((time.perf_counter() - start) / inner)
+        return min(times) * 1000
+
+    snap = machine.initial_snapshot()
+    start = time.perf_counter()
+    for i in range(count):
+        snap, _ = machine.transition(snap, add, now_ms=float(i))
+    schedule_all = (time.perf_counter() - start) * 1000
+    stored = json.dumps(machine.persisted_snapshot(snap))
+    raw_json = best(lambda: json.dumps(json.loads(stored)))
+    return {
+        "timers": float(count),
+        "schedule_all_ms": schedule_all,
+        "step_no_timer_ms": best(lambda: machine.transition(snap, noop, now_ms=1.0), 100),
+        "step_schedules_one_ms": best(lambda: machine.transition(snap, add, now_ms=1.0), 100),
+        "persisted_snapshot_ms": best(lambda: machine.persisted_snapshot(snap)),
+        "restore_snapshot_ms": best(lambda: machine.restore_snapshot(json.loads(stored))),
+        "raw_json_ms": raw_json,
+    }
+
+
+def render_timers(figures: dict[str, float]) -> str:
+    """The pending-timers case as a table, with ratios to the raw JSON work."""
+    raw = figures["raw_json_ms"]
+    rows = [
+        ("schedule all, one step each", figures["schedule_all_ms"]),
+        ("step that touches no timer", figures["step_no_timer_ms"]),
+        ("step that schedules one", figures["step_schedules_one_ms"]),
+        ("persisted_snapshot()", figures["persisted_snapshot_ms"]),
+        ("restore_snapshot(json.loads(...))", figures["restore_snapshot_ms"]),
+        ("json.loads + json.dumps of the stored document", raw),
+    ]
+    return f"\n{int(figures['timers']):,} pending timers (ms, best of repeats)\n" + _table(
+        ["operation", "ms", "/ raw JSON"],
+        [[label, f"{ms:.3f}", f"{ms / raw:.3f}"] for label, ms in rows],
+        right={1, 2},
+    )
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -1223,6 +1298,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="measured runs per case (the best is kept)")
     parser.add_argument("--memory-actors", type=int, help="actors held for the memory figure")
     parser.add_argument(
+        "--timers", type=int, default=10_000, help="pending timers in the timers case"
+    )
+    parser.add_argument(
+        "--timers-only", action="store_true", help="run only the pending-timers case"
+    )
+    parser.add_argument(
         "--profile",
         choices=MACHINES,
         help="instead of benchmarking, print a cProfile of durable_state's Actor.send",
@@ -1239,6 +1320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.profile:
         profile(args.profile, 20_000)
+        return 0
+    if args.timers_only:
+        print(render_timers(timers_case(args.timers, args.repeats or 5)))
         return 0
     settings = Settings(
         min_time=args.min_time or (0.1 if args.quick else 0.5),
@@ -1298,7 +1382,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory.extend(node_memory)
             versions.update(node_versions)
     summary = summarize(results, memory)
+    progress(f"{args.timers:,} pending timers ...")
+    timers = timers_case(args.timers, settings.repeats)
     print(render(results, memory, summary, notes + [f"ERROR: {e}" for e in errors]))
+    print(render_timers(timers))
 
     json_path: Path | None = args.json or (None if args.quick else DEFAULT_JSON)
     if json_path is not None:
@@ -1322,6 +1409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "configs": CONFIGS,
             "results": [asdict(r) for r in results],
             "memory": [asdict(m) for m in memory],
+            "timers": timers,
             "summary": summary,
             "notes": notes,
             "errors": errors,

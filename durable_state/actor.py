@@ -32,8 +32,8 @@ from .statechart import (
     Machine,
     Snapshot,
     Timer,
+    to_event,
 )
-from .statechart._machine import to_event
 
 __all__ = ("Actor", "Listener", "Subscription")
 
@@ -374,7 +374,7 @@ class Actor:
                         nxt, effects = self.machine.fire_timer(snap, first.id, now_ms=now)
                         self._mailbox.insert(0, ("due", None, None))
                     else:
-                        nxt, effects = self.machine._transition(snap, item, now)
+                        nxt, effects = self.machine.transition(snap, item, now_ms=now)
                 except Exception as exc:  # noqa: BLE001 - returned, raised to the sender
                     error = exc
                     break
@@ -412,18 +412,7 @@ class Actor:
                 self.id,
                 exc_info=exc,
             )
-            snap = self.snapshot
-            self._snapshot = Snapshot(
-                self.machine,
-                snap._info,
-                snap.context,
-                "error",
-                snap.output,
-                exc,
-                snap._history,
-                (),
-                {},
-            )
+            self._snapshot = self.machine.fail(self.snapshot, exc)
             self._mailbox.clear()
             self._reconcile()
             self._notify(self._snapshot)

@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import StatechartError
 from ._nodes import COMPOUND, FINAL, HISTORY, PARALLEL, StateNode, Transition
 
 __all__ = (
     "ConfigInfo",
     "MicrostepPlan",
+    "Selector",
     "compute_microstep",
     "is_in_final_state",
+    "value_order",
 )
 
 History = Mapping[str, tuple[StateNode, ...]]
@@ -96,12 +99,13 @@ def exit_set(
     config: Iterable[StateNode],
     history: History,
     root: StateNode,
+    domains: Mapping[Transition, StateNode | None] | None = None,
 ) -> set[StateNode]:
     out: set[StateNode] = set()
     cfg = list(config)
     for t in transitions:
         if t.targets:
-            domain = transition_domain(t, history, root)
+            domain = domains[t] if domains is not None else transition_domain(t, history, root)
             if t.reenter and t.source is domain:
                 out.add(domain)
             for n in cfg:
@@ -111,14 +115,34 @@ def exit_set(
 
 
 def remove_conflicting(
-    enabled: Sequence[Transition], config: frozenset[StateNode], history: History, root: StateNode
+    enabled: Sequence[Transition],
+    config: frozenset[StateNode],
+    history: History,
+    root: StateNode,
+    *,
+    in_place_reentry: bool = False,
 ) -> list[Transition]:
+    """SCXML's conflict removal: of two transitions whose exit sets meet, the
+    one from the deeper source wins, otherwise the earlier one.
+
+    With ``in_place_reentry``, a transition to a history state that resolves
+    to its own atomic source (xstate makes the source its domain: it exits
+    nothing and enters the source again where it is) also counts its source
+    as exited, so that no other transition may leave that state meanwhile.
+    """
     if len(enabled) <= 1:
         return list(enabled)
     filtered: list[Transition] = []
     exits: dict[Transition, set[StateNode]] = {}
     for t in enabled:
         exits[t] = exit_set([t], config, history, root)
+        if (
+            in_place_reentry
+            and t.has_history_target
+            and t.source.is_atomic
+            and transition_domain(t, history, root) is t.source
+        ):
+            exits[t].add(t.source)
     for t1 in enabled:
         preempted = False
         to_remove = []
@@ -196,12 +220,21 @@ def _add_ancestors(
 
 
 def entry_set(
-    transitions: Iterable[Transition], history: History, root: StateNode
+    transitions: Iterable[Transition],
+    history: History,
+    root: StateNode,
+    domains: Mapping[Transition, StateNode | None],
 ) -> tuple[dict[StateNode, None], set[StateNode]]:
+    """The states to enter, and those entered by default (initial actions run).
+
+    ``history`` is the history value after the exits of this microstep (a
+    history state entered now restores what was just recorded); ``domains``
+    are the transition domains the exit set was computed with.
+    """
     to_enter: dict[StateNode, None] = {}
     default_entry: set[StateNode] = set()
     for t in transitions:
-        domain = transition_domain(t, history, root)
+        domain = domains[t]
         for s in t.targets or ():
             if s.type != HISTORY and (s is not t.source or t.source is not domain or t.reenter):
                 to_enter[s] = None
@@ -231,8 +264,8 @@ class EntryStep:
     __slots__ = ("compound_done", "default", "node", "parallel_done", "root_completion")
 
     def __init__(self, node: StateNode, default: bool) -> None:
-        self.node = node
-        self.default = default
+        self.node: StateNode = node
+        self.default: bool = default
         # For final states: the compound parent whose done event to raise, the
         # parallel ancestors that complete, and the node that completes the
         # machine (None when the machine does not complete here).
@@ -249,12 +282,16 @@ class MicrostepPlan:
     """
 
     __slots__ = (
+        "entered_atomics",
         "entries",
+        "exit_set",
         "exits",
         "history_changed",
         "history_records",
+        "next_atomics",
         "next_nodes",
         "nodes_changed",
+        "order_from_document",
         "transitions",
     )
 
@@ -266,14 +303,49 @@ class MicrostepPlan:
         entries: tuple[EntryStep, ...],
         next_nodes: frozenset[StateNode],
         nodes_changed: bool,
+        previous_atomics: tuple[StateNode, ...],
     ) -> None:
-        self.transitions = transitions
-        self.exits = exits
-        self.history_records = history_records
-        self.history_changed = bool(history_records)
-        self.entries = entries
-        self.next_nodes = next_nodes
-        self.nodes_changed = nodes_changed
+        self.transitions: tuple[Transition, ...] = transitions
+        self.exits: tuple[StateNode, ...] = exits
+        self.exit_set: frozenset[StateNode] = frozenset(exits)
+        self.history_records: tuple[tuple[str, tuple[StateNode, ...]], ...] = history_records
+        self.history_changed: bool = bool(history_records)
+        self.entries: tuple[EntryStep, ...] = entries
+        self.next_nodes: frozenset[StateNode] = next_nodes
+        self.nodes_changed: bool = nodes_changed
+        self.entered_atomics: tuple[StateNode, ...] = tuple(
+            e.node for e in entries if e.node.is_atomic
+        )
+        self.next_atomics: tuple[StateNode, ...] = tuple(
+            n for n in _doc_order(next_nodes) if n.is_atomic
+        )
+        # The entry order after this microstep when the one before was the
+        # document order: the common case, so it is computed once per plan.
+        self.order_from_document: tuple[StateNode, ...] | None = self.reorder(previous_atomics)
+
+    @property
+    def changes_order(self) -> bool:
+        """Whether the microstep gives the configuration a new entry order.
+
+        As in xstate, which keeps its node list when a microstep leaves both
+        the set of active states and the history value as they were.
+        """
+        return self.nodes_changed or self.history_changed
+
+    def reorder(self, order: Sequence[StateNode]) -> tuple[StateNode, ...] | None:
+        """The active atomic states in entry order after this microstep.
+
+        ``order`` is the entry order before it. Exited states leave the order,
+        states entered join at its end in document order, and a state entered
+        again without being exited keeps its place (xstate's node list is an
+        insertion-ordered set). ``None`` stands for the document order.
+        """
+        gone = self.exit_set
+        kept = [n for n in order if n not in gone] if gone else list(order)
+        present = set(kept)
+        kept.extend(n for n in self.entered_atomics if n not in present)
+        result = tuple(kept)
+        return None if result == self.next_atomics else result
 
 
 def compute_microstep(
@@ -284,13 +356,68 @@ def compute_microstep(
     *,
     is_initial: bool = False,
 ) -> MicrostepPlan:
-    """Compute the sets of one microstep (SCXML ``microstep``, xstate order)."""
-    filtered = tuple(remove_conflicting(transitions, nodes, history, root))
+    """Compute the sets of one microstep (SCXML ``microstep``, xstate order).
+
+    Where xstate's rules would leave an illegal configuration -- possible only
+    with history targets -- the result is the legal SCXML one instead:
+
+    * Each transition's domain is computed once, before anything exits, and
+      serves for both its exit and its entry set. (xstate computes the domain
+      again for the entry set with the history just recorded; when that moves
+      the domain deeper, states exited on the way are never entered again.)
+    * If the configuration is still illegal, the microstep is computed again
+      with in-place re-entries counted as exits when conflicts are removed
+      (see :func:`remove_conflicting`): a history transition that enters its
+      own source again cannot be combined with one that leaves that source.
+
+    Raises:
+        StatechartError: if even that gives an illegal configuration (a bug).
+    """
+    plan = _microstep(transitions, nodes, history, root, is_initial, in_place_reentry=False)
+    if not _illegal(plan.next_nodes):
+        return plan
+    plan = _microstep(transitions, nodes, history, root, is_initial, in_place_reentry=True)
+    problem = _illegal(plan.next_nodes)
+    if problem:
+        raise StatechartError(
+            f"internal error: transitions {list(transitions)} would leave an illegal "
+            f"configuration ({problem}); please report it with the machine config"
+        )
+    return plan
+
+
+def _illegal(nodes: frozenset[StateNode]) -> str:
+    """Why ``nodes`` is not a legal configuration ("" when it is)."""
+    for n in nodes:
+        parent = n.parent
+        if parent is not None and parent not in nodes:
+            return f"#{n.id} is active without its parent"
+        if n.type == COMPOUND:
+            if sum(1 for c in n.children if c in nodes) != 1:
+                return f"compound #{n.id} must have one active child"
+        elif n.type == PARALLEL and not all(c in nodes for c in n.children):
+            return f"parallel #{n.id} must have all its regions active"
+    return ""
+
+
+def _microstep(
+    transitions: Sequence[Transition],
+    nodes: frozenset[StateNode],
+    history: History,
+    root: StateNode,
+    is_initial: bool,
+    *,
+    in_place_reentry: bool,
+) -> MicrostepPlan:
+    filtered = tuple(
+        remove_conflicting(transitions, nodes, history, root, in_place_reentry=in_place_reentry)
+    )
+    domains = {t: transition_domain(t, history, root) for t in filtered}
     mut = set(nodes)
     exits: tuple[StateNode, ...] = ()
     records: list[tuple[str, tuple[StateNode, ...]]] = []
     if not is_initial:
-        exits = tuple(sorted(exit_set(filtered, nodes, history, root), key=_neg_order))
+        exits = tuple(sorted(exit_set(filtered, nodes, history, root, domains), key=_neg_order))
         for ex in exits:
             for h in ex.history_nodes:
                 if h.history == "deep":
@@ -308,7 +435,7 @@ def compute_microstep(
         merged = dict(history)
         merged.update(records)
         hist_after = merged
-    to_enter, default_entry = entry_set(filtered, hist_after, root)
+    to_enter, default_entry = entry_set(filtered, hist_after, root, domains)
     if is_initial:
         default_entry.add(root)
     entries: list[EntryStep] = []
@@ -349,6 +476,7 @@ def compute_microstep(
         tuple(entries),
         next_nodes,
         next_nodes != nodes,
+        tuple(n for n in _doc_order(nodes) if n.is_atomic),
     )
 
 
@@ -364,14 +492,20 @@ def _doc_order(nodes: Iterable[StateNode]) -> list[StateNode]:
     return sorted(nodes, key=_order)
 
 
-class _Plan:
-    """Compiled transition selection for one event type in one configuration."""
+class Selector:
+    """Compiled transition selection for one event type in one configuration.
+
+    A tree that mirrors the active states that have candidates for the event:
+    ``subs`` are the selectors of active children, ``cands`` the state's own
+    candidates. Not to be confused with a :class:`MicrostepPlan`, which says
+    what a microstep does once its transitions are selected.
+    """
 
     __slots__ = ("cands", "subs")
 
-    def __init__(self, subs: tuple[_Plan, ...], cands: tuple[Transition, ...]) -> None:
-        self.subs = subs
-        self.cands = cands
+    def __init__(self, subs: tuple[Selector, ...], cands: tuple[Transition, ...]) -> None:
+        self.subs: tuple[Selector, ...] = subs
+        self.cands: tuple[Transition, ...] = cands
 
 
 class ConfigInfo:
@@ -382,6 +516,7 @@ class ConfigInfo:
     """
 
     __slots__ = (
+        "_restored_order",
         "active_children",
         "always_chains",
         "atomics",
@@ -394,41 +529,61 @@ class ConfigInfo:
     )
 
     def __init__(self, nodes: frozenset[StateNode], root: StateNode) -> None:
-        self.nodes = nodes
+        self.nodes: frozenset[StateNode] = nodes
         ordered = _doc_order(nodes)
-        self.atomics = tuple(n for n in ordered if n.is_atomic)
+        self.atomics: tuple[StateNode, ...] = tuple(n for n in ordered if n.is_atomic)
         children: dict[StateNode, list[StateNode]] = {n: [] for n in ordered}
         for n in ordered:
             if n.parent is not None and n.parent in children:
                 children[n.parent].append(n)
-        self.active_children = {k: tuple(v) for k, v in children.items()}
-        self.value = _state_value(root, self.active_children)
+        self.active_children: dict[StateNode, tuple[StateNode, ...]] = {
+            k: tuple(v) for k, v in children.items()
+        }
+        self.value: str | dict[str, Any] = _state_value(root, self.active_children)
         tags: list[str] = []
         for n in ordered:
             for t in n.tags:
                 if t not in tags:
                     tags.append(t)
-        self.tags = frozenset(tags)
-        chains = []
-        for a in self.atomics:
-            chain = tuple(s for s in (a, *a.ancestors) if s.always)
-            if chain:
-                chains.append(chain)
-        self.always_chains = tuple(chains)
-        self.has_always = bool(chains)
+        self.tags: frozenset[str] = frozenset(tags)
+        # Eventless selection in document order; an entry order that differs
+        # uses the atomic states' own chains instead (see _Run._eventless).
+        self.always_chains: tuple[tuple[StateNode, ...], ...] = tuple(
+            a.always_chain for a in self.atomics if a.always_chain
+        )
+        self.has_always: bool = bool(self.always_chains)
         # event type -> selection result: a tuple of transitions when no guard
-        # is involved (static), a _Plan otherwise, None when nothing matches.
-        self.selection: dict[str, tuple[Transition, ...] | _Plan | None] = {}
+        # is involved (static), a Selector otherwise, None when nothing matches.
+        self.selection: dict[str, tuple[Transition, ...] | Selector | None] = {}
         # (transitions) -> MicrostepPlan, for microsteps that do not depend on
         # the history value.
         self.micro: dict[tuple[Transition, ...], MicrostepPlan] = {}
+        self._restored_order: tuple[StateNode, ...] | None = None
+
+    @property
+    def restored_order(self) -> tuple[StateNode, ...]:
+        """The entry order a restore derives from this configuration's state value."""
+        if self._restored_order is None:
+            root = next(n for n in self.nodes if n.parent is None)
+            named = dict.fromkeys(value_order(root, self.value))
+            order = [n for n in named if n.is_atomic]
+            order.extend(n for n in self.atomics if n not in named)
+            self._restored_order = tuple(order)
+        return self._restored_order
 
     def compile_selection(
         self, root: StateNode, event_type: str
-    ) -> tuple[Transition, ...] | _Plan | None:
+    ) -> tuple[Transition, ...] | Selector | None:
+        """How ``event_type`` selects transitions here.
+
+        Returns:
+            The transitions themselves when no guard is involved (the answer
+            is the same every time), a :class:`Selector` to run against the
+            context and event otherwise, None when nothing can match.
+        """
         guarded = False
 
-        def build(node: StateNode) -> _Plan | None:
+        def build(node: StateNode) -> Selector | None:
             nonlocal guarded
             subs = tuple(p for p in (build(k) for k in self.active_children[node]) if p is not None)
             cands = candidates(node, event_type)
@@ -439,30 +594,33 @@ class ConfigInfo:
             if not cands and len(subs) == 1:
                 # A node with nothing of its own selects what its one child selects.
                 return subs[0]
-            return _Plan(subs, cands)
+            return Selector(subs, cands)
 
-        plan = build(root)
-        if plan is None:
+        selector = build(root)
+        if selector is None:
             return None
         if guarded:
-            return plan
-        static = run_plan(plan, {}, {}, self.nodes)
+            return selector
+        static = run_selector(selector, {}, {}, self.nodes)
         return static if static else None
 
 
-def run_plan(
-    plan: _Plan, context: Mapping[str, Any], event: Mapping[str, Any], nodes: frozenset[StateNode]
+def run_selector(
+    selector: Selector,
+    context: Mapping[str, Any],
+    event: Mapping[str, Any],
+    nodes: frozenset[StateNode],
 ) -> tuple[Transition, ...]:
     """Select transitions: deepest first, regions in document order, then ancestors."""
-    subs = plan.subs
+    subs = selector.subs
     if subs:
         if len(subs) == 1:
-            found = run_plan(subs[0], context, event, nodes)
+            found = run_selector(subs[0], context, event, nodes)
         else:
             acc: list[Transition] = []
             for sub in subs:
                 if sub.subs:
-                    acc.extend(run_plan(sub, context, event, nodes))
+                    acc.extend(run_selector(sub, context, event, nodes))
                 else:
                     # A leaf: its first enabled candidate, inline.
                     for t in sub.cands:
@@ -473,7 +631,7 @@ def run_plan(
             found = tuple(acc)
         if found:
             return found
-    for t in plan.cands:
+    for t in selector.cands:
         g = t.guard
         if g is None or g(context, event, nodes):
             return (t,)
@@ -517,3 +675,29 @@ def _state_value(
         return {k.key: value_of(k) for k in kids}
 
     return value_of(root)
+
+
+def value_order(root: StateNode, value: Any) -> list[StateNode]:
+    """The states a persisted state value names, in the order xstate lists them.
+
+    xstate restores a snapshot's node list from its value: at each level the
+    children named there, then what each names below (``getStateNodes``).
+    Unknown keys are skipped; the value was validated separately.
+    """
+    out: list[StateNode] = []
+
+    def visit(node: StateNode, v: Any) -> None:
+        if isinstance(v, str):
+            child = node.states.get(v)
+            if child is not None:
+                out.append(child)
+            return
+        if not isinstance(v, Mapping):
+            return
+        children = [(c, v[k]) for k in v if (c := node.states.get(k)) is not None]
+        out.extend(c for c, _ in children)
+        for c, sub in children:
+            visit(c, sub)
+
+    visit(root, value)
+    return out

@@ -16,18 +16,26 @@ returns an :class:`ActionEffect` that the actor executes after the macrostep.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 __all__ = (
     "ActionEffect",
+    "ActionImpl",
+    "ActorImpl",
     "Assign",
+    "AssignFn",
+    "AssignValue",
     "CancelTimerEffect",
+    "Context",
+    "DelayImpl",
     "Effect",
     "Emit",
     "EmitEffect",
     "Event",
+    "EventFn",
+    "GuardImpl",
     "InvokeEffect",
     "RaiseEvent",
     "ScheduleTimerEffect",
@@ -42,7 +50,39 @@ __all__ = (
 Event: TypeAlias = Mapping[str, Any]
 """An event: a mapping with at least a string ``"type"``."""
 
-EventOrFn: TypeAlias = Mapping[str, Any] | Callable[..., Mapping[str, Any]]
+Context: TypeAlias = Mapping[str, Any]
+"""A machine's context (extended state): a JSON-able mapping, never changed in place."""
+
+# Implementations are called as fn(context, event, **params). Each type below
+# is a union of the plain two-argument form, which lets a type checker infer
+# the parameters of a lambda, and a form with any parameters, for functions
+# that take params by keyword; both check the return type. (A callable type
+# that says "context, event, then anything" exists, Concatenate[..., ...],
+# but mypy then cannot infer the type of any lambda.)
+
+AssignFn: TypeAlias = (
+    Callable[[Context, Event], Mapping[str, Any]] | Callable[..., Mapping[str, Any]]
+)
+"""``fn(context, event, **params) -> mapping`` for :func:`assign`."""
+
+AssignValue: TypeAlias = (
+    Callable[[Context, Event], Any]
+    | Callable[..., Any]
+    | bool
+    | int
+    | float
+    | str
+    | Sequence[Any]
+    | Mapping[str, Any]
+    | None
+)
+"""A value in :func:`assign`'s per-key form: ``fn(context, event, **params)`` or a value."""
+
+EventFn: TypeAlias = Callable[[Context, Event], Event] | Callable[..., Event]
+"""``fn(context, event, **params) -> event`` for :func:`raise_event` and :func:`emit`."""
+
+
+EventOrFn: TypeAlias = Event | EventFn
 
 
 class Assign:
@@ -50,8 +90,8 @@ class Assign:
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> None:
-        self.fn = fn
+    def __init__(self, fn: AssignFn | Mapping[str, AssignValue]) -> None:
+        self.fn: AssignFn | Mapping[str, AssignValue] = fn
 
     def __repr__(self) -> str:
         return f"assign({self.fn!r})"
@@ -65,9 +105,9 @@ class RaiseEvent:
     def __init__(
         self, event: EventOrFn, *, delay: float | str | None = None, id: str | None = None
     ) -> None:
-        self.event = event
-        self.delay = delay
-        self.id = id
+        self.event: EventOrFn = event
+        self.delay: float | str | None = delay
+        self.id: str | None = id
 
     def __repr__(self) -> str:
         return f"raise_event({self.event!r})"
@@ -79,31 +119,59 @@ class Emit:
     __slots__ = ("event",)
 
     def __init__(self, event: EventOrFn) -> None:
-        self.event = event
+        self.event: EventOrFn = event
 
     def __repr__(self) -> str:
         return f"emit({self.event!r})"
 
 
 class StateIn:
-    """A guard that holds while the state with the given id is active."""
+    """A guard that holds while a state is active (see :func:`state_in`)."""
 
-    __slots__ = ("state_id",)
+    __slots__ = ("state",)
 
-    def __init__(self, state_id: str) -> None:
-        self.state_id = state_id
+    def __init__(self, state: str | Mapping[str, Any]) -> None:
+        self.state: str | Mapping[str, Any] = state
+
+    @property
+    def state_id(self) -> str | None:
+        """The state id or path given as a string (None for a state value mapping)."""
+        return self.state if isinstance(self.state, str) else None
 
     def __repr__(self) -> str:
-        return f"state_in({self.state_id!r})"
+        return f"state_in({self.state!r})"
 
 
-def assign(fn: Callable[..., Mapping[str, Any]] | Mapping[str, Any]) -> Assign:
+ActionImpl: TypeAlias = (
+    Assign | RaiseEvent | Emit | Callable[[Context, Event], object] | Callable[..., object]
+)
+"""What ``actions=`` maps a name to: a built-in action, or a custom action
+``fn(context, event, **params)`` (run by the actor; it may return an awaitable)."""
+
+GuardImpl: TypeAlias = (
+    Callable[[Context, Event], bool] | Callable[..., bool] | StateIn | Mapping[str, Any]
+)
+"""What ``guards=`` maps a name to: ``fn(context, event, **params) -> bool``, a
+:func:`state_in` guard, or a guard reference such as ``{"type": "and", ...}``."""
+
+DelayImpl: TypeAlias = float | Callable[[Context, Event], float]
+"""What ``delays=`` maps a name to: milliseconds, or ``fn(context, event) -> ms``."""
+
+ActorImpl: TypeAlias = Callable[[Any], Any]
+"""What ``actors=`` maps a name to: ``fn(input)``, usually async, whose result is
+the invoked actor's output."""
+
+
+def assign(fn: AssignFn | Mapping[str, AssignValue]) -> Assign:
     """Build an action that merges a mapping into the context.
 
     Args:
         fn: called as ``fn(context, event, **params)``; the mapping it returns
-            is merged (shallowly) into a new context. A constant mapping is
-            merged as is.
+            is merged (shallowly) into a new context. Or xstate's per-key
+            form, a mapping of context keys to new values: a callable value
+            is called as ``value(context, event, **params)`` (every one with
+            the context as it was before this assign), any other value is
+            stored as is.
 
     Returns:
         An action to use in ``actions=`` or inline in a config.
@@ -157,16 +225,21 @@ def emit(event: EventOrFn | str) -> Emit:
     return Emit(event)
 
 
-def state_in(state_id: str) -> StateIn:
-    """Build a guard that holds while the state ``state_id`` is active.
+def state_in(state: str | Mapping[str, Any]) -> StateIn:
+    """Build a guard that holds while a state is active, as xstate's ``stateIn``.
 
     Args:
-        state_id: a state id such as ``"#order.paid"`` (the ``#`` is optional).
+        state: a state id such as ``"#order.paid"``; a state value path from
+            the root such as ``"checkout.paying"``; or a state value such as
+            ``{"checkout": "paying"}``, which holds when every state it names
+            is active (as :meth:`Snapshot.matches`). A string without ``#``
+            that is no path from the root is taken as an id (``"order.paid"``).
 
     Returns:
-        A guard, usable in ``guards=`` or inline in a config.
+        A guard, usable in ``guards=`` or inline in a config. A state that
+        does not exist makes building the :class:`Machine` fail.
     """
-    return StateIn(state_id)
+    return StateIn(state)
 
 
 # --------------------------------------------------------------------------- #
@@ -250,9 +323,25 @@ Effect: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """A pending delayed event, due at an absolute time (epoch ms)."""
+    """A pending delayed event, due at an absolute time (epoch ms).
+
+    Attributes:
+        id: the timer's id (an ``after`` event type, or a ``raise_event`` id).
+        event: the event delivered when it is due.
+        due_ms: when it is due (epoch ms of the actor's clock).
+        seq: its scheduling order, which breaks ties between equal due times.
+    """
 
     id: str
     event: Event
     due_ms: float
     seq: int = field(default=0, compare=False)
+    _persisted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def persisted(self) -> dict[str, Any]:
+        """The timer's entry in ``$durable.timers``, built once and shared: read-only."""
+        entry = self._persisted
+        if entry is None:
+            entry = {"id": self.id, "event": dict(self.event), "due": self.due_ms}
+            object.__setattr__(self, "_persisted", entry)
+        return entry

@@ -7,29 +7,33 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._json import check_json
+from .._json import check_json, find_unserializable
 from ..errors import (
     InvalidEvent,
     InvalidMachine,
     MicrostepLimitExceeded,
-    NotSerializable,
     SnapshotIncompatible,
 )
 from ._algorithm import (
     ConfigInfo,
     EntryStep,
     MicrostepPlan,
+    Selector,
     _neg_order,
-    _Plan,
     compute_microstep,
     remove_conflicting,
-    run_plan,
+    run_selector,
+    value_order,
 )
 from ._builtins import (
     ActionEffect,
+    ActionImpl,
+    ActorImpl,
     CancelTimerEffect,
+    DelayImpl,
     Effect,
     EmitEffect,
+    GuardImpl,
     InvokeEffect,
     ScheduleTimerEffect,
     StopInvokeEffect,
@@ -37,6 +41,7 @@ from ._builtins import (
 )
 from ._nodes import (
     COMPOUND,
+    FINAL,
     HISTORY,
     K_ASSIGN,
     K_CANCEL,
@@ -46,12 +51,15 @@ from ._nodes import (
     K_RAISE,
     K_SCHEDULE,
     K_STOP,
+    PARALLEL,
     ActionDef,
     StateNode,
     Transition,
     build_tree,
 )
 from ._snapshot import ChildRecord, Snapshot, Status
+from ._timers import EMPTY as EMPTY_TIMERS
+from ._timers import TimerQueue
 
 __all__ = ("DURABLE_KEY", "Machine")
 
@@ -132,10 +140,10 @@ class Machine:
         self,
         config: Mapping[str, Any],
         *,
-        actions: Mapping[str, Any] | None = None,
-        guards: Mapping[str, Any] | None = None,
-        delays: Mapping[str, Any] | None = None,
-        actors: Mapping[str, Callable[..., Any]] | None = None,
+        actions: Mapping[str, ActionImpl] | None = None,
+        guards: Mapping[str, GuardImpl] | None = None,
+        delays: Mapping[str, DelayImpl] | None = None,
+        actors: Mapping[str, ActorImpl] | None = None,
         version: int = 1,
         migrations: Mapping[int, Migration] | None = None,
         max_microsteps: int = 1000,
@@ -155,15 +163,15 @@ class Machine:
             # with a TypeError/ValueError that names nothing.
             if given is not None and not isinstance(given, Mapping):
                 raise InvalidMachine(label, "must be a mapping of names to implementations")
-        self.config = config
-        self.actions: Mapping[str, Any] = dict(actions or {})
-        self.guards: Mapping[str, Any] = dict(guards or {})
-        self.delays: Mapping[str, Any] = dict(delays or {})
-        self.actors: Mapping[str, Callable[..., Any]] = dict(actors or {})
+        self.config: Mapping[str, Any] = config
+        self.actions: Mapping[str, ActionImpl] = dict(actions or {})
+        self.guards: Mapping[str, GuardImpl] = dict(guards or {})
+        self.delays: Mapping[str, DelayImpl] = dict(delays or {})
+        self.actors: Mapping[str, ActorImpl] = dict(actors or {})
         for name, fn in self.actors.items():
             if not callable(fn):
                 raise InvalidMachine(f"actors.{name}", "an actor implementation must be callable")
-        self.version = version
+        self.version: int = version
         self.migrations: Mapping[int, Migration] = dict(migrations or {})
         for v, fn in self.migrations.items():
             if not isinstance(v, int) or not 1 <= v < version:
@@ -174,7 +182,7 @@ class Machine:
                 raise InvalidMachine(f"migrations.{v}", "a migration must be callable")
         if max_microsteps < 1:
             raise InvalidMachine("max_microsteps", "must be at least 1")
-        self.max_microsteps = max_microsteps
+        self.max_microsteps: int = max_microsteps
         root, id_map, nodes = build_tree(
             config, actions=self.actions, guards=self.guards, delays=self.delays, actors=self.actors
         )
@@ -186,11 +194,11 @@ class Machine:
         if ctx is not None and not isinstance(ctx, Mapping) and not callable(ctx):
             raise InvalidMachine("context", "context is a mapping or fn(input) -> mapping")
         if isinstance(ctx, Mapping):
-            try:
-                check_json(ctx, "context")
-            except NotSerializable as exc:
-                raise InvalidMachine(exc.path, str(exc).split(": ", 1)[-1]) from exc
-        self._configs: dict[frozenset[StateNode], ConfigInfo] = {}
+            problem = find_unserializable(ctx, "context")
+            if problem is not None:
+                path, type_name, reason = problem
+                raise InvalidMachine(path, reason or f"a {type_name} cannot be stored as JSON")
+        self._configs = _Configs(root)
         # History targets, or a compound whose initial state is a history state,
         # make a microstep depend on the history value: such plans are not cached.
         self._history_initial = any(
@@ -245,7 +253,15 @@ class Machine:
             context = {}
         else:
             context = copy.deepcopy(dict(cfg_ctx))
-        run = _Run(self, self._info(frozenset({self.root})), context, {}, (), {}, now_ms)
+        run = _Run(
+            self,
+            self._configs.intern(frozenset({self.root})),
+            context,
+            {},
+            EMPTY_TIMERS,
+            {},
+            now_ms,
+        )
         plan = compute_microstep(
             [self._initial_transition], run.info.nodes, {}, self.root, is_initial=True
         )
@@ -282,27 +298,48 @@ class Machine:
             Exception: whatever an assign, raise or guard implementation
                 raises; the input snapshot stays valid.
         """
+        # Both checks have a fast path for the common case (a dict event, a
+        # snapshot of this machine): a shell calls this once per event.
         ev = to_event(event)
         self._own(snapshot)
-        return self._transition(snapshot, ev, now_ms)
-
-    def _transition(
-        self, snapshot: Snapshot, event: Mapping[str, Any], now_ms: float
-    ) -> tuple[Snapshot, list[Effect]]:
-        """:meth:`transition` for an event and snapshot already validated."""
         if snapshot.status != "active":
             return snapshot, []
-        run = _Run(
+        run = _Run.resume(snapshot, snapshot.timers, now_ms)
+        run.macrostep(ev)
+        return run.snapshot(snapshot), run.effects
+
+    def fail(self, snapshot: Snapshot, error: BaseException) -> Snapshot:
+        """The snapshot of a machine that failed outside any caller's ``transition``.
+
+        A shell uses this when processing an event nobody waits for (a timer,
+        the result of invoked work) raised: there is no caller to raise to, so,
+        as in xstate, the machine's status becomes ``"error"``. Its timers and
+        children are dropped (the shell disarms and cancels them); the state
+        value, context and history stay as they were.
+
+        Args:
+            snapshot: the last good snapshot.
+            error: what was raised; stored as the snapshot's ``error``.
+
+        Returns:
+            A snapshot with status ``"error"``.
+
+        Raises:
+            SnapshotIncompatible: if the snapshot belongs to another machine.
+        """
+        self._own(snapshot)
+        return Snapshot(
             self,
             snapshot._info,
             snapshot.context,
+            "error",
+            snapshot.output,
+            error,
             snapshot._history,
-            snapshot.timers,
-            snapshot.children,
-            now_ms,
+            EMPTY_TIMERS,
+            {},
+            snapshot._order,
         )
-        run.macrostep(event)
-        return run.snapshot(snapshot), run.effects
 
     def fire_timer(
         self, snapshot: Snapshot, timer_id: str, *, now_ms: float = 0.0
@@ -318,29 +355,25 @@ class Machine:
             now_ms: the time of the step (epoch ms).
         """
         self._own(snapshot)
-        timer = next((t for t in snapshot.timers if t.id == timer_id), None)
+        timer = snapshot.timers.get(timer_id)
         if timer is None or snapshot.status != "active":
             return snapshot, []
-        remaining = tuple(t for t in snapshot.timers if t is not timer)
-        run = _Run(
-            self,
-            snapshot._info,
-            snapshot.context,
-            snapshot._history,
-            remaining,
-            snapshot.children,
-            now_ms,
-        )
-        run.timers_changed = True
+        run = _Run.resume(snapshot, snapshot.timers.cancel(timer_id), now_ms)
         run.macrostep(timer.event)
         return run.snapshot(), run.effects
 
     def can(self, snapshot: Snapshot, event: Mapping[str, Any] | str) -> bool:
-        """Whether ``event`` would select a transition that does something."""
+        """Whether ``event`` would select a transition that does something.
+
+        Raises:
+            InvalidEvent: if the event is malformed.
+            SnapshotIncompatible: if the snapshot belongs to another machine.
+        """
         ev = to_event(event)
+        self._own(snapshot)
         if snapshot.status != "active":
             return False
-        found = self._select(snapshot._info, snapshot.context, ev)
+        found = _Run.resume(snapshot, snapshot.timers, 0.0).select(ev)
         return any(t.targets is not None or t.actions for t in found)
 
     # ------------------------------------------------------------------ #
@@ -352,39 +385,56 @@ class Machine:
 
         The shape is xstate v5's ``getPersistedSnapshot()`` (``status``,
         ``value``, ``historyValue``, ``context``, ``children``, ``output``,
-        ``error``) plus ``"$durable"``: the machine id and version and the
-        pending timers as absolute due times.
+        ``error``) plus ``"$durable"``: the machine id and version, the
+        pending timers as absolute due times, and the entry order when the
+        state value cannot tell it.
+
+        The result shares the context, the output and the timer entries with
+        the snapshot instead of copying them: encode it, or treat it as
+        read-only. (A snapshot and everything it holds are never changed in
+        place; the core builds a new context on every ``assign``. Actions and
+        guards must not change the context they are given either.)
 
         Raises:
             NotSerializable: if the context (or output) holds a value JSON
                 cannot represent; the error names its path.
         """
         self._own(snapshot)
-        check_json(snapshot.context, "context")
-        check_json(snapshot.output, "output")
         error = snapshot.error
         if isinstance(error, BaseException):
             error = {"name": type(error).__name__, "message": str(error)}
-        check_json(error, "error")
-        timers = [{"id": t.id, "event": dict(t.event), "due": t.due_ms} for t in snapshot.timers]
-        check_json(timers, "$durable.timers")
-        children = {
-            cid: {"src": c.src, "snapshot": {"status": "active", "input": c.input}}
-            for cid, c in snapshot.children.items()
+        durable: dict[str, Any] = {
+            "machine": self.id,
+            "version": self.version,
+            "timers": [t.persisted() for t in snapshot.timers],
         }
-        check_json(children, "children")
-        return {
+        info = snapshot._info
+        order = snapshot._order if snapshot._order is not None else info.atomics
+        if order != info.restored_order:
+            # Only when a restore could not tell it from the state value.
+            durable["entered"] = [n.id for n in order]
+        data = {
             "status": snapshot.status,
             "value": snapshot.value,  # a fresh copy
             "historyValue": {
                 hid: [{"id": n.id} for n in nodes] for hid, nodes in snapshot._history.items()
             },
-            "context": copy.deepcopy(dict(snapshot.context)),
-            "children": children,
-            "output": copy.deepcopy(snapshot.output),
+            # Shared with the snapshot, not copied: snapshots are immutable,
+            # and so is what they hold (the core never changes a context in
+            # place; it builds a new one).
+            "context": snapshot.context,
+            "children": {
+                cid: {"src": c.src, "snapshot": {"status": "active", "input": c.input}}
+                for cid, c in snapshot.children.items()
+            },
+            "output": snapshot.output,
             "error": error,
-            DURABLE_KEY: {"machine": self.id, "version": self.version, "timers": timers},
+            DURABLE_KEY: durable,
         }
+        # One walk over the whole document; paths are worked out only for a
+        # value that fails ("context.items[2].price", "$durable.timers[0]...").
+        check_json(data, "")
+        return data
 
     def restore_snapshot(self, data: Mapping[str, Any], *, key: str | None = None) -> Snapshot:
         """Rebuild a snapshot from its persisted form, migrating older versions.
@@ -477,7 +527,7 @@ class Machine:
                     )
                 recorded.append(node)
             history[hid] = tuple(recorded)
-        timers = []
+        timers: list[Timer] = []
         raw_timers = meta.get("timers") or []
         if not isinstance(raw_timers, list):
             raise SnapshotIncompatible("timers is not a list", key=key)
@@ -494,7 +544,10 @@ class Machine:
             except InvalidEvent as exc:
                 raise SnapshotIncompatible(f"timer {i}: {exc}", key=key) from exc
             timers.append(Timer(t["id"], ev, float(t["due"]), i))
-        timers.sort(key=lambda t: (t.due_ms, t.seq))
+        try:
+            queue = TimerQueue.of(timers)
+        except ValueError as exc:
+            raise SnapshotIncompatible(f"timers: {exc}", key=key) from None
         children: dict[str, ChildRecord] = {}
         raw_children = data.get("children") or {}
         if not isinstance(raw_children, Mapping):
@@ -508,17 +561,48 @@ class Machine:
                 continue
             child_input = snap.get("input") if isinstance(snap, Mapping) else None
             children[cid] = ChildRecord(src, child_input)
+        info = self._configs.intern(nodes)
+        order = self._restore_order(data.get("value"), info, meta.get("entered"), key)
         return Snapshot(
             self,
-            self._info(nodes),
+            info,
             dict(context),
             status,
             data.get("output"),
             data.get("error"),
             history,
-            tuple(timers),
+            queue,
             children,
+            order,
         )
+
+    def _restore_order(
+        self, value: Any, info: ConfigInfo, entered: Any, key: str | None
+    ) -> tuple[StateNode, ...] | None:
+        """The entry order of a restored snapshot (None: the document order).
+
+        ``$durable.entered`` records it when it was not the document order.
+        A snapshot without it (an older one, or one written by xstate) gets
+        the order xstate gives a restored snapshot: the order in which the
+        persisted state value names the atomic states. Ids that are unknown
+        or not active are skipped, and active states it misses follow in
+        that order, so that a migrated snapshot still restores.
+        """
+        active = info.nodes
+        named: list[StateNode] = []
+        if entered is not None:
+            if not isinstance(entered, list) or not all(isinstance(i, str) for i in entered):
+                raise SnapshotIncompatible("$durable.entered is not a list of state ids", key=key)
+            for sid in entered:
+                node = self._id_map.get(sid)
+                if node is not None and node.is_atomic and node in active:
+                    named.append(node)
+        named.extend(value_order(self.root, value))
+        order = tuple(n for n in dict.fromkeys(named) if n.is_atomic and n in active)
+        if len(order) != len(info.atomics):
+            present = set(order)
+            order += tuple(n for n in info.atomics if n not in present)
+        return None if order == info.atomics else order
 
     def _nodes_from_value(self, value: Any, key: str | None) -> frozenset[StateNode]:
         nodes: set[StateNode] = {self.root}
@@ -552,7 +636,7 @@ class Machine:
                     )
                 nodes.add(child)
                 walk(child, sub, _dot(path, k))
-            if node.type == "parallel":
+            if node.type == PARALLEL:
                 for child in node.children:
                     if child not in nodes:
                         nodes.add(child)
@@ -565,7 +649,7 @@ class Machine:
                     init = node.initial
                     assert init is not None
                     nodes.update(_initial_nodes(init))
-            elif node.type == "parallel":
+            elif node.type == PARALLEL:
                 for child in node.children:
                     if child not in nodes:
                         nodes.update(_initial_nodes(child))
@@ -592,47 +676,28 @@ class Machine:
                 "persist it and restore it into this machine instead"
             )
 
-    def _info(self, nodes: frozenset[StateNode]) -> ConfigInfo:
-        info = self._configs.get(nodes)
+
+class _Configs:
+    """The interned configurations of one machine, each with what is cached about it.
+
+    Interning makes a configuration reached again the same :class:`ConfigInfo`,
+    so its compiled selections and microstep plans are found by identity.
+    """
+
+    __slots__ = ("root", "table")
+
+    def __init__(self, root: StateNode) -> None:
+        self.root = root
+        self.table: dict[frozenset[StateNode], ConfigInfo] = {}
+
+    def intern(self, nodes: frozenset[StateNode]) -> ConfigInfo:
+        info = self.table.get(nodes)
         if info is None:
-            if len(self._configs) >= _CACHE_LIMIT:
-                self._configs.clear()
+            if len(self.table) >= _CACHE_LIMIT:
+                self.table.clear()
             info = ConfigInfo(nodes, self.root)
-            self._configs[nodes] = info
+            self.table[nodes] = info
         return info
-
-    def _select(
-        self, info: ConfigInfo, context: Mapping[str, Any], event: Mapping[str, Any]
-    ) -> tuple[Transition, ...]:
-        etype = event["type"]
-        try:
-            sel = info.selection[etype]
-        except KeyError:
-            if len(info.selection) >= _CACHE_LIMIT:
-                info.selection.clear()
-            sel = info.selection[etype] = info.compile_selection(self.root, etype)
-        if sel is None:
-            return ()
-        if isinstance(sel, _Plan):
-            return run_plan(sel, context, event, info.nodes)
-        return sel
-
-    def _plan(
-        self,
-        info: ConfigInfo,
-        transitions: tuple[Transition, ...],
-        history: Mapping[str, tuple[StateNode, ...]],
-    ) -> MicrostepPlan:
-        plan = info.micro.get(transitions)
-        if plan is not None:
-            return plan  # only history-independent plans are ever cached
-        cacheable = not self._history_initial and not any(t.has_history_target for t in transitions)
-        plan = compute_microstep(transitions, info.nodes, history, self.root)
-        if cacheable:
-            if len(info.micro) >= _CACHE_LIMIT:
-                info.micro.clear()
-            info.micro[transitions] = plan
-        return plan
 
 
 class _Run:
@@ -648,11 +713,11 @@ class _Run:
         "info",
         "machine",
         "now_ms",
+        "order",
         "output",
         "queue",
         "status",
         "timers",
-        "timers_changed",
     )
 
     def __init__(
@@ -661,12 +726,14 @@ class _Run:
         info: ConfigInfo,
         context: Mapping[str, Any],
         history: Mapping[str, tuple[StateNode, ...]],
-        timers: tuple[Timer, ...],
+        timers: TimerQueue,
         children: Mapping[str, ChildRecord],
         now_ms: float,
+        order: tuple[StateNode, ...] | None = None,
     ) -> None:
         self.machine = machine
         self.info = info
+        self.order = order
         self.context = context
         self.history = history
         self.timers = timers
@@ -678,7 +745,20 @@ class _Run:
         self.effects: list[Effect] = []
         self.queue: deque[Mapping[str, Any]] = deque()
         self.changed = False
-        self.timers_changed = False
+
+    @classmethod
+    def resume(cls, snapshot: Snapshot, timers: TimerQueue, now_ms: float) -> _Run:
+        """A run that continues from ``snapshot`` (with ``timers`` pending)."""
+        return cls(
+            snapshot.machine,
+            snapshot._info,
+            snapshot.context,
+            snapshot._history,
+            timers,
+            snapshot.children,
+            now_ms,
+            snapshot._order,
+        )
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
         """The snapshot reached; ``previous`` itself when nothing changed."""
@@ -689,6 +769,7 @@ class _Run:
             and self.history is previous._history
             and self.timers is previous.timers
             and self.children is previous.children
+            and self.order is previous._order
             and self.status == previous.status
         ):
             return previous
@@ -702,12 +783,45 @@ class _Run:
             self.history,
             self.timers,
             self.children,
+            self.order,
         )
+
+    # -- selection and planning ---------------------------------------- #
+
+    def select(self, event: Mapping[str, Any]) -> tuple[Transition, ...]:
+        """The transitions ``event`` enables in the current configuration."""
+        info = self.info
+        etype = event["type"]
+        try:
+            sel = info.selection[etype]
+        except KeyError:
+            if len(info.selection) >= _CACHE_LIMIT:
+                info.selection.clear()
+            sel = info.selection[etype] = info.compile_selection(self.machine.root, etype)
+        if sel is None:
+            return ()
+        if isinstance(sel, Selector):
+            return run_selector(sel, self.context, event, info.nodes)
+        return sel
+
+    def plan(self, transitions: tuple[Transition, ...]) -> MicrostepPlan:
+        """The microstep that takes ``transitions`` (cached when history plays no part)."""
+        info = self.info
+        plan = info.micro.get(transitions)
+        if plan is not None:
+            return plan  # only history-independent plans are ever cached
+        m = self.machine
+        cacheable = not m._history_initial and not any(t.has_history_target for t in transitions)
+        plan = compute_microstep(transitions, info.nodes, self.history, m.root)
+        if cacheable:
+            if len(info.micro) >= _CACHE_LIMIT:
+                info.micro.clear()
+            info.micro[transitions] = plan
+        return plan
 
     # -- macrostep ------------------------------------------------------ #
 
     def macrostep(self, event: Mapping[str, Any]) -> None:
-        m = self.machine
         etype = event["type"]
         if self.children and etype.startswith(("xstate.done.actor.", "xstate.error.actor.")):
             # A child that finished is no longer running: it must not be
@@ -717,14 +831,14 @@ class _Run:
                 children = dict(self.children)
                 del children[actor_id]
                 self.children = children
-        transitions = m._select(self.info, self.context, event)
+        transitions = self.select(event)
         if not transitions and etype.startswith("xstate.error.actor"):
             self.status = "error"
             self.error = event.get("error")
-            self._stop_children()
+            self._halt()
             return
         if transitions:
-            self.execute(m._plan(self.info, transitions, self.history), event)
+            self.execute(self.plan(transitions), event)
         if self.queue or self.info.has_always or self.status != "active":
             self.settle(event)
 
@@ -744,24 +858,32 @@ class _Run:
                 if not self.queue:
                     break
                 current = self.queue.popleft()
-                enabled = m._select(self.info, self.context, current)
+                enabled = self.select(current)
             steps += 1
             if steps > limit:
                 raise MicrostepLimitExceeded(limit, str(event["type"]))
             self.changed = False
             if enabled:
-                self.execute(m._plan(self.info, enabled, self.history), current)
+                self.execute(self.plan(enabled), current)
             # xstate re-selects eventless transitions unless an eventless
             # microstep left the snapshot exactly as it was.
             select_eventless = self.changed or not from_eventless
         if self.status != "active":
-            self._stop_children()
+            self._halt()
 
     def _eventless(self, event: Mapping[str, Any]) -> tuple[Transition, ...]:
         ctx = self.context
         nodes = self.info.nodes
         found: dict[Transition, None] = {}
-        for chain in self.info.always_chains:
+        # Atomic states in entry order, each with its chain of ancestors that
+        # have eventless transitions; the first enabled one per chain (xstate).
+        order = self.order
+        chains = (
+            self.info.always_chains
+            if order is None
+            else [a.always_chain for a in order if a.always_chain]
+        )
+        for chain in chains:
             done = False
             for s in chain:
                 for t in s.always:
@@ -793,8 +915,11 @@ class _Run:
         for t in plan.transitions:
             if t.actions:
                 self.run_actions(t.actions, event)
+        if plan.changes_order:
+            order = self.order
+            self.order = plan.order_from_document if order is None else plan.reorder(order)
         if plan.nodes_changed:
-            self.info = self.machine._info(plan.next_nodes)
+            self.info = self.machine._configs.intern(plan.next_nodes)
             self.changed = True
         for step in plan.entries:
             node = step.node
@@ -802,7 +927,7 @@ class _Run:
                 self.run_actions(node.entry, event)
             if step.default and node.initial_actions:
                 self.run_actions(node.initial_actions, event)
-            if node.type == "final":
+            if node.type == FINAL:
                 self._complete(step, event)
         if self.status == "done":
             # xstate runs the exit actions of every active state on completion.
@@ -899,34 +1024,33 @@ class _Run:
             if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
                 raise TypeError(f"delay function returned {delay!r}, not a number of ms >= 0")
         due = self.now_ms + float(delay)
-        kept = [t for t in self.timers if t.id != timer_id]
-        if len(kept) != len(self.timers):
+        self.timers, replaced = self.timers.schedule(timer_id, event, due)
+        if replaced:
             self.effects.append(CancelTimerEffect(timer_id))
-        seq = max((t.seq for t in kept), default=-1) + 1
-        kept.append(Timer(timer_id, event, due, seq))
-        kept.sort(key=_timer_key)
-        self.timers = tuple(kept)
-        self.timers_changed = True
         self.effects.append(ScheduleTimerEffect(timer_id, event, due))
 
     def _cancel(self, timer_id: str) -> None:
-        if any(t.id == timer_id for t in self.timers):
-            self.timers = tuple(t for t in self.timers if t.id != timer_id)
-            self.timers_changed = True
+        remaining = self.timers.cancel(timer_id)
+        if remaining is not self.timers:
+            self.timers = remaining
             self.effects.append(CancelTimerEffect(timer_id))
+
+    def _halt(self) -> None:
+        """The machine stopped running (done or error): nothing may outlive it."""
+        self._stop_children()
+        self._cancel_timers()
 
     def _stop_children(self) -> None:
         if self.children:
             for cid in self.children:
                 self.effects.append(StopInvokeEffect(cid))
             self.children = {}
-        for t in self.timers:
-            self.effects.append(CancelTimerEffect(t.id))
-        self.timers = ()
 
-
-def _timer_key(t: Timer) -> tuple[float, int]:
-    return (t.due_ms, t.seq)
+    def _cancel_timers(self) -> None:
+        if self.timers:
+            for t in self.timers:
+                self.effects.append(CancelTimerEffect(t.id))
+            self.timers = EMPTY_TIMERS
 
 
 def _resolve_output(mapper: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:
@@ -948,7 +1072,7 @@ def _initial_nodes(node: StateNode) -> list[StateNode]:
         if n.type == COMPOUND:
             assert n.initial is not None
             walk(n.initial)
-        elif n.type == "parallel":
+        elif n.type == PARALLEL:
             for c in n.children:
                 walk(c)
 

@@ -51,6 +51,7 @@ _STATE_KEYS = frozenset(
 _TRANSITION_KEYS = frozenset(
     {"target", "guard", "actions", "reenter", "description", "meta", "internal"}
 )
+_INVOKE_KEYS = frozenset({"src", "id", "systemId", "input", "onDone", "onError"})
 
 # Action kinds, dispatched on by the interpreter's inner loop.
 K_ASSIGN: Final = 0
@@ -81,26 +82,32 @@ class ActionDef:
         delay: Any = None,
         id: str | None = None,
     ) -> None:
-        self.kind = kind
-        self.name = name
-        self.fn = fn
-        self.params = params or None
-        self.delay = delay
-        self.id = id
+        self.kind: int = kind
+        self.name: str = name
+        self.fn: Any = fn
+        self.params: Mapping[str, Any] | None = params or None
+        self.delay: Any = delay
+        self.id: str | None = id
 
     def __repr__(self) -> str:
         return f"<action {self.name}>"
 
 
 class InvokeDef:
-    """A compiled ``invoke`` entry of a state."""
+    """A compiled ``invoke`` entry of a state.
 
-    __slots__ = ("id", "input", "src")
+    ``system_id`` is the config's ``systemId``: accepted and kept, so that a
+    machine written for xstate loads unchanged; nothing looks actors up by it
+    yet.
+    """
 
-    def __init__(self, id: str, src: str, input: Any) -> None:
-        self.id = id
-        self.src = src
-        self.input = input
+    __slots__ = ("id", "input", "src", "system_id")
+
+    def __init__(self, id: str, src: str, input: Any, system_id: str | None = None) -> None:
+        self.id: str = id
+        self.src: str = src
+        self.input: Any = input
+        self.system_id: str | None = system_id
 
 
 class Transition:
@@ -129,15 +136,17 @@ class Transition:
         description: str | None = None,
         meta: Any = None,
     ) -> None:
-        self.source = source
-        self.event_type = event_type
-        self.targets = targets
-        self.guard = guard
-        self.actions = actions
-        self.reenter = reenter
-        self.description = description
-        self.meta = meta
-        self.has_history_target = bool(targets) and any(t.type == HISTORY for t in targets or ())
+        self.source: StateNode = source
+        self.event_type: str = event_type
+        self.targets: tuple[StateNode, ...] | None = targets
+        self.guard: GuardFn | None = guard
+        self.actions: tuple[ActionDef, ...] = actions
+        self.reenter: bool = reenter
+        self.description: str | None = description
+        self.meta: Any = meta
+        self.has_history_target: bool = bool(targets) and any(
+            t.type == HISTORY for t in targets or ()
+        )
 
     def __repr__(self) -> str:
         tgt = ",".join("#" + t.id for t in self.targets) if self.targets else "-"
@@ -150,6 +159,7 @@ class StateNode:
     __slots__ = (
         "after",
         "always",
+        "always_chain",
         "ancestor_set",
         "ancestors",
         "children",
@@ -179,12 +189,12 @@ class StateNode:
     )
 
     def __init__(self, key: str, parent: StateNode | None) -> None:
-        self.key = key
-        self.parent = parent
+        self.key: str = key
+        self.parent: StateNode | None = parent
         self.path: tuple[str, ...] = (*parent.path, key) if parent else ()
-        self.id = ""
-        self.type = ATOMIC
-        self.order = -1
+        self.id: str = ""
+        self.type: str = ATOMIC
+        self.order: int = -1
         self.config: Mapping[str, Any] = {}
         self.states: dict[str, StateNode] = {}
         self.children: tuple[StateNode, ...] = ()
@@ -198,6 +208,9 @@ class StateNode:
         self.transitions: dict[str, list[Transition]] = {}
         self.wildcards: tuple[str, ...] = ()
         self.always: tuple[Transition, ...] = ()
+        # For an atomic state: itself and its ancestors that have eventless
+        # transitions, nearest first (the walk xstate makes from each atomic state).
+        self.always_chain: tuple[StateNode, ...] = ()
         self.after: tuple[Transition, ...] = ()
         self.invoke: tuple[InvokeDef, ...] = ()
         self.tags: tuple[str, ...] = ()
@@ -206,7 +219,7 @@ class StateNode:
         self.description: str | None = None
         self.ancestors: tuple[StateNode, ...] = ()
         self.ancestor_set: frozenset[StateNode] = frozenset()
-        self.is_atomic = True
+        self.is_atomic: bool = True
 
     def __repr__(self) -> str:
         return f"<state #{self.id}>"
@@ -236,6 +249,7 @@ class _Builder:
         self.id_map: dict[str, StateNode] = {}
         self.nodes: list[StateNode] = []
         self.machine_id = ""
+        self.root: StateNode = StateNode("", None)  # replaced by create()
 
     # -- pass 1 ------------------------------------------------------------ #
 
@@ -253,6 +267,7 @@ class _Builder:
         if parent is None:
             self.machine_id = cfg_id or "(machine)"
             node.id = self.machine_id
+            self.root = node
         else:
             node.id = cfg_id or ".".join((self.machine_id, *node.path))
         if node.id in self.id_map:
@@ -324,53 +339,77 @@ class _Builder:
     # -- pass 2 ------------------------------------------------------------ #
 
     def resolve(self, node: StateNode, where: str) -> None:
+        """Resolve the references of ``node`` and its descendants, one config key at a time."""
         cfg = node.config
         if node.type == COMPOUND:
-            initial = cfg.get("initial")
-            initial_actions: Any = None
-            if isinstance(initial, Mapping):
-                initial_actions = initial.get("actions")
-                initial = initial.get("target")
-            if initial is None:
-                first = next(iter(node.states), "?")
-                raise InvalidMachine(
-                    _join(where, "initial"),
-                    f"a compound state needs an initial state (e.g. {first!r})",
-                )
-            if not isinstance(initial, str) or initial not in node.states:
-                raise InvalidMachine(_join(where, "initial"), f"no child state {initial!r}")
-            node.initial = node.states[initial]
-            node.initial_actions = self.action_list(
-                initial_actions, _join(where, "initial.actions")
-            )
-
+            self.resolve_initial(node, cfg, where)
         if node.type == HISTORY:
-            assert node.parent is not None
-            raw = cfg.get("target")
-            if raw is None:
-                if node.parent.type == PARALLEL:
-                    node.history_default = (node.parent,)
-                elif node.parent.initial is not None:
-                    node.history_default = (node.parent.initial,)
-                else:
-                    # The parent's initial is resolved before its children.
-                    raise InvalidMachine(_join(where, "target"), "a history state needs a target")
-            else:
-                tlist = [raw] if isinstance(raw, str) else list(raw)
-                resolved = []
-                for t in tlist:
-                    if not isinstance(t, str):
-                        raise InvalidMachine(_join(where, "target"), "targets are strings")
-                    resolved.append(
-                        self.lookup_path(node.parent, t, _join(where, "target"))
-                        if not t.startswith("#")
-                        else self.lookup_id(t, _join(where, "target"))
-                    )
-                node.history_default = tuple(resolved)
-
+            self.resolve_history_target(node, cfg, where)
+        self.resolve_descriptive(node, cfg, where)
+        transitions: dict[str, list[Transition]] = {}
+        self.resolve_on(node, cfg.get("on"), where, transitions)
+        self.resolve_on_done(node, cfg, where, transitions)
         entry = list(self.action_list(cfg.get("entry"), _join(where, "entry")))
         exit_ = list(self.action_list(cfg.get("exit"), _join(where, "exit")))
+        # Timers are scheduled by entry after the state's own entry actions,
+        # and invoked children start after that (xstate's order).
+        self.resolve_after(node, cfg.get("after"), where, transitions, entry, exit_)
+        self.resolve_invoke(node, cfg.get("invoke"), where, transitions, entry, exit_)
+        node.entry = tuple(entry)
+        node.exit = tuple(exit_)
+        always = cfg.get("always")
+        if always is not None:
+            node.always = tuple(self.transition_list(node, "", always, _join(where, "always")))
+        node.transitions = transitions
+        node.wildcards = tuple(k for k in transitions if k.endswith("*"))
+        for key, child in node.states.items():
+            self.resolve(child, _join(where, f"states.{key}"))
 
+    def resolve_initial(self, node: StateNode, cfg: Mapping[str, Any], where: str) -> None:
+        """``initial``: a child key, or ``{"target": key, "actions": ...}``."""
+        initial = cfg.get("initial")
+        initial_actions: Any = None
+        if isinstance(initial, Mapping):
+            initial_actions = initial.get("actions")
+            initial = initial.get("target")
+        if initial is None:
+            first = next(iter(node.states), "?")
+            raise InvalidMachine(
+                _join(where, "initial"),
+                f"a compound state needs an initial state (e.g. {first!r})",
+            )
+        if not isinstance(initial, str) or initial not in node.states:
+            raise InvalidMachine(_join(where, "initial"), f"no child state {initial!r}")
+        node.initial = node.states[initial]
+        node.initial_actions = self.action_list(initial_actions, _join(where, "initial.actions"))
+
+    def resolve_history_target(self, node: StateNode, cfg: Mapping[str, Any], where: str) -> None:
+        """``target`` of a history state: where it goes when nothing was recorded."""
+        parent = node.parent
+        assert parent is not None
+        raw = cfg.get("target")
+        if raw is None:
+            if parent.type == PARALLEL:
+                node.history_default = (parent,)
+            elif parent.initial is not None:
+                node.history_default = (parent.initial,)
+            else:
+                # The parent's initial is resolved before its children.
+                raise InvalidMachine(_join(where, "target"), "a history state needs a target")
+            return
+        resolved = []
+        for t in [raw] if isinstance(raw, str) else list(raw):
+            if not isinstance(t, str):
+                raise InvalidMachine(_join(where, "target"), "targets are strings")
+            resolved.append(
+                self.lookup_id(t, _join(where, "target"))
+                if t.startswith("#")
+                else self.lookup_path(parent, t, _join(where, "target"))
+            )
+        node.history_default = tuple(resolved)
+
+    def resolve_descriptive(self, node: StateNode, cfg: Mapping[str, Any], where: str) -> None:
+        """``tags``, ``meta``, ``description`` and ``output``."""
         tags = cfg.get("tags")
         if tags is None:
             node.tags = ()
@@ -392,109 +431,127 @@ class _Builder:
                 _join(where, "output"), "only final states and the root have output"
             )
 
-        transitions: dict[str, list[Transition]] = {}
-        on = cfg.get("on")
-        if on is not None:
-            if not isinstance(on, Mapping):
-                raise InvalidMachine(_join(where, "on"), f"must be a mapping, not {_tn(on)}")
-            for desc_key, tcfg in on.items():
-                if not isinstance(desc_key, str):
-                    raise InvalidMachine(
-                        _join(where, "on"), f"event types are strings: {desc_key!r}"
-                    )
-                if desc_key == "":
-                    raise InvalidMachine(
-                        _join(where, "on"), "an empty event type is not allowed; use 'always'"
-                    )
-                if "*" in desc_key and not (desc_key == "*" or desc_key.endswith(".*")):
-                    raise InvalidMachine(
-                        _join(where, f"on.{desc_key}"),
-                        "a wildcard is the whole descriptor ('*') or its last token ('a.*')",
-                    )
-                if "*" in desc_key[:-1]:
-                    raise InvalidMachine(
-                        _join(where, f"on.{desc_key}"), "only a trailing wildcard is allowed"
-                    )
-                transitions[desc_key] = self.transition_list(
-                    node, desc_key, tcfg, _join(where, f"on.{desc_key}")
-                )
-        if "onDone" in cfg:
-            if node.type not in (COMPOUND, PARALLEL):
+    def resolve_on(
+        self,
+        node: StateNode,
+        on: Any,
+        where: str,
+        transitions: dict[str, list[Transition]],
+    ) -> None:
+        """``on``: event descriptors (exact, ``"*"`` or ``"prefix.*"``) to transitions."""
+        if on is None:
+            return
+        if not isinstance(on, Mapping):
+            raise InvalidMachine(_join(where, "on"), f"must be a mapping, not {_tn(on)}")
+        for desc_key, tcfg in on.items():
+            if not isinstance(desc_key, str):
+                raise InvalidMachine(_join(where, "on"), f"event types are strings: {desc_key!r}")
+            if desc_key == "":
                 raise InvalidMachine(
-                    _join(where, "onDone"), "only compound and parallel states have onDone"
+                    _join(where, "on"), "an empty event type is not allowed; use 'always'"
                 )
-            dkey = f"xstate.done.state.{node.id}"
-            transitions[dkey] = self.transition_list(
-                node, dkey, cfg["onDone"], _join(where, "onDone")
+            if "*" in desc_key and not (desc_key == "*" or desc_key.endswith(".*")):
+                raise InvalidMachine(
+                    _join(where, f"on.{desc_key}"),
+                    "a wildcard is the whole descriptor ('*') or its last token ('a.*')",
+                )
+            if "*" in desc_key[:-1]:
+                raise InvalidMachine(
+                    _join(where, f"on.{desc_key}"), "only a trailing wildcard is allowed"
+                )
+            transitions[desc_key] = self.transition_list(
+                node, desc_key, tcfg, _join(where, f"on.{desc_key}")
             )
 
-        invokes = []
-        raw_inv = cfg.get("invoke")
-        if raw_inv is not None:
-            inv_list = [raw_inv] if isinstance(raw_inv, Mapping) else raw_inv
-            if not isinstance(inv_list, Sequence):
-                raise InvalidMachine(_join(where, "invoke"), "must be a mapping or a list")
-            for i, icfg in enumerate(inv_list):
-                iw = _join(where, f"invoke[{i}]" if isinstance(raw_inv, Sequence) else "invoke")
-                if not isinstance(icfg, Mapping):
-                    raise InvalidMachine(iw, "an invoke entry must be a mapping")
-                src = icfg.get("src")
-                if not isinstance(src, str):
-                    raise InvalidMachine(_join(iw, "src"), "src must be the name of an actor")
-                if src not in self.actors:
-                    raise InvalidMachine(_join(iw, "src"), f"no actor named {src!r} in actors=")
-                inv_id = icfg.get("id") or f"{i}.{node.id}"
-                if not isinstance(inv_id, str):
-                    raise InvalidMachine(_join(iw, "id"), "must be a string")
-                invokes.append(InvokeDef(inv_id, src, icfg.get("input")))
-                if "onDone" in icfg:
-                    k = f"xstate.done.actor.{inv_id}"
-                    transitions[k] = self.transition_list(
-                        node, k, icfg["onDone"], _join(iw, "onDone")
-                    )
-                if "onError" in icfg:
-                    k = f"xstate.error.actor.{inv_id}"
-                    transitions[k] = self.transition_list(
-                        node, k, icfg["onError"], _join(iw, "onError")
-                    )
-        node.invoke = tuple(invokes)
+    def resolve_on_done(
+        self,
+        node: StateNode,
+        cfg: Mapping[str, Any],
+        where: str,
+        transitions: dict[str, list[Transition]],
+    ) -> None:
+        """``onDone``: transitions on ``xstate.done.state.<id>``."""
+        if "onDone" not in cfg:
+            return
+        if node.type not in (COMPOUND, PARALLEL):
+            raise InvalidMachine(
+                _join(where, "onDone"), "only compound and parallel states have onDone"
+            )
+        dkey = f"xstate.done.state.{node.id}"
+        transitions[dkey] = self.transition_list(node, dkey, cfg["onDone"], _join(where, "onDone"))
 
-        after = cfg.get("after")
+    def resolve_after(
+        self,
+        node: StateNode,
+        after: Any,
+        where: str,
+        transitions: dict[str, list[Transition]],
+        entry: list[ActionDef],
+        exit_: list[ActionDef],
+    ) -> None:
+        """``after``: a timer scheduled on entry and cancelled on exit, per delay."""
+        if after is None:
+            return
+        if not isinstance(after, Mapping):
+            raise InvalidMachine(_join(where, "after"), "must be a mapping of delay -> transition")
         delayed: list[Transition] = []
-        if after is not None:
-            if not isinstance(after, Mapping):
-                raise InvalidMachine(
-                    _join(where, "after"), "must be a mapping of delay -> transition"
-                )
-            for delay_key, tcfg in after.items():
-                aw = _join(where, f"after.{delay_key}")
-                delay = self.delay_ref(delay_key, aw)
-                label = _delay_label(delay)
-                ev = f"xstate.after.{label}.{node.id}"
-                entry.append(
-                    ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev)
-                )
-                exit_.append(ActionDef(K_CANCEL, "xstate.cancel", None, id=ev))
-                ts = self.transition_list(node, ev, tcfg, aw)
-                transitions.setdefault(ev, []).extend(ts)
-                delayed.extend(ts)
+        for delay_key, tcfg in after.items():
+            aw = _join(where, f"after.{delay_key}")
+            delay = self.delay_ref(delay_key, aw)
+            ev = f"xstate.after.{_delay_label(delay)}.{node.id}"
+            entry.append(ActionDef(K_SCHEDULE, "xstate.raise", {"type": ev}, delay=delay, id=ev))
+            exit_.append(ActionDef(K_CANCEL, "xstate.cancel", None, id=ev))
+            ts = self.transition_list(node, ev, tcfg, aw)
+            transitions.setdefault(ev, []).extend(ts)
+            delayed.extend(ts)
         node.after = tuple(delayed)
 
+    def resolve_invoke(
+        self,
+        node: StateNode,
+        raw_inv: Any,
+        where: str,
+        transitions: dict[str, list[Transition]],
+        entry: list[ActionDef],
+        exit_: list[ActionDef],
+    ) -> None:
+        """``invoke``: children started on entry and stopped on exit, with their done/error."""
+        if raw_inv is None:
+            return
+        inv_list = [raw_inv] if isinstance(raw_inv, Mapping) else raw_inv
+        if not isinstance(inv_list, Sequence):
+            raise InvalidMachine(_join(where, "invoke"), "must be a mapping or a list")
+        invokes = []
+        for i, icfg in enumerate(inv_list):
+            iw = _join(where, f"invoke[{i}]" if isinstance(raw_inv, Sequence) else "invoke")
+            if not isinstance(icfg, Mapping):
+                raise InvalidMachine(iw, "an invoke entry must be a mapping")
+            for k in icfg:
+                if k not in _INVOKE_KEYS:
+                    raise InvalidMachine(_join(iw, str(k)), "unknown invoke property")
+            src = icfg.get("src")
+            if not isinstance(src, str):
+                raise InvalidMachine(_join(iw, "src"), "src must be the name of an actor")
+            if src not in self.actors:
+                raise InvalidMachine(_join(iw, "src"), f"no actor named {src!r} in actors=")
+            inv_id = icfg.get("id") or f"{i}.{node.id}"
+            if not isinstance(inv_id, str):
+                raise InvalidMachine(_join(iw, "id"), "must be a string")
+            system_id = icfg.get("systemId")
+            if system_id is not None and (not isinstance(system_id, str) or not system_id):
+                raise InvalidMachine(_join(iw, "systemId"), "must be a non-empty string")
+            invokes.append(InvokeDef(inv_id, src, icfg.get("input"), system_id))
+            for key, prefix in (
+                ("onDone", "xstate.done.actor."),
+                ("onError", "xstate.error.actor."),
+            ):
+                if key in icfg:
+                    k = prefix + inv_id
+                    transitions[k] = self.transition_list(node, k, icfg[key], _join(iw, key))
+        node.invoke = tuple(invokes)
         for inv in node.invoke:
             entry.append(ActionDef(K_INVOKE, "xstate.spawnChild", inv))
             exit_.append(ActionDef(K_STOP, "xstate.stopChild", None, id=inv.id))
-        node.entry = tuple(entry)
-        node.exit = tuple(exit_)
-
-        always = cfg.get("always")
-        if always is not None:
-            node.always = tuple(self.transition_list(node, "", always, _join(where, "always")))
-
-        node.transitions = transitions
-        node.wildcards = tuple(k for k in transitions if k.endswith("*"))
-
-        for key, child in node.states.items():
-            self.resolve(child, _join(where, f"states.{key}"))
 
     # -- references -------------------------------------------------------- #
 
@@ -618,7 +675,7 @@ class _Builder:
         self, impl: Any, name: str, params: Mapping[str, Any] | None, where: str
     ) -> ActionDef:
         if isinstance(impl, Assign):
-            return ActionDef(K_ASSIGN, "xstate.assign", impl.fn, params)
+            return ActionDef(K_ASSIGN, "xstate.assign", _assigner(impl.fn, where), params)
         if isinstance(impl, RaiseEvent):
             delay = None
             if impl.delay is not None:
@@ -658,7 +715,7 @@ class _Builder:
 
     def guard(self, ref: Any, where: str) -> GuardFn:
         if isinstance(ref, StateIn):
-            return self.state_in_guard(ref.state_id, where)
+            return self.state_in_guard(ref.state, where)
         if isinstance(ref, str):
             return self.named_guard(ref, None, where)
         if isinstance(ref, Mapping):
@@ -675,12 +732,24 @@ class _Builder:
                 return _combinator(str(gtype), compiled, where)
             if gtype == "stateIn":
                 params = ref.get("params") or {}
-                sid = ref.get(
-                    "stateId", params.get("stateId") if isinstance(params, Mapping) else None
+                if not isinstance(params, Mapping):
+                    raise InvalidMachine(_join(where, "params"), "params must be a mapping")
+                state = next(
+                    (
+                        v
+                        for v in (
+                            ref.get("stateId"),
+                            params.get("stateId"),
+                            ref.get("stateValue"),
+                            params.get("stateValue"),
+                        )
+                        if v is not None
+                    ),
+                    None,
                 )
-                if not isinstance(sid, str):
-                    raise InvalidMachine(where, "stateIn needs a stateId")
-                return self.state_in_guard(sid, where)
+                if not isinstance(state, str | Mapping):
+                    raise InvalidMachine(where, "stateIn needs a stateId or a stateValue")
+                return self.state_in_guard(state, where)
             if not isinstance(gtype, str):
                 raise InvalidMachine(_join(where, "type"), "a guard reference needs a string type")
             params = ref.get("params")
@@ -697,7 +766,7 @@ class _Builder:
             raise InvalidMachine(where, f"no guard named {name!r} in guards=")
         impl = self.guards[name]
         if isinstance(impl, StateIn):
-            return self.state_in_guard(impl.state_id, where)
+            return self.state_in_guard(impl.state, where)
         if isinstance(impl, Mapping):
             return self.guard(impl, where)
         if not callable(impl):
@@ -708,9 +777,77 @@ class _Builder:
             return lambda c, e, n: bool(fn(c, e, **kw))
         return lambda c, e, n: bool(fn(c, e))
 
-    def state_in_guard(self, state_id: str, where: str) -> GuardFn:
-        target = self.lookup_id(state_id, where)
-        return lambda c, e, nodes: target in nodes
+    def state_in_guard(self, state: str | Mapping[str, Any], where: str) -> GuardFn:
+        """``stateIn``: ``"#id"``, a state value path ``"p.x"`` or a value ``{"p": "x"}``.
+
+        As in xstate, a value holds when every state it names is active
+        (``snapshot.matches``). A string without ``#`` that names no state
+        path from the root is taken as an id, as earlier versions did.
+        """
+        if isinstance(state, str) and state.startswith("#"):
+            target = self.lookup_id(state, where)
+            return lambda c, e, nodes: target in nodes
+        try:
+            required = self.value_nodes(self.root, state, where)
+        except InvalidMachine as not_a_value:
+            if not isinstance(state, str):
+                raise
+            try:
+                target = self.lookup_id(state, where)
+            except InvalidMachine:
+                raise not_a_value from None
+            return lambda c, e, nodes: target in nodes
+        if len(required) == 1:
+            only = required[0]
+            return lambda c, e, nodes: only in nodes
+        return lambda c, e, nodes: all(n in nodes for n in required)
+
+    def value_nodes(self, base: StateNode, value: Any, where: str) -> tuple[StateNode, ...]:
+        """The states a (partial) state value names below ``base``."""
+        if isinstance(value, str):
+            parts = value.split(".")
+            value = parts[-1]
+            for p in reversed(parts[:-1]):
+                value = {p: value}
+            if isinstance(value, str):
+                return (self.value_child(base, value, where),)
+        if not isinstance(value, Mapping) or not value:
+            raise InvalidMachine(
+                where, f"a state value is a path or a non-empty mapping: {value!r}"
+            )
+        out: list[StateNode] = []
+        for key, sub in value.items():
+            child = self.value_child(base, key, where)
+            out.append(child)
+            if isinstance(sub, Mapping) and not sub:
+                continue  # {"p": {}} names p only, as xstate's matches() reads it
+            out.extend(self.value_nodes(child, sub, where))
+        return tuple(out)
+
+    def value_child(self, base: StateNode, key: Any, where: str) -> StateNode:
+        child = base.states.get(key) if isinstance(key, str) else None
+        if child is None or child.type == HISTORY:
+            raise InvalidMachine(where, f"no state {key!r}" + _in(base))
+        return child
+
+
+def _assigner(spec: Any, where: str) -> Any:
+    """What an assign runs: its function, a constant mapping, or one function for the per-key form."""
+    if callable(spec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise InvalidMachine(where, f"assign takes a function or a mapping, not {_tn(spec)}")
+    for key in spec:
+        if not isinstance(key, str):
+            raise InvalidMachine(where, f"assign keys are context keys (strings): {key!r}")
+    if not any(callable(v) for v in spec.values()):
+        return spec  # constant: merged as is
+    items = tuple(spec.items())
+
+    def per_key(context: Mapping[str, Any], event: Mapping[str, Any], **params: Any) -> Any:
+        return {k: v(context, event, **params) if callable(v) else v for k, v in items}
+
+    return per_key
 
 
 def _combinator(kind: str, guards: tuple[GuardFn, ...], where: str) -> GuardFn:
@@ -758,17 +895,16 @@ def build_tree(
 
     Raises:
         InvalidMachine: with the path of the first offending key.
+
+    The implementation mappings were checked by :class:`Machine` (they are
+    mappings); what they hold is checked here, where the config names them.
     """
-    for label, mapping in (("actions", actions), ("guards", guards), ("delays", delays)):
-        if not isinstance(mapping, Mapping):
-            raise InvalidMachine(label, "must be a mapping of names to implementations")
-    if not isinstance(actors, Mapping):
-        raise InvalidMachine("actors", "must be a mapping of names to async callables")
     b = _Builder(config, actions, guards, delays, actors)
-    root = b.create(
-        config, config.get("id") or "(machine)" if isinstance(config, Mapping) else "", None, ""
-    )
-    if root.type == HISTORY or (root.type == FINAL and root.parent is not None):
+    root = b.create(config, config.get("id") or "(machine)", None, "")
+    if root.type in (HISTORY, FINAL):
         raise InvalidMachine("type", "the root must be a compound, parallel or atomic state")
     b.resolve(root, "")
+    for node in b.nodes:
+        if node.is_atomic:
+            node.always_chain = tuple(s for s in (node, *node.ancestors) if s.always)
     return root, b.id_map, b.nodes

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ._algorithm import _order
-from ._builtins import Timer
+from ._timers import TimerQueue
 
 if TYPE_CHECKING:
     from ._algorithm import ConfigInfo
@@ -26,8 +26,8 @@ class ChildRecord:
     __slots__ = ("input", "src")
 
     def __init__(self, src: str, input: Any) -> None:
-        self.src = src
-        self.input = input
+        self.src: str = src
+        self.input: Any = input
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -63,6 +63,7 @@ class Snapshot:
     __slots__ = (
         "_history",
         "_info",
+        "_order",
         "children",
         "context",
         "error",
@@ -79,8 +80,12 @@ class Snapshot:
     status: Status
     output: Any
     error: Any
-    timers: tuple[Timer, ...]
+    timers: TimerQueue
     children: Mapping[str, ChildRecord]
+    # The active atomic states in the order they were entered, when that is
+    # not the document order (None): it decides which eventless transitions
+    # of different regions run first, as in xstate.
+    _order: tuple[StateNode, ...] | None
 
     def __init__(
         self,
@@ -91,8 +96,9 @@ class Snapshot:
         output: Any,
         error: Any,
         history: Mapping[str, tuple[StateNode, ...]],
-        timers: tuple[Timer, ...],
+        timers: TimerQueue,
         children: Mapping[str, ChildRecord],
+        order: tuple[StateNode, ...] | None = None,
     ) -> None:
         setattr_ = _object_setattr
         setattr_(self, "machine", machine)
@@ -104,6 +110,7 @@ class Snapshot:
         setattr_(self, "_history", history)
         setattr_(self, "timers", timers)
         setattr_(self, "children", children)
+        setattr_(self, "_order", order)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Snapshot is immutable (cannot set {name!r})")
@@ -130,6 +137,17 @@ class Snapshot:
         return tuple(n.id for n in sorted(self._info.nodes, key=_order))
 
     @property
+    def entry_order(self) -> tuple[str, ...]:
+        """The ids of the active atomic states, in the order they were entered.
+
+        It decides which eventless (``always``) transitions of different
+        parallel regions are taken first, as in xstate; it is persisted so
+        that a restored snapshot continues as this one would.
+        """
+        order = self._order if self._order is not None else self._info.atomics
+        return tuple(n.id for n in order)
+
+    @property
     def history_value(self) -> dict[str, tuple[str, ...]]:
         """Recorded history: history state id -> ids of the states it remembers."""
         return {k: tuple(n.id for n in v) for k, v in self._history.items()}
@@ -137,7 +155,8 @@ class Snapshot:
     @property
     def next_timer_at(self) -> float | None:
         """The due time (epoch ms) of the earliest pending timer, if any."""
-        return self.timers[0].due_ms if self.timers else None
+        first = self.timers.first
+        return first.due_ms if first is not None else None
 
     def meta(self) -> dict[str, Any]:
         """The ``meta`` of every active state that has one, by state id."""
@@ -178,6 +197,7 @@ class Snapshot:
         return (
             self.machine is other.machine
             and self._info.nodes == other._info.nodes
+            and self._order == other._order
             and self.context == other.context
             and self.status == other.status
             and self.output == other.output
@@ -188,7 +208,7 @@ class Snapshot:
             and dict(self.children) == dict(other.children)
         )
 
-    __hash__ = None  # type: ignore[assignment]  # equality is by value; not hashable
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # equal by value: not hashable
 
 
 def _copy_value(v: Any) -> Any:

@@ -635,9 +635,8 @@ FIXED: list[Case] = [
         [send("E"), advance(100)],
         timed=True,
     ),
-    # Eventless transitions enabled in two regions at once: xstate runs them
-    # in the order the atomic states were entered (q.a before the newer p.b),
-    # durable_state in document order.
+    # Eventless transitions enabled in two regions at once run in the order
+    # the atomic states were entered (q.a before the newer p.b), as in xstate.
     _case(
         "always-in-two-regions-entry-order",
         machine(
@@ -666,10 +665,116 @@ FIXED: list[Case] = [
             },
         ),
         [send("GO")],
-        known_difference=(
-            "deliberate: eventless transitions run in document order, not in xstate's "
-            "entry order (docs/compatibility.md, row 1)"
+    ),
+    # stateIn with a state value path and with a state value (snapshot.matches).
+    _case(
+        "state-in-values",
+        machine(
+            initial="p",
+            states={
+                "p": {
+                    "type": "parallel",
+                    "states": {
+                        "left": {
+                            "initial": "on",
+                            "states": {
+                                "on": {"on": {"FLIP": "off"}},
+                                "off": {"on": {"FLIP": "on"}},
+                            },
+                        },
+                        "right": {
+                            "initial": "w",
+                            "states": {
+                                "w": {
+                                    "on": {
+                                        "CHECK": [
+                                            {"guard": "byPath", "actions": push("path")},
+                                            {"guard": "byValue", "actions": push("value")},
+                                            {"guard": "byId", "actions": push("id")},
+                                            {"actions": push("none")},
+                                        ],
+                                        "BOTH": {"guard": "both", "actions": push("both")},
+                                    }
+                                }
+                            },
+                        },
+                    },
+                }
+            },
         ),
+        [send("CHECK"), send("FLIP"), send("BOTH"), send("CHECK"), send("FLIP"), send("BOTH")],
+        state_in={
+            "byPath": "p.left.off",
+            "byValue": {"p": {"left": "on"}},
+            "byId": "#m.p.left.off",
+            "both": {"p": {"left": "on", "right": "w"}},
+        },
+    ),
+    # assign({key: fn | value}): each function sees the context from before.
+    _case(
+        "assign-per-key",
+        machine(
+            initial="a",
+            states={"a": {"on": {"GO": {"actions": {"type": "perKey", "params": {"by": 2}}}}}},
+        ),
+        [send("GO"), send("GO")],
+    ),
+    # History entered from inside its own parent. (a) A parallel state's
+    # history before anything was recorded: xstate exits p and never enters
+    # it again (an illegal configuration, where the comparison stops);
+    # durable_state re-enters it (docs/compatibility.md, row 12).
+    _case(
+        "history-of-parallel-from-inside",
+        machine(
+            initial="p",
+            states={
+                "p": logged(
+                    "p",
+                    type="parallel",
+                    on={"OUT": "o"},
+                    states={
+                        "a": {
+                            "initial": "a1",
+                            "states": {"a1": {"on": {"H": "#hp", "N": "a2"}}, "a2": {}},
+                        },
+                        "hp": {"id": "hp", "type": "history"},
+                    },
+                ),
+                "o": {},
+            },
+        ),
+        [send("H"), send("N"), send("OUT")],
+    ),
+    # (b) A history transition that resolves to its own source re-enters it
+    # in place (entry again, no exit), as in xstate; when another region's
+    # transition leaves that source in the same microstep, xstate takes both
+    # and b ends with two active children, durable_state lets the earlier win.
+    _case(
+        "history-back-to-own-source",
+        machine(
+            type="parallel",
+            states={
+                "a": {
+                    "initial": "a1",
+                    "states": {"a1": {"on": {"E": {"target": "#m.b.b2", "actions": push("a:E")}}}},
+                },
+                "b": {
+                    "initial": "b1",
+                    "states": {
+                        "b1": logged(
+                            "b1",
+                            on={
+                                "SOLO": {"target": "hb", "actions": push("b:SOLO")},
+                                "E": {"target": "hb", "actions": push("b:E")},
+                            },
+                        ),
+                        "b2": logged("b2", on={"F": "b1"}),
+                        "hb": {"type": "history"},
+                    },
+                },
+            },
+        ),
+        [send("SOLO"), send("SOLO"), send("E"), send("F"), send("SOLO")],
     ),
     # The init event reaches entry actions of the initial states.
     _case(

@@ -101,6 +101,14 @@ ACTIONS: dict[str, Any] = {
     "pushOut": assign(_push_out),
     "fromEvent": assign(_from_event),
     "raiseE": raise_event(_raise),
+    "perKey": assign(
+        {
+            "a": lambda context, event, by: context["a"] + by,
+            "b": lambda context, event, **params: context["a"] * 10,
+            "log": lambda context, event, **params: [*context["log"], "pk"],
+            "c": 7,
+        }
+    ),
 }
 GUARDS: dict[str, Any] = {
     "ctxGt": _ctx_gt,

@@ -26,7 +26,6 @@ forever. The argument, which the generator keeps by construction:
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,7 +61,8 @@ class Case:
         id: a stable name (``seed-<n>`` for generated cases).
         config: the xstate v5 machine config, plain JSON.
         steps: ``{"send": event}`` or ``{"advance": ms}`` items, in order.
-        state_in: guard name -> ``"#state-id"`` for ``stateIn`` guards.
+        state_in: guard name -> what ``stateIn`` is given (``"#state-id"``, a
+            state value path or a state value).
         timed: whether the machine has delayed transitions (``after``), so
             it must be driven by actors on simulated clocks.
         known_difference: for a hand-picked case that shows a documented,
@@ -73,7 +73,7 @@ class Case:
     id: str
     config: JsonDict
     steps: list[JsonDict]
-    state_in: dict[str, str] = field(default_factory=dict)
+    state_in: dict[str, Any] = field(default_factory=dict)
     timed: bool = False
     known_difference: str | None = None
 
@@ -155,7 +155,6 @@ class _Generator:
         self.timed = timed
         self.state_in: dict[str, str] = {}
         self.tags = 0
-        self.eventless: list[_Node] = []
         self.mentioned: set[str] = set()
 
     # -- structure -------------------------------------------------------
@@ -293,24 +292,15 @@ class _Generator:
         rng = self.rng
         local: list[str] = []
         if source.parent is not None:
-            for sib in source.parent.real_children:
-                local.append(sib.key)  # siblings and self
+            # Siblings and self, and history states beside them: a history
+            # state entered from inside its own parent is a corner of its own.
+            for sib in source.parent.children:
+                local.append(sib.key)
                 local.extend(f"{sib.key}.{grand.key}" for grand in sib.children)
         for child in source.children:
             local.append(f".{child.key}")
             local.extend(f".{child.key}.{grand.key}" for grand in child.real_children)
-        by_id = [
-            "#" + n.id
-            for n in nodes
-            if n is not source
-            and n.parent is not None
-            and not (n.kind == "history" and source.is_descendant_of(n.parent))
-        ]
-        # Never a history state from inside its own parent: xstate 5 then
-        # takes the source itself as the transition domain, enters the
-        # restored states without exiting anything, and leaves a compound
-        # state with two active children when the transition wins a
-        # conflict in a parallel state. Outside that case history behaves.
+        by_id = ["#" + n.id for n in nodes if n is not source and n.parent is not None]
         roll = rng.random()
         if roll < 0.1:
             multi = self.multi_target(nodes)
@@ -423,8 +413,7 @@ class _Generator:
             self.mentioned.add(descriptor)
         if on:
             cfg["on"] = on
-        if rng.random() < (0.2 if node.parent is not None else 0.1) and self.may_add_always(node):
-            self.eventless.append(node)
+        if rng.random() < (0.2 if node.parent is not None else 0.1):
             count = rng.randint(1, 2)
             always = []
             for _ in range(count):
@@ -448,28 +437,6 @@ class _Generator:
             # JavaScript objects list integer-like keys first, ascending; emit
             # them in that order so both sides schedule ties alike.
             cfg["after"] = dict(sorted(after.items(), key=_js_key_order))
-
-    def may_add_always(self, node: _Node) -> bool:
-        """Whether ``node`` may get ``always`` transitions too.
-
-        xstate 5 picks eventless transitions by walking the active atomic
-        states in the order they were entered, not in document order (and
-        in document order again after a restore). Two eventless transitions
-        chosen in one pass would then run, and win conflicts, in an order
-        that depends on history. So the states with ``always`` form one
-        chain of ancestors joined only through compound states: whichever
-        atomic state a walk starts from, it meets the same transition first.
-        """
-        chain = sorted([*self.eventless, node], key=lambda n: n.depth)
-        for upper, lower in itertools.pairwise(chain):
-            if upper.kind != "compound" or not lower.is_descendant_of(upper):
-                return False
-            between = lower.parent
-            while between is not None and between is not upper:
-                if between.kind != "compound":
-                    return False
-                between = between.parent
-        return True
 
     def can_complete(self, node: _Node) -> bool:
         if node.kind == "compound":

@@ -7,7 +7,16 @@
 // Writes one JSON document to stdout:
 //   {"xstate": "5.x.y", "results": [{"id": str, "trace": [record...], "error": str|null}]}
 // The trace holds one record for the started actor, then one after every step:
-//   {"value", "context", "status", "output", "error", "persisted"?}
+//   {"value", "context", "status", "output", "error", "legal", "doubledTimer",
+//    "persisted"?, "restored"?}
+// "legal" says whether every configuration xstate went through so far (after
+// every microstep, not only at rest) was one a statechart can be in. "doubledTimer" says whether a delayed event was
+// scheduled so far while another with the same id was pending: xstate then
+// fires both, where durable_state keeps one timer per id
+// (docs/compatibility.md, row 10). With "emit_persisted", "persisted" is the
+// persisted snapshot after the step, and "restored" (from the second record
+// on) is what a fresh actor restored from the previous record's persisted
+// snapshot reports after it is sent the same step.
 //
 // The named actions, guards and delays below are a fixed vocabulary; the Python
 // side of the suite (tests/compat/compat_vocab.py) defines the same names with the same
@@ -46,6 +55,13 @@ const actions = {
     [p.key]: typeof event.n === 'number' ? event.n : 0,
   })),
   raiseE: raise((_, p) => ({ type: p.type })),
+  // The per-key form of assign: every function sees the context from before it.
+  perKey: assign({
+    a: ({ context }, p) => context.a + p.by,
+    b: ({ context }) => context.a * 10,
+    log: ({ context }) => [...context.log, 'pk'],
+    c: 7,
+  }),
 };
 
 const baseGuards = {
@@ -109,6 +125,44 @@ function buildMachine(testCase) {
   return setup({ actions, guards, delays }).createMachine(config);
 }
 
+// Every active node's parent is active, a compound state has exactly one
+// active child and a parallel state all of its children.
+function isLegal(snapshot) {
+  const active = new Set(snapshot._nodes);
+  if (!active.has(snapshot.machine.root)) {
+    return false;
+  }
+  for (const node of active) {
+    if (node.parent && !active.has(node.parent)) {
+      return false;
+    }
+    const children = Object.values(node.states ?? {}).filter((c) => c.type !== 'history');
+    const on = children.filter((c) => active.has(c)).length;
+    if (node.type === 'compound' && on !== 1) {
+      return false;
+    }
+    if (node.type === 'parallel' && on !== children.length) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Marks the actor when a delayed event is scheduled under an id that is
+// already pending (the scheduler keeps both timeouts).
+function watchDoubledTimers(actor) {
+  const system = actor.system;
+  const scheduler = system.scheduler;
+  const schedule = scheduler.schedule;
+  actor.doubledTimer = false;
+  scheduler.schedule = (source, target, event, delay, id) => {
+    if (id !== undefined && `${source.sessionId}.${id}` in system._snapshot._scheduledEvents) {
+      actor.doubledTimer = true;
+    }
+    return schedule(source, target, event, delay, id);
+  };
+}
+
 function record(actor, persisted) {
   const s = actor.getSnapshot();
   const rec = {
@@ -117,6 +171,8 @@ function record(actor, persisted) {
     status: s.status,
     output: s.output === undefined ? null : s.output,
     error: s.error === undefined ? null : String(s.error?.message ?? s.error),
+    legal: actor.legal && isLegal(s),
+    doubledTimer: actor.doubledTimer,
   };
   if (persisted !== undefined) {
     rec.persisted = persisted;
@@ -140,7 +196,17 @@ function startActor(machine, clock, snapshot) {
   if (snapshot !== undefined) {
     options.snapshot = snapshot;
   }
+  const watch = { legal: true };
+  // Microsteps are inspected too: a macrostep can pass through an illegal
+  // configuration and end in a legal one.
+  options.inspect = (ev) => {
+    if (ev.type === '@xstate.microstep' && !isLegal(ev.snapshot)) {
+      watch.legal = false;
+    }
+  };
   const actor = createActor(machine, options);
+  Object.defineProperty(actor, 'legal', { get: () => watch.legal });
+  watchDoubledTimers(actor);
   // An error listener keeps an erroring actor from crashing the process; the
   // error shows in the snapshot (status "error").
   actor.subscribe({ error: () => {} });
@@ -170,7 +236,14 @@ function runCase(testCase) {
       actor.stop();
       actor = startActor(machine, clock, persisted);
     }
-    trace.push(record(actor, persisted));
+    const rec = record(actor, persisted);
+    if (testCase.emit_persisted && 'send' in step) {
+      const restored = startActor(machine, undefined, trace[trace.length - 1].persisted);
+      restored.send(step.send);
+      rec.restored = record(restored, undefined);
+      restored.stop();
+    }
+    trace.push(rec);
   }
   actor.stop();
   return trace;

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from durable_state import Machine, Snapshot, assign, emit, raise_event, state_in
+from durable_state import InvalidMachine, Machine, Snapshot, assign, emit, raise_event, state_in
 from durable_state.statechart import (
     ActionEffect,
     CancelTimerEffect,
@@ -306,9 +306,19 @@ def test_custom_actions_are_effects_with_the_context_at_their_point() -> None:
     ("guard", "expected"),
     [
         (state_in("#m.p.left.on"), "yes"),
-        (state_in("m.p.left.on"), "yes"),
+        (state_in("m.p.left.on"), "yes"),  # an id without '#' (no such path from the root)
         (state_in("#m.p.left.off"), "no"),
+        # State values, as xstate's stateIn reads them (snapshot.matches)
+        (state_in("p.left.on"), "yes"),
+        (state_in("p.left.off"), "no"),
+        (state_in("p"), "yes"),
+        (state_in({"p": {"left": "on"}}), "yes"),
+        (state_in({"p": {"left": "off"}}), "no"),
+        (state_in({"p": {"left": "on", "right": "wait"}}), "yes"),
+        (state_in({"p": {"left": "on", "right": "no"}}), "no"),
+        (state_in({"p": "left"}), "yes"),
         ({"type": "stateIn", "params": {"stateId": "#m.p.left.on"}}, "yes"),
+        ({"type": "stateIn", "params": {"stateValue": {"p": {"left": "on"}}}}, "yes"),
         ("left_on", "yes"),
         ({"type": "and", "guards": ["left_on", {"type": "at_least", "params": {"n": 1}}]}, "yes"),
         ({"type": "and", "guards": ["left_on", {"type": "at_least", "params": {"n": 2}}]}, "no"),
@@ -575,3 +585,123 @@ def test_entry_actions_timers_and_invokes_run_in_xstate_order() -> None:
         "ScheduleTimerEffect",
         "InvokeEffect",
     ]
+
+
+def test_fail_keeps_the_state_and_drops_timers_and_children() -> None:
+    async def job(input: Any) -> None:
+        return None
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"n": 1},
+            "states": {"a": {"after": {"100": "b"}, "invoke": {"src": "job", "id": "j"}}, "b": {}},
+        },
+        actors={"job": job},
+    )
+    s = m.initial_snapshot(now_ms=0)
+    assert s.timers
+    assert s.children
+    boom = RuntimeError("boom")
+    failed = m.fail(s, boom)
+    assert (failed.status, failed.error, failed.value, failed.context) == (
+        "error",
+        boom,
+        "a",
+        {"n": 1},
+    )
+    assert (tuple(failed.timers), dict(failed.children)) == ((), {})
+    assert m.transition(failed, "ANY") == (failed, [])
+    assert s.status == "active"  # the input snapshot is untouched
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ("p.left.nope", "no state 'nope' in #m.p.left"),
+        ({"p": {"middle": "on"}}, "no state 'middle' in #m.p"),
+        ({"p": 3}, "a state value is a path or a non-empty mapping"),
+        ({}, "a state value is a path or a non-empty mapping"),
+        ("#m.p.nope", "no state 'p.nope' in #m"),
+    ],
+)
+def test_state_in_a_state_that_does_not_exist_fails_when_built(state: Any, reason: str) -> None:
+    config = {
+        "id": "m",
+        "initial": "p",
+        "states": {
+            "p": {
+                "type": "parallel",
+                "states": {"left": {"initial": "on", "states": {"on": {}}}, "right": {}},
+                "on": {"GO": {"guard": "there", "actions": "noop"}},
+            }
+        },
+    }
+    with pytest.raises(InvalidMachine) as info:
+        Machine(config, guards={"there": state_in(state)}, actions={"noop": lambda c, e: None})
+    assert info.value.path == "states.p.on.GO.guard"
+    assert reason in info.value.reason
+
+
+def test_assign_per_key_form_calls_functions_and_stores_values() -> None:
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"n": 1, "m": 10, "keep": "x"},
+            "states": {
+                "a": {
+                    "on": {
+                        "GO": {"actions": {"type": "bump", "params": {"by": 2}}},
+                        "SET": {"actions": assign({"n": 0, "tag": "set"})},
+                    }
+                }
+            },
+        },
+        actions={
+            "bump": assign(
+                {
+                    # every function sees the context from before this assign
+                    "n": lambda context, event, by: context["n"] + by,
+                    "m": lambda context, event, by: context["n"] * by + event.get("extra", 0),
+                    "fixed": [1, 2],
+                }
+            )
+        },
+    )
+    s, _ = m.transition(m.initial_snapshot(), {"type": "GO", "extra": 5})
+    assert s.context == {"n": 3, "m": 7, "keep": "x", "fixed": [1, 2]}
+    s, _ = m.transition(s, "SET")
+    assert s.context == {"n": 0, "m": 7, "keep": "x", "fixed": [1, 2], "tag": "set"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [(42, "assign takes a function or a mapping"), ({1: "x"}, "assign keys are context keys")],
+)
+def test_assign_of_something_else_fails_when_built(spec: Any, reason: str) -> None:
+    with pytest.raises(InvalidMachine) as info:
+        Machine(
+            {"id": "m", "initial": "a", "states": {"a": {"entry": "bad"}}},
+            actions={"bad": assign(spec)},
+        )
+    assert info.value.path == "states.a.entry"
+    assert reason in info.value.reason
+
+
+def test_invoke_system_id_is_kept_on_the_parsed_node() -> None:
+    async def job(input: Any) -> None:
+        return None
+
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "states": {
+                "a": {"invoke": [{"src": "job", "id": "j", "systemId": "payments"}, {"src": "job"}]}
+            },
+        },
+        actors={"job": job},
+    )
+    assert [i.system_id for i in m.get_state("#m.a").invoke] == ["payments", None]

@@ -22,15 +22,17 @@ from durable_state import (
     raise_event,
 )
 
-from ._helpers import make, set_, when
+from ._helpers import log, make, set_, when
 
 
-def test_row1_eventless_transitions_in_parallel_regions_use_document_order() -> None:
+def test_row1_eventless_order_across_regions_is_kept_across_persist_and_restore() -> None:
     # Region A's state changes from a1 to a2 before the eventless transitions
-    # become enabled. xstate selects in the order of its internal node list,
-    # where a2 now comes after B's b1, so B's transition wins and the machine
-    # ends in "y"; here region A wins because it comes first in the document,
-    # and a persisted and restored snapshot gives the same answer.
+    # become enabled. Like xstate, the atomic states are walked in the order
+    # they were entered: a2 now comes after B's b1, so B's transition wins and
+    # the machine ends in "y". xstate forgets that order when it restores a
+    # persisted snapshot (it lists the states as the value names them, so A
+    # wins and the restored actor ends in "x"); durable_state records it in
+    # "$durable" and the restored snapshot goes on exactly as the live one.
     m = make(
         {
             "id": "m",
@@ -59,9 +61,17 @@ def test_row1_eventless_transitions_in_parallel_regions_use_document_order() -> 
         }
     )
     s, _ = m.transition(m.initial_snapshot(), "SW")
-    assert m.transition(s, "GO")[0].value == "x"
-    restored = m.restore_snapshot(json.loads(json.dumps(m.persisted_snapshot(s))))
-    assert m.transition(restored, "GO")[0].value == "x"
+    assert s.entry_order == ("m.p.B.b1", "m.p.A.a2")
+    assert m.transition(s, "GO")[0].value == "y"
+    data = json.loads(json.dumps(m.persisted_snapshot(s)))
+    assert data["$durable"]["entered"] == ["m.p.B.b1", "m.p.A.a2"]
+    restored = m.restore_snapshot(data)
+    assert restored == s
+    assert m.transition(restored, "GO")[0].value == "y"
+    # A snapshot without the record (written by xstate or an older version)
+    # restores to the order xstate gives it, and goes on as xstate would.
+    del data["$durable"]["entered"]
+    assert m.transition(m.restore_snapshot(data), "GO")[0].value == "x"
 
 
 def failing_machine() -> Machine:
@@ -259,3 +269,97 @@ def test_row11_missing_implementations_fail_when_the_machine_is_built(
     with pytest.raises(InvalidMachine) as info:
         Machine({"id": "m", "initial": "a", "states": {"a": state}})
     assert info.value.path == path
+
+
+def _round_trip(m: Machine, s: Any) -> Any:
+    return m.restore_snapshot(json.loads(json.dumps(m.persisted_snapshot(s))))
+
+
+def test_row12a_history_of_a_parallel_state_entered_from_inside_re_enters_it() -> None:
+    # Nothing is recorded yet, so #hp means "p itself": the domain is the
+    # root and p is exited. xstate then computes the domain again with the
+    # history just recorded (p's region a), gets p, and never enters p again:
+    # its node list lacks p, the log is ["en:p", "ex:p"] after H, OUT exits
+    # nothing more. durable_state exited p with the domain it enters with.
+    # (Before, its configuration was left empty: value {} and every later
+    # event ignored.)
+    m = make(
+        {
+            "id": "m",
+            "initial": "p",
+            "context": {"log": []},
+            "states": {
+                "p": {
+                    "type": "parallel",
+                    "entry": log("en:p"),
+                    "exit": log("ex:p"),
+                    "on": {"OUT": "o"},
+                    "states": {
+                        "a": {
+                            "initial": "a1",
+                            "states": {"a1": {"on": {"H": "#hp", "N": "a2"}}, "a2": {}},
+                        },
+                        "hp": {"id": "hp", "type": "history"},
+                    },
+                },
+                "o": {},
+            },
+        }
+    )
+    s, _ = m.transition(m.initial_snapshot(), "H")
+    assert (s.value, s.context["log"]) == ({"p": {"a": "a1"}}, ["en:p", "ex:p", "en:p"])
+    assert _round_trip(m, s) == s
+    s, _ = m.transition(s, "N")
+    assert s.value == {"p": {"a": "a2"}}
+    s, _ = m.transition(s, "OUT")
+    assert (s.value, s.context["log"]) == ("o", ["en:p", "ex:p", "en:p", "ex:p"])
+
+
+def test_row12b_a_history_transition_back_to_its_source_conflicts_with_leaving_it() -> None:
+    # On E, region b's b1 goes to its own history (which resolves to b1
+    # itself) and region a's a1 targets #m.b.b2, which exits b1. xstate sees
+    # no conflict (the history transition exits nothing), takes both and
+    # leaves b with two active children, b1 and b2 (its value shows
+    # {"b": "b1"}, and durable_state used to save a snapshot it then refused
+    # to load). Here they conflict: a's transition comes first in document
+    # order and wins.
+    m = make(
+        {
+            "id": "m",
+            "type": "parallel",
+            "context": {"log": []},
+            "states": {
+                "a": {
+                    "initial": "a1",
+                    "states": {"a1": {"on": {"E": {"target": "#m.b.b2", "actions": log("a:E")}}}},
+                },
+                "b": {
+                    "initial": "b1",
+                    "states": {
+                        "b1": {
+                            "entry": log("en:b1"),
+                            "exit": log("ex:b1"),
+                            "on": {
+                                "E": {"target": "hb", "actions": log("b:E")},
+                                "SOLO": {"target": "hb", "actions": log("b:SOLO")},
+                            },
+                        },
+                        "b2": {"entry": log("en:b2"), "exit": log("ex:b2"), "on": {"F": "b1"}},
+                        "hb": {"type": "history"},
+                    },
+                },
+            },
+        }
+    )
+    s, _ = m.transition(m.initial_snapshot(), "E")
+    assert (s.value, s.context["log"]) == (
+        {"a": "a1", "b": "b2"},
+        ["en:b1", "ex:b1", "a:E", "en:b2"],
+    )
+    assert _round_trip(m, s) == s
+    s, _ = m.transition(s, "F")
+    assert s.value == {"a": "a1", "b": "b1"}
+    # Without a competing transition, the history transition re-enters its
+    # source in place, as in xstate: entry actions run again, no exit.
+    s, _ = m.transition(s, "SOLO")
+    assert (s.value, s.context["log"][-2:]) == ({"a": "a1", "b": "b1"}, ["b:SOLO", "en:b1"])

@@ -6,9 +6,19 @@ from typing import Any
 
 import pytest
 
-from durable_state import InvalidEvent, InvalidMachine, Machine, StatechartError
+from durable_state import (
+    InvalidEvent,
+    InvalidMachine,
+    Machine,
+    SnapshotIncompatible,
+    StatechartError,
+)
 
 from ._helpers import make
+
+
+async def _job(input: Any) -> None:
+    return None
 
 
 def cart(**cart_state: Any) -> dict[str, Any]:
@@ -60,6 +70,21 @@ def test_unknown_target_names_the_path_and_the_state() -> None:
             "no guard named 'nope'",
         ),
         (cart(invoke={"src": "nope"}), "states.cart.invoke.src", "no actor named 'nope'"),
+        (
+            cart(invoke={"src": "job", "bogusKey": 1}),
+            "states.cart.invoke.bogusKey",
+            "unknown invoke property",
+        ),
+        (
+            cart(invoke=[{"src": "job"}, {"src": "job", "onSnapshot": "paid"}]),
+            "states.cart.invoke[1].onSnapshot",
+            "unknown invoke property",
+        ),
+        (
+            cart(invoke={"src": "job", "systemId": 7}),
+            "states.cart.invoke.systemId",
+            "must be a non-empty string",
+        ),
         (cart(after={"soon": "paid"}), "states.cart.after.soon", "no delay named 'soon'"),
         (cart(after={"-5": "paid"}), "states.cart.after.-5", "finite number >= 0"),
         # Structure
@@ -142,11 +167,14 @@ def test_unknown_target_names_the_path_and_the_state() -> None:
         ),
         ({**cart(), "context": {"when": object()}}, "context.when", "cannot be stored as JSON"),
         ({**cart(), "context": 42}, "context", "context is a mapping"),
+        # The root
+        ({"id": "m", "type": "final"}, "type", "the root must be a compound, parallel or atomic"),
+        ({"id": "m", "type": "history"}, "(root)", "the root cannot be a history state"),
     ],
 )
 def test_invalid_config(config: dict[str, Any], path: str, reason: str) -> None:
     with pytest.raises(InvalidMachine) as info:
-        make(config)
+        make(config, actors={"job": _job})
     assert info.value.path == path
     assert reason in info.value.reason
     assert str(info.value) == f"{path}: {info.value.reason}"
@@ -204,3 +232,20 @@ def test_event_without_a_string_type_raises_invalid_event(event: Any) -> None:
     with pytest.raises(InvalidEvent):
         snap.can(event)
     assert snap.value == "a"
+
+
+FOREIGN_CALLS: dict[str, Any] = {
+    "transition": lambda m, s: m.transition(s, "GO"),
+    "can": lambda m, s: m.can(s, "GO"),
+    "fire_timer": lambda m, s: m.fire_timer(s, "t"),
+    "persisted_snapshot": lambda m, s: m.persisted_snapshot(s),
+    "fail": lambda m, s: m.fail(s, RuntimeError("x")),
+}
+
+
+@pytest.mark.parametrize("method", sorted(FOREIGN_CALLS))
+def test_a_snapshot_of_another_machine_is_refused(method: str) -> None:
+    config = {"id": "m", "initial": "a", "states": {"a": {"on": {"GO": "b"}}, "b": {}}}
+    ours, theirs = Machine(config), Machine(config)
+    with pytest.raises(SnapshotIncompatible, match="persist it and restore it"):
+        FOREIGN_CALLS[method](ours, theirs.initial_snapshot())
