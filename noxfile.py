@@ -2,6 +2,10 @@
 
 * ``tests-3.10`` ... ``tests-3.13``: the test suite on each Python found on this
   machine (on ``PATH`` or under ``~/.pyenv/versions``); a missing one is skipped.
+  Like a plain ``pytest``, it skips the tests marked ``long``.
+* ``long``: only the tests marked ``long`` (minutes each: the README's commands
+  in a fresh virtualenv, the sdist's own test run, the terraform apply), which
+  the default run skips; ``.ci/run`` runs them with everything else.
 * ``lint``: ``ruff check`` and ``ruff format --check``.
 * ``typecheck``: ``mypy --strict`` on the package.
 * ``docs``: ``mkdocs build --strict``.
@@ -25,7 +29,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "long", "docs"]
 nox.options.error_on_missing_interpreters = False
 
 ROOT = Path(__file__).resolve().parent
@@ -82,6 +86,21 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (including the S3/DynamoDB tests against a local moto server)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def long(session: nox.Session) -> None:
+    """Run the tests marked ``long``, which a plain ``pytest`` skips."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-m",
+        "long",
+        *session.posargs,
+        env={"DURABLE_STATE_LONG_TESTS": "1"},
+    )
 
 
 @nox.session

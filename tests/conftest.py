@@ -5,6 +5,10 @@ started in a thread on 127.0.0.1 with an ephemeral port. Clients reach it
 through aioboto3 with ``endpoint_url`` and dummy credentials, exactly as they
 would reach AWS. (moto's in-process ``mock_aws`` patches botocore and does not
 work with aiobotocore, so it is never used.)
+
+Tests marked ``long`` (minutes each: a fresh virtualenv, the sdist's own test
+run, a terraform apply) are skipped unless ``DURABLE_STATE_LONG_TESTS=1``;
+``.ci/run`` and ``nox -s long`` set it, so the default ``pytest`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,11 +17,31 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+#: Set to 1 to run the tests marked ``long``.
+LONG_TESTS_ENV = "DURABLE_STATE_LONG_TESTS"
+
+
+def long_tests_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment switches the ``long`` tests on."""
+    return environ.get(LONG_TESTS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``long`` tests unless the environment switches them on."""
+    if long_tests_enabled():
+        return
+    skip = pytest.mark.skip(
+        reason=f"long test: set {LONG_TESTS_ENV}=1 to run it (.ci/run and nox -s long do)"
+    )
+    for item in items:
+        if item.get_closest_marker("long") is not None:
+            item.add_marker(skip)
 
 
 @dataclass(frozen=True)

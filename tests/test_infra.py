@@ -11,7 +11,8 @@ need the hashicorp/aws provider on this machine, since Terraform cannot
 download it here: they run when a local copy is found (see
 :func:`find_aws_provider_mirror`) and are skipped otherwise. Applying the
 moto example takes minutes (the AWS provider polls S3 lifecycle rules for at
-least half a minute), so it runs only with ``DURABLE_STATE_TF_APPLY=1``.
+least half a minute), so it is marked ``long``: it runs with
+``DURABLE_STATE_LONG_TESTS=1`` (``.ci/run``, ``nox -s long``).
 """
 
 from __future__ import annotations
@@ -323,12 +324,8 @@ def test_terraform_validate_and_test(provider_mirror: Path, tmp_path: Path) -> N
     assert re.search(r"Success! (\d+) passed, 0 failed", tested), tested
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("DURABLE_STATE_TF_APPLY") != "1",
-    reason="applying the module to moto takes minutes (the AWS provider waits on S3 "
-    "lifecycle rules); set DURABLE_STATE_TF_APPLY=1 to run it",
-)
+@pytest.mark.long  # minutes: the AWS provider waits on S3 lifecycle rules
+@pytest.mark.timeout(900)
 def test_moto_example_applies_and_runs_an_actor(provider_mirror: Path, moto_server: Any) -> None:
     script = INFRA / "examples" / "moto" / "run.py"
     args = ["--endpoint", moto_server.url, "--plugin-dir", str(provider_mirror)]
