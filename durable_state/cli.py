@@ -593,8 +593,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 # The backends translate driver errors into StorageUnavailable / LockUnavailable
 # and chain the original; these are the codes AWS uses for "not allowed" and
-# "does not exist". (Reading them here, in one place, until the library's own
-# errors say so: see the report of this change.)
+# "does not exist". They are read here, in this one place, because the
+# library's errors do not yet say which kind of failure they carry.
 _AWS_DENIED: Final = frozenset(
     {
         "AccessDenied",
