@@ -577,7 +577,7 @@ def _require_directory(scheme: str, location: str, what: str) -> None:
     if scheme == "file" and not os.path.isdir(location):
         raise NotFound(
             f"no {what} directory {location!r} (nothing has been stored there; "
-            "check --dir, --storage or the working directory)"
+            f"check --dir, --{what} or the working directory)"
         )
 
 

@@ -287,7 +287,7 @@ def test_a_missing_directory_is_not_found_and_is_not_created(
         "check --dir, --storage or the working directory)\n"
         if argv[0] != "unlock"
         else "durable-state: no lock directory 'typo' (nothing has been stored there; "
-        "check --dir, --storage or the working directory)\n"
+        "check --dir, --lock or the working directory)\n"
     )
     assert not (cwd / "typo").exists()
     # With --create, send makes the directory, as before.
