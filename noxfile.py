@@ -3,9 +3,10 @@
 * ``tests-3.10`` ... ``tests-3.13``: the test suite on each Python found on this
   machine (on ``PATH`` or under ``~/.pyenv/versions``); a missing one is skipped.
   Like a plain ``pytest``, it skips the tests marked ``long``.
-* ``long``: only the tests marked ``long`` (minutes each: the README's commands
-  in a fresh virtualenv, the sdist's own test run, the terraform apply), which
-  the default run skips; ``.ci/run`` runs them with everything else.
+* ``slow``: the slow checks as CI runs them (``DURABLE_STATE_SLOW=1``): the
+  tests marked ``long`` (minutes each: the README's commands in a fresh
+  virtualenv, the sdist's own test run, the terraform apply), which the
+  default run skips, and those marked ``slow``, soaks at their full rounds.
 * ``lint``: ``ruff check`` and ``ruff format --check``.
 * ``typecheck``: ``mypy --strict`` on the package.
 * ``docs``: ``mkdocs build --strict``.
@@ -29,7 +30,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests", "long", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "slow", "docs"]
 nox.options.error_on_missing_interpreters = False
 
 ROOT = Path(__file__).resolve().parent
@@ -89,17 +90,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
-def long(session: nox.Session) -> None:
-    """Run the tests marked ``long``, which a plain ``pytest`` skips."""
+def slow(session: nox.Session) -> None:
+    """The tests marked ``long`` or ``slow``, with ``DURABLE_STATE_SLOW=1`` as in CI."""
     session.install("-e", ".[test]")
     session.run(
         "python",
         "-m",
         "pytest",
         "-m",
-        "long",
+        "long or slow",
         *session.posargs,
-        env={"DURABLE_STATE_LONG_TESTS": "1"},
+        env={"DURABLE_STATE_SLOW": "1"},
     )
 
 

@@ -1169,8 +1169,10 @@ def test_an_endpoint_that_does_not_answer_fails_within_the_timeout(
     assert "ReadTimeoutError" in err
     assert f"(gave up after {ATTEMPTS} attempts; --timeout SECONDS or ${ENV_TIMEOUT}" in err
     assert err.count("\n") == 1
-    # Two attempts of 0.3 s (and a little backoff), not botocore's minutes.
-    assert elapsed < 0.3 * ATTEMPTS + 3
+    # Two attempts of 0.3 s and a little backoff: about a second. botocore's
+    # defaults wait 60 s for each of up to five attempts; the bound leaves
+    # room for a loaded machine and still tells the two apart.
+    assert elapsed < 20
 
 
 def test_timeout_values(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1212,7 +1214,7 @@ _EXAMPLE = re.compile(
 #: What may differ between the page and a run: versions, moments, how far off
 #: they are, lease owners and fencing tokens.
 _VARYING = [
-    (re.compile(r"\b\d+\.[0-9a-f]{16}\b"), "<version>"),
+    (re.compile(r"\b\d+\.[0-9a-f]{16,}\b"), "<version>"),
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"), "<time>"),
     (re.compile(r"\((?:in )?\d+(?:\.\d+)? (?:s|min|h|days)(?: ago)?\)"), "(<in>)"),
     (re.compile(r"[\w.-]+:\d+:[0-9a-f]{32}"), "<owner>"),

@@ -12,7 +12,7 @@ download it here: they run when a local copy is found (see
 :func:`find_aws_provider_mirror`) and are skipped otherwise. Applying the
 moto example takes minutes (the AWS provider polls S3 lifecycle rules for at
 least half a minute), so it is marked ``long``: it runs with
-``DURABLE_STATE_LONG_TESTS=1`` (``.ci/run``, ``nox -s long``).
+``DURABLE_STATE_SLOW=1`` (``.ci/run``, ``nox -s slow``).
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 From the bottom up::
 
-    foundation  errors, _json, _keys, _clock, _aws         shared by everything below the top
+    foundation  errors, _json, _keys, _clock, _aws,        shared by everything below the top
+                _retry, _shield
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
     shell       actor, persisted                           runs the core on the backends
-    surface     cli, __main__, integrations/, _demo,       what users touch
-                _diagram, _urls, _format
+    surface     cli, __main__, integrations/, testing/,    what users touch
+                _demo, _diagram, _urls, _format
     top         durable_state/__init__.py                  re-exports
 
 Rules:
@@ -40,11 +41,20 @@ PACKAGE = "durable_state"
 
 #: Layers from the bottom up; a module belongs to the first prefix it matches.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "_json", "_keys", "_clock", "_aws"),
+    "foundation": ("errors", "_json", "_keys", "_clock", "_aws", "_retry", "_shield"),
     "core": ("statechart",),
     "backends": ("storage", "locks"),
     "shell": ("actor", "persisted"),
-    "surface": ("cli", "__main__", "integrations", "_demo", "_diagram", "_urls", "_format"),
+    "surface": (
+        "cli",
+        "__main__",
+        "integrations",
+        "testing",
+        "_demo",
+        "_diagram",
+        "_urls",
+        "_format",
+    ),
     "top": ("",),
 }
 ORDER = list(LAYERS)

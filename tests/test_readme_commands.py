@@ -3,8 +3,8 @@
 The README promises that a machine with nothing but Python 3.10+ needs
 exactly two commands: one that installs the package and runs the demo, one
 that installs the test extra and runs the tests. ``.ci/run`` runs the second
-one verbatim, with ``DURABLE_STATE_LONG_TESTS=1`` exported so that the tests
-marked ``long`` run too (a plain ``pytest`` skips them; tests/conftest.py).
+one verbatim, with ``DURABLE_STATE_SLOW=1`` exported so that the tests marked
+``long`` run too (a plain ``pytest`` skips them; tests/conftest.py).
 
 * The fast tests keep the README, the quickstart and ``.ci/run`` in sync,
   check that the ``long`` switch works, and build the sdist to check that it
@@ -37,7 +37,7 @@ TEST_COMMAND = (
     'python3 -m venv .venv && .venv/bin/python -m pip install -q -e ".[test]" '
     "&& .venv/bin/python -m pytest"
 )
-LONG_TESTS_ENV = "DURABLE_STATE_LONG_TESTS"
+SLOW_ENV = "DURABLE_STATE_SLOW"
 
 #: What is copied: everything the two commands and the test subset need.
 COPIED = ("pyproject.toml", "README.md", "CHANGELOG.md", "durable_state", "tests", "examples")
@@ -79,7 +79,7 @@ def test_ci_runs_exactly_the_readme_test_command_with_the_long_tests() -> None:
     assert commands == [
         "set -euo pipefail",
         'cd "$(dirname "$0")/.."',
-        f"export {LONG_TESTS_ENV}=1",
+        f"export {SLOW_ENV}=1",
         TEST_COMMAND,
     ]
 
@@ -89,7 +89,7 @@ def test_long_tests_are_skipped_unless_switched_on(request: pytest.FixtureReques
     long_items = [i for i in request.session.items if i.get_closest_marker("long") is not None]
     if not long_items:
         pytest.skip("no test marked long was collected in this run")
-    switched_on = os.environ.get(LONG_TESTS_ENV, "").strip().lower() in ("1", "true", "yes")
+    switched_on = os.environ.get(SLOW_ENV, "").strip().lower() in ("1", "true", "yes")
     for item in long_items:
         skipped = any(mark.name == "skip" for mark in item.iter_markers())
         assert skipped is not switched_on, item.nodeid
@@ -100,7 +100,7 @@ def _clean_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS", LONG_TESTS_ENV)
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS", SLOW_ENV)
     }
     ours = str(Path(sys.prefix) / "bin")
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != ours)
@@ -353,7 +353,7 @@ def test_the_sdist_holds_no_stray_files(sdist: Path) -> None:
 @pytest.mark.timeout(600)
 def test_the_tests_that_read_the_checkout_pass_from_the_sdist(sdist: Path) -> None:
     """Run, inside the unpacked sdist, every test module that reads files outside tests/."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", LONG_TESTS_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", SLOW_ENV)}
     # The package under test must be the sdist's own copy, not the checkout's
     # (python -m puts the working directory first on sys.path).
     where = subprocess.run(
