@@ -3,10 +3,10 @@
 From the bottom up::
 
     foundation  errors, _json, _keys, _clock, _aws,        shared by everything below the top
-                _retry, _shield
+                _retry, _shield, _await, _options
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
-    shell       actor, persisted                           runs the core on the backends
+    shell       actor, persisted, system                   runs the core on the backends
     surface     cli, __main__, integrations/, testing/,    what users touch
                 _demo, _diagram, _urls, _format
     top         durable_state/__init__.py                  re-exports
@@ -41,10 +41,20 @@ PACKAGE = "durable_state"
 
 #: Layers from the bottom up; a module belongs to the first prefix it matches.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "foundation": ("errors", "_json", "_keys", "_clock", "_aws", "_retry", "_shield"),
+    "foundation": (
+        "errors",
+        "_json",
+        "_keys",
+        "_clock",
+        "_aws",
+        "_retry",
+        "_shield",
+        "_await",
+        "_options",
+    ),
     "core": ("statechart",),
     "backends": ("storage", "locks"),
-    "shell": ("actor", "persisted"),
+    "shell": ("actor", "persisted", "system"),
     "surface": (
         "cli",
         "__main__",
