@@ -77,18 +77,11 @@ ASYNC_LIBRARIES = frozenset(
 
 #: Crossings still to fix, each with what should replace it.
 KNOWN: dict[tuple[str, str], str] = {
-    (
-        "durable_state.integrations.aiohttp",
-        "durable_state._clock",
-    ): "use the public durable_state.Clock (TYPE_CHECKING import)",
-    (
-        "durable_state.integrations.aws_lambda",
-        "durable_state._clock",
-    ): "use the public durable_state.Clock (TYPE_CHECKING import)",
-    (
-        "durable_state.integrations.fastapi",
-        "durable_state._clock",
-    ): "use the public durable_state.Clock (TYPE_CHECKING import)",
+    (f"durable_state.integrations{sub}", "durable_state._options"): (
+        "import SessionOptions from durable_state, where it is public; SessionArgs (the "
+        "overrides' TypedDict) and Unpack need a public home too"
+    )
+    for sub in ("", ".aiohttp", ".aws_lambda", ".fastapi")
 }
 
 
