@@ -2,6 +2,11 @@
 
 * ``tests-3.10`` ... ``tests-3.13``: the test suite on each Python found on this
   machine (on ``PATH`` or under ``~/.pyenv/versions``); a missing one is skipped.
+  Like a plain ``pytest``, it skips the tests marked ``long``.
+* ``slow``: the slow checks as CI runs them (``DURABLE_STATE_SLOW=1``): the
+  tests marked ``long`` (minutes each: the README's commands in a fresh
+  virtualenv, the sdist's own test run, the terraform apply), which the
+  default run skips, and those marked ``slow``, soaks at their full rounds.
 * ``lint``: ``ruff check`` and ``ruff format --check``.
 * ``typecheck``: ``mypy --strict`` on the package.
 * ``docs``: ``mkdocs build --strict``.
@@ -25,7 +30,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "slow", "docs"]
 nox.options.error_on_missing_interpreters = False
 
 ROOT = Path(__file__).resolve().parent
@@ -82,6 +87,21 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (including the S3/DynamoDB tests against a local moto server)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The tests marked ``long`` or ``slow``, with ``DURABLE_STATE_SLOW=1`` as in CI."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-m",
+        "long or slow",
+        *session.posargs,
+        env={"DURABLE_STATE_SLOW": "1"},
+    )
 
 
 @nox.session

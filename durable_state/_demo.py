@@ -29,6 +29,8 @@ from typing import Any
 
 import anyio
 
+from ._format import duration, format_context, timer_name
+from ._format import format_value as format_value  # examples/order.py imports it from here
 from .errors import LockTimeout
 from .locks.file import FileLockManager
 from .persisted import PersistedActor, persisted_actor
@@ -143,43 +145,8 @@ def build_order_machine(*, retry_backoff_ms: float = RETRY_BACKOFF_MS) -> Machin
 order_machine = build_order_machine()
 
 
-def format_value(value: Any) -> str:
-    """A state value as dotted text: ``"cart"``, ``"payment.pending"``, ``"{a.x, b.y}"``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        parts = [
-            f"{key}.{format_value(sub)}" if sub not in ({}, None) else str(key)
-            for key, sub in value.items()
-        ]
-        return parts[0] if len(parts) == 1 else "{" + ", ".join(parts) + "}"
-    return json.dumps(value)
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-def format_context(context: Mapping[str, Any]) -> str:
-    """A context as ``key=value`` pairs (JSON values), leaving out the ``null`` ones."""
-    return " ".join(
-        f"{key}={_json(value)}" for key, value in sorted(context.items()) if value is not None
-    )
-
-
-def describe_timer(machine: Machine, event_type: str) -> str:
-    """Name a timer by its delay and state: ``"after retry_backoff in #order.payment.declined"``.
-
-    ``after`` timers carry the event type ``xstate.after.<delay>.<state id>``;
-    other delayed events (``raise_event(..., delay=...)``) are shown by type.
-    """
-    rest = event_type.removeprefix("xstate.after.")
-    if rest != event_type:
-        for state_id in sorted(machine.state_ids, key=len, reverse=True):
-            if rest.endswith("." + state_id):
-                delay = rest[: -len(state_id) - 1]
-                return f"after {delay} in #{state_id}"
-    return event_type
 
 
 class _Demo:
@@ -254,20 +221,8 @@ class _Demo:
     def timers(self, actor: PersistedActor) -> None:
         now = time.time() * 1000
         for timer in actor.snapshot.timers:
-            name = describe_timer(self.machine, timer.event["type"])
-            self.line("timer", f"{name}: due in {_duration((timer.due_ms - now) / 1000)}")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 0:
-        return f"-{_duration(-seconds)}"
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
+            name = timer_name(timer.event["type"], self.machine.state_ids)
+            self.line("timer", f"{name}: due in {duration((timer.due_ms - now) / 1000)}")
 
 
 def new_order_id() -> str:

@@ -20,13 +20,88 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Protocol
 
+from ._format import delay
 from .statechart import Machine, StateIn
-from .statechart._nodes import COMPOUND, FINAL, HISTORY, PARALLEL, StateNode, Transition
 
-__all__ = ("Edge", "edges", "to_dot", "to_mermaid")
+__all__ = ("Edge", "StateNode", "Transition", "edges", "to_dot", "to_mermaid")
+
+# A state's "type" as a config spells it (xstate's vocabulary).
+COMPOUND: Final = "compound"
+PARALLEL: Final = "parallel"
+FINAL: Final = "final"
+HISTORY: Final = "history"
+
+
+# What is read from the state tree that ``Machine.root`` precompiles. The
+# statechart package does not export its node classes, so the diagrams
+# depend on these attributes only, not on the private module defining them.
+
+
+class Invoke(Protocol):
+    """An invoked actor of a state."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def src(self) -> str: ...
+
+
+class Transition(Protocol):
+    """A compiled transition: where it goes."""
+
+    @property
+    def targets(self) -> Sequence[StateNode] | None: ...
+
+
+class StateNode(Protocol):
+    """A state of the precompiled tree, with its config and compiled transitions."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def path(self) -> tuple[str, ...]: ...
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @property
+    def states(self) -> Mapping[str, StateNode]: ...
+
+    @property
+    def initial(self) -> StateNode | None: ...
+
+    @property
+    def history(self) -> str | None: ...
+
+    @property
+    def history_default(self) -> Sequence[StateNode]: ...
+
+    @property
+    def ancestor_set(self) -> AbstractSet[StateNode]: ...
+
+    @property
+    def transitions(self) -> Mapping[str, Sequence[Transition]]: ...
+
+    @property
+    def after(self) -> Sequence[Transition]: ...
+
+    @property
+    def always(self) -> Sequence[Transition]: ...
+
+    @property
+    def invoke(self) -> Sequence[Invoke]: ...
 
 
 @dataclass(frozen=True)
@@ -96,20 +171,9 @@ def _delay_text(machine: Machine, key: Any) -> str:
     except (TypeError, ValueError):
         named = machine.delays.get(str(key))
         if isinstance(named, int | float) and not isinstance(named, bool):
-            return f"after {key} ({_ms(float(named))})"
+            return f"after {key} ({delay(float(named))})"
         return f"after {key}"
-    return f"after {_ms(ms)}"
-
-
-def _ms(ms: float) -> str:
-    """A delay in the largest unit that keeps it short: ``250 ms``, ``1.5 s``, ``15 min``."""
-    if ms >= 2 * 3_600_000:
-        return f"{ms / 3_600_000:g} h"
-    if ms >= 2 * 60_000:
-        return f"{ms / 60_000:g} min"
-    if ms >= 1000:
-        return f"{ms / 1000:g} s"
-    return f"{ms:g} ms"
+    return f"after {delay(ms)}"
 
 
 def _paired(
@@ -155,6 +219,11 @@ def _node_transitions(machine: Machine, node: StateNode) -> Iterator[tuple[str, 
         yield from _paired(_items(always), node.always, "always")
 
 
+def _root(machine: Machine) -> StateNode:
+    root: StateNode = machine.root
+    return root
+
+
 def _walk(node: StateNode) -> Iterator[StateNode]:
     yield node
     for child in node.states.values():
@@ -168,7 +237,7 @@ def edges(machine: Machine) -> list[Edge]:
         The edges; a history state's default target is an edge labelled ``default``.
     """
     out: list[Edge] = []
-    for node in _walk(machine.root):
+    for node in _walk(_root(machine)):
         if node.type == HISTORY and node.history_default:
             out.append(Edge(node, tuple(node.history_default), "default"))
         for label, transition in _node_transitions(machine, node):
@@ -228,7 +297,7 @@ def to_mermaid(machine: Machine) -> str:
     Returns:
         The diagram source, ending with a newline.
     """
-    root = machine.root
+    root = _root(machine)
     ids = _mermaid_ids(root)
     # The machine itself is the outermost composite state, as xstate draws it:
     # transitions on the root and parallel regions at the top need a state.
@@ -301,7 +370,7 @@ def to_dot(machine: Machine) -> str:
     Returns:
         The graph source, ending with a newline.
     """
-    root = machine.root
+    root = _root(machine)
     lines = [
         f"digraph {_q(machine.id)} {{",
         "    compound=true;",

@@ -25,6 +25,13 @@ Parsing is separate from construction: :func:`parse_storage_url` and
 anything is imported), :meth:`StorageSpec.open` and :meth:`LockSpec.open`
 build the backend (and raise :class:`~durable_state.errors.MissingDependency`
 when an AWS backend is asked for without the ``aws`` extra).
+
+A ``timeout`` given to ``open`` bounds every S3 or DynamoDB request: it is
+the connect and the read timeout of each attempt, and a request makes at most
+:data:`ATTEMPTS` attempts. botocore's defaults (60 s each, several retries)
+suit a long-lived service, not a command a person waits for. The backends
+are given an aioboto3 session whose clients carry that configuration, so
+they need no option of their own.
 """
 
 from __future__ import annotations
@@ -33,16 +40,17 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .errors import BackendURLError
+from .errors import BackendURLError, MissingDependency
 
 if TYPE_CHECKING:
     from .locks import LockManager
     from .storage import Storage
 
 __all__ = (
+    "ATTEMPTS",
     "DEFAULT_DIR",
     "ENV_ENDPOINT",
     "ENV_LOCK",
@@ -63,6 +71,9 @@ ENV_STORAGE = "DURABLE_STATE_STORAGE"
 ENV_LOCK = "DURABLE_STATE_LOCK"
 #: Environment variable with an endpoint for ``s3://`` and ``dynamodb://``.
 ENV_ENDPOINT = "DURABLE_STATE_ENDPOINT_URL"
+
+#: Attempts per S3 or DynamoDB request when ``open`` is given a timeout (one retry).
+ATTEMPTS: Final = 2
 
 _STORAGE_FORMS = "file://DIR or s3://BUCKET/PREFIX"
 _LOCK_FORMS = "file://DIR, dynamodb://TABLE or none"
@@ -96,8 +107,13 @@ class StorageSpec:
             return f"file://{self.location}"
         return f"s3://{self.location}/{self.prefix}"
 
-    def open(self) -> Storage:
+    def open(self, *, timeout: float | None = None) -> Storage:
         """Build the storage this URL names.
+
+        Args:
+            timeout: for ``s3://``, the connect and read timeout of each
+                attempt of a request, in seconds (at most :data:`ATTEMPTS`
+                attempts); ``None`` keeps botocore's defaults.
 
         Returns:
             A new, unopened storage (use it with ``async with``).
@@ -115,6 +131,7 @@ class StorageSpec:
         return S3Storage(
             self.location,
             prefix=self.prefix,
+            session=_session_with_timeout("S3Storage", timeout),
             region_name=self.options.get("region"),
             endpoint_url=self.options.get("endpoint_url"),
             sse=self.options.get("sse"),
@@ -141,8 +158,13 @@ class LockSpec:
             return "none"
         return f"{self.scheme}://{self.location}"
 
-    def open(self) -> LockManager | None:
+    def open(self, *, timeout: float | None = None) -> LockManager | None:
         """Build the lock manager this URL names (``None`` for ``none``).
+
+        Args:
+            timeout: for ``dynamodb://``, the connect and read timeout of each
+                attempt of a request, in seconds (at most :data:`ATTEMPTS`
+                attempts); ``None`` keeps botocore's defaults.
 
         Returns:
             A new lock manager (use it with ``async with``), or ``None``.
@@ -160,9 +182,48 @@ class LockSpec:
 
         return DynamoDBLockManager(
             self.location,
+            session=_session_with_timeout("DynamoDBLockManager", timeout),
             region_name=self.options.get("region"),
             endpoint_url=self.options.get("endpoint_url"),
         )
+
+
+class _TimedSession:
+    """An aioboto3 session whose clients all get one botocore ``Config``.
+
+    The backends only ever call ``session.client(service, ...)``; this adds
+    the configuration to each such call (merged over one the caller passes).
+    """
+
+    def __init__(self, session: Any, config: Any) -> None:
+        self._session = session
+        self.config = config
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        given = kwargs.get("config")
+        kwargs["config"] = self.config if given is None else given.merge(self.config)
+        return self._session.client(service_name, **kwargs)
+
+
+def _session_with_timeout(feature: str, timeout: float | None) -> Any:
+    """A session whose requests give up after ``timeout`` per attempt, or ``None``.
+
+    Raises:
+        MissingDependency: the ``aws`` extra is not installed.
+    """
+    if timeout is None:
+        return None
+    try:
+        import aioboto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise MissingDependency(feature, "aws") from exc
+    config = Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
+    )
+    return _TimedSession(aioboto3.Session(), config)
 
 
 def parse_storage_url(url: str, *, endpoint_url: str | None = None) -> StorageSpec:

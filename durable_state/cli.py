@@ -6,6 +6,7 @@ Commands::
     durable-state ls                         the actor ids in the storage
     durable-state show ACTOR_ID              snapshot, pending timers, lease holder
     durable-state send ACTOR_ID EVENT --machine module:attr [--data JSON] [--event-id ID]
+    durable-state rm ACTOR_ID [--yes] [--force]   delete a stored actor
     durable-state unlock ACTOR_ID [--yes]    force-release a stale lease
     durable-state diagram module:attr [--format mermaid|dot]
 
@@ -13,12 +14,15 @@ Backends are named by URL (``--storage file://DIR | s3://BUCKET/PREFIX``,
 ``--lock file://DIR | dynamodb://TABLE | none``) or by the environment
 variables ``DURABLE_STATE_STORAGE``, ``DURABLE_STATE_LOCK`` and
 ``DURABLE_STATE_ENDPOINT_URL``; the default is ``./.durable-state`` for both.
+S3 and DynamoDB requests give up after ``--timeout`` seconds per attempt
+(``DURABLE_STATE_TIMEOUT``, default 3), two attempts at most.
 
 Exit codes (scripts may rely on them): 0 success; 1 error (backend failure,
 corrupt snapshot, an implementation raised); 2 usage (bad arguments, bad URL,
-a ``--machine`` that cannot be loaded); 3 not found (no such actor); 4
-conflict (the lease is held elsewhere, or another writer saved first); 130
-interrupted.
+a ``--machine`` that cannot be loaded); 3 not found (no such actor, or no such
+storage directory, bucket or lock table); 4 conflict (the lease is held
+elsewhere, or another writer saved first); 5 permission denied (by the file
+system or by AWS); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,17 +30,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as _dt
+import difflib
 import importlib
 import json
 import logging
 import os
-import re
 import shlex
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -44,17 +47,22 @@ import anyio
 import anyio.to_thread
 
 from . import __version__
-from ._urls import DEFAULT_DIR, ENV_LOCK, ENV_STORAGE, resolve_backends
+from ._format import format_value, timer_name, when
+from ._urls import ATTEMPTS, DEFAULT_DIR, ENV_LOCK, ENV_STORAGE, resolve_backends
 from .errors import (
     ActorNotFound,
     BackendURLError,
     DurableStateError,
     InvalidEvent,
     InvalidKey,
+    LockError,
     LockLost,
     LockTimeout,
+    LockUnavailable,
     MissingDependency,
     SnapshotCorrupt,
+    StorageError,
+    StorageUnavailable,
     VersionConflict,
 )
 from .locks import Lease, LockManager
@@ -66,6 +74,7 @@ __all__ = (
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_PERMISSION",
     "EXIT_USAGE",
     "main",
 )
@@ -75,15 +84,21 @@ EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 #: Bad arguments, a bad backend URL, a ``--machine`` that cannot be loaded.
 EXIT_USAGE: Final = 2
-#: The actor does not exist.
+#: The actor does not exist, or its storage directory, bucket or lock table does not.
 EXIT_NOT_FOUND: Final = 3
 #: The lease is held elsewhere, was lost, or another writer saved first.
 EXIT_CONFLICT: Final = 4
+#: The file system or AWS refused the operation (permissions, credentials).
+EXIT_PERMISSION: Final = 5
 #: Interrupted (Ctrl-C).
 EXIT_INTERRUPTED: Final = 130
 
 #: Environment variable naming the machine for ``send`` when ``--machine`` is not given.
 ENV_MACHINE: Final = "DURABLE_STATE_MACHINE"
+#: Environment variable with ``--timeout``'s value when the option is not given.
+ENV_TIMEOUT: Final = "DURABLE_STATE_TIMEOUT"
+#: Seconds an S3 or DynamoDB request may take to connect, and then to answer, per attempt.
+DEFAULT_TIMEOUT: Final = 3.0
 #: ``--machine demo`` names the order machine of ``durable-state demo``.
 DEMO_MACHINE: Final = "demo"
 
@@ -96,6 +111,31 @@ class UsageError(Exception):
 
 class Failure(Exception):
     """An expected failure that is not a library exception: one line, exit code 1."""
+
+
+class NotFound(Exception):
+    """The storage directory, bucket or lock table named does not exist: exit code 3."""
+
+
+class Conflict(Exception):
+    """Refused because of someone else's lease or write: exit code 4."""
+
+
+class PermissionDenied(Exception):
+    """The file system or AWS refused an operation: exit code 5.
+
+    Every refusal reads the same, whichever backend refused::
+
+        permission denied: OPERATION [KEY] in URL: DETAIL (HINT)
+    """
+
+    def __init__(self, operation: str, key: str | None, url: str, detail: str, hint: str) -> None:
+        self.operation = operation
+        self.key = key
+        self.url = url
+        self.detail = detail
+        what = f"{operation} {key!r}" if key is not None else operation
+        super().__init__(f"permission denied: {what} in {url}: {detail} ({hint})")
 
 
 # --------------------------------------------------------------------------- #
@@ -151,17 +191,24 @@ def _classify(exc: Exception) -> tuple[int, str]:
     """The exit code and the one-line message for an exception."""
     if isinstance(exc, UsageError | BackendURLError | InvalidKey | InvalidEvent):
         return EXIT_USAGE, str(exc)
-    if isinstance(exc, ActorNotFound):
+    if isinstance(exc, ActorNotFound | NotFound):
         return EXIT_NOT_FOUND, str(exc)
+    if isinstance(exc, PermissionDenied):
+        return EXIT_PERMISSION, str(exc)
     if isinstance(exc, LockTimeout):
         holder = f" by {exc.holder}" if exc.holder else ""
-        until = f" until {_when(exc.expires_at, time.time())}" if exc.expires_at else ""
+        until = f" until {when(exc.expires_at, time.time())}" if exc.expires_at else ""
         return EXIT_CONFLICT, (
             f"{exc.key!r} is locked{holder}{until}. Retry later, wait with --wait SECONDS, "
             f"or, if its holder is gone, release it with: {_PROG} unlock {_shell_quote(exc.key)}"
         )
-    if isinstance(exc, LockLost | VersionConflict):
+    if isinstance(exc, LockLost | VersionConflict | Conflict):
         return EXIT_CONFLICT, str(exc)
+    if isinstance(exc, StorageUnavailable | LockUnavailable) and _timed_out(exc):
+        return EXIT_ERROR, (
+            f"{exc} (gave up after {ATTEMPTS} attempts; --timeout SECONDS or "
+            f"${ENV_TIMEOUT} waits longer per attempt)"
+        )
     if isinstance(exc, MissingDependency | DurableStateError | Failure):
         return EXIT_ERROR, str(exc)
     # Raised by user code (an action, a guard, a machine module): name it.
@@ -207,12 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--dir", metavar="DIR", help="shorthand for --storage file://DIR --lock file://DIR"
     )
+    group.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help=f"how long an S3 or DynamoDB request may take to connect, and then to answer, "
+        f"per attempt ({ATTEMPTS} attempts at most; default: ${ENV_TIMEOUT}, else "
+        f"{DEFAULT_TIMEOUT:g})",
+    )
 
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="Persisted statechart actors: run the demo, inspect and drive stored actors.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 conflict or lock busy, "
-        "130 interrupted.",
+        "5 permission denied, 130 interrupted.",
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -282,6 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--json", action="store_true", help="print the outcome as JSON")
     send.set_defaults(handler=_cmd_send)
 
+    rm = sub.add_parser(
+        "rm",
+        parents=[common, backends],
+        help="delete a stored actor",
+        description="Delete the actor's snapshot: only the version it shows (a save made "
+        "in between keeps the actor), and only while nobody holds its lease.",
+    )
+    rm.add_argument("actor_id", metavar="ACTOR_ID")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    rm.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even while another process holds the lease (its next save then fails)",
+    )
+    rm.set_defaults(handler=_cmd_rm)
+
     unlock = sub.add_parser(
         "unlock",
         parents=[common, backends],
@@ -319,6 +390,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds > 0: {text!r}")
+    return value
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    """``--timeout``, else ``$DURABLE_STATE_TIMEOUT``, else the default."""
+    if args.timeout is not None:
+        return float(args.timeout)
+    text = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        return _positive_seconds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"${ENV_TIMEOUT}: {exc}") from None
+
+
 # --------------------------------------------------------------------------- #
 # Machines by name
 # --------------------------------------------------------------------------- #
@@ -348,7 +439,8 @@ def load_machine(spec: str) -> Machine:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(
-            f"--machine {spec!r}: expected MODULE:ATTR, e.g. myapp.machines:order_machine"
+            f"--machine {spec!r}: expected MODULE:ATTR, e.g. myapp.machines:order_machine, "
+            f"or {DEMO_MACHINE!r}{_did_you_mean(spec, [DEMO_MACHINE])}"
         )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -365,8 +457,10 @@ def load_machine(spec: str) -> Machine:
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            names = [name for name in dir(obj) if not name.startswith("_")]
             raise UsageError(
                 f"machine {spec!r}: module {module_name!r} has no attribute {attr!r}"
+                f"{_did_you_mean(part, names)}"
             ) from None
     if not isinstance(obj, Machine) and callable(obj):
         try:
@@ -376,6 +470,11 @@ def load_machine(spec: str) -> Machine:
     if not isinstance(obj, Machine):
         raise UsageError(f"machine {spec!r} is a {type(obj).__name__}, not a durable_state.Machine")
     return obj
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # --------------------------------------------------------------------------- #
@@ -389,35 +488,6 @@ def _out(text: str = "") -> None:
 
 def _dumps(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=indent is not None)
-
-
-def _when(epoch_s: float, now: float) -> str:
-    """``2026-11-27 22:00:58 (in 1.5 s)`` in local time."""
-    stamp = _dt.datetime.fromtimestamp(epoch_s).strftime("%Y-%m-%d %H:%M:%S")
-    delta = epoch_s - now
-    if delta >= 0:
-        return f"{stamp} (in {_duration(delta)})"
-    return f"{stamp} ({_duration(-delta)} ago)"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
-
-
-_AFTER = re.compile(r"xstate\.after\.(\d+(?:\.\d+)?|[^.]+)\.(.+)")
-
-
-def _timer_name(event_type: str) -> str:
-    match = _AFTER.fullmatch(event_type)
-    if match is None:
-        return event_type
-    return f"after {match.group(1)} in #{match.group(2)}"
 
 
 def _block(label: str, value: Any) -> None:
@@ -446,25 +516,141 @@ class _Backends:
 
 @contextlib.asynccontextmanager
 async def _open_backends(
-    args: argparse.Namespace, *, storage: bool = True, lock: bool = True
+    args: argparse.Namespace,
+    *,
+    storage: bool = True,
+    lock: bool = True,
+    must_exist: bool = False,
 ) -> AsyncIterator[_Backends]:
+    """Open the storage and lock the arguments name; map their refusals to one shape.
+
+    Args:
+        args: the parsed arguments (``--storage``, ``--lock``, ``--dir``, ``--timeout``).
+        storage: open the storage.
+        lock: open the lock manager.
+        must_exist: a file storage's directory (or, without a storage, a file
+            lock's) must exist already; a command that only reads must not
+            report an empty listing for a mistyped ``--dir``.
+
+    Raises:
+        NotFound: the directory, bucket or table does not exist.
+        PermissionDenied: the file system or AWS refused an operation.
+    """
     storage_spec, lock_spec = resolve_backends(args.storage, args.lock, directory=args.dir)
-    async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(storage_spec.open()) if storage else None
-        manager = lock_spec.open() if lock else None
-        if manager is not None:
-            await stack.enter_async_context(manager)
-        yield _Backends(store, manager, str(storage_spec), str(lock_spec))
-
-
-def _decode(raw: bytes, key: str) -> dict[str, Any]:
+    timeout = _timeout(args)
+    storage_url, lock_url = str(storage_spec), str(lock_spec)
+    if must_exist:
+        if storage:
+            _require_directory(storage_spec.scheme, storage_spec.location, "storage")
+        elif lock_spec.scheme == "file":
+            _require_directory(lock_spec.scheme, lock_spec.location, "lock")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SnapshotCorrupt(key, f"not valid UTF-8 JSON ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("$durable"), dict):
-        raise SnapshotCorrupt(key, "not a durable_state snapshot (no '$durable' metadata)")
-    return data
+        async with contextlib.AsyncExitStack() as stack:
+            store = (
+                await stack.enter_async_context(storage_spec.open(timeout=timeout))
+                if storage
+                else None
+            )
+            manager = lock_spec.open(timeout=timeout) if lock else None
+            if manager is not None:
+                await stack.enter_async_context(manager)
+            yield _Backends(store, manager, storage_url, lock_url)
+    except (StorageError, LockError) as exc:
+        url = storage_url if isinstance(exc, StorageError) else lock_url
+        denied = _permission_problem(exc)
+        if denied is not None:
+            scheme = storage_spec.scheme if isinstance(exc, StorageError) else lock_spec.scheme
+            hint = (
+                "check the permissions of that directory for this user"
+                if scheme == "file"
+                else "check the IAM policy of the AWS credentials in use"
+            )
+            operation = getattr(exc, "operation", "access")
+            raise PermissionDenied(operation, exc.key, url, denied, hint) from exc
+        missing = _missing_resource(exc)
+        if missing is not None:
+            raise NotFound(f"{url} does not exist: {missing}") from exc
+        raise
+
+
+def _require_directory(scheme: str, location: str, what: str) -> None:
+    if scheme == "file" and not os.path.isdir(location):
+        raise NotFound(
+            f"no {what} directory {location!r} (nothing has been stored there; "
+            f"check --dir, --{what} or the working directory)"
+        )
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from, innermost last."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+# The backends translate driver errors into StorageUnavailable / LockUnavailable
+# and chain the original; these are the codes AWS uses for "not allowed" and
+# "does not exist". They are read here, in this one place, because the
+# library's errors do not yet say which kind of failure they carry.
+_AWS_DENIED: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+    }
+)
+_AWS_MISSING: Final = frozenset({"NoSuchBucket", "ResourceNotFoundException"})
+_TIMEOUTS: Final = frozenset(
+    {"ConnectTimeoutError", "ReadTimeoutError", "ConnectTimeout", "ReadTimeout"}
+)
+
+
+def _aws_error(exc: BaseException) -> tuple[str, int | None, str]:
+    """The error code, HTTP status and message of a botocore ``ClientError``-like exception."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return "", None, ""
+    error = response.get("Error") or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    code = error.get("Code") if isinstance(error, Mapping) else None
+    message = error.get("Message") if isinstance(error, Mapping) else None
+    return (
+        code if isinstance(code, str) else "",
+        status if isinstance(status, int) else None,
+        message if isinstance(message, str) and message else str(exc),
+    )
+
+
+def _permission_problem(exc: BaseException) -> str | None:
+    """What refused the operation, if a permission or credential problem caused ``exc``."""
+    for cause in _causes(exc):
+        if isinstance(cause, PermissionError):
+            return str(cause)
+        code, status, message = _aws_error(cause)
+        if code in _AWS_DENIED or (status == 403 and code not in _AWS_MISSING):
+            return f"{code or 'Forbidden'} (HTTP {status}): {message}"
+    return None
+
+
+def _missing_resource(exc: BaseException) -> str | None:
+    for cause in _causes(exc):
+        code, status, message = _aws_error(cause)
+        if code in _AWS_MISSING:
+            return f"{code} (HTTP {status}): {message}"
+    return None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return any(type(cause).__name__ in _TIMEOUTS for cause in _causes(exc))
 
 
 # --------------------------------------------------------------------------- #
@@ -484,7 +670,7 @@ async def peek_lease(lock: LockManager, key: str) -> Lease | None:
 def _lease_text(lease: Lease | None, now: float) -> str:
     if lease is None:
         return "free"
-    until = _when(lease.expires_at, now)
+    until = when(lease.expires_at, now)
     return f"held by {lease.owner} (token {lease.token}) until {until}"
 
 
@@ -520,24 +706,24 @@ def _shell_quote(text: str) -> str:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     """``durable-state ls``: the actor ids, one per line."""
+    from .persisted import read_persisted
 
     async def run() -> int:
-        async with _open_backends(args, lock=False) as b:
+        async with _open_backends(args, lock=False, must_exist=True) as b:
             count = 0
             async for key in b.storage.list(args.prefix):
                 count += 1
                 if not args.long:
                     _out(key)
                     continue
-                stored = await b.storage.read(key)
-                if stored is None:
-                    continue  # deleted while listing
                 try:
-                    data = _decode(stored.data, key)
-                except DurableStateError as exc:
+                    view = await read_persisted(b.storage, key)
+                except ActorNotFound:
+                    continue  # deleted while listing
+                except SnapshotCorrupt as exc:
                     _out(f"{key}  (unreadable: {exc})")
                     continue
-                _out(_long_line(key, data, stored.version, time.time()))
+                _out(_long_line(view, time.time()))
             if count == 0 and args.long:
                 _out(f"(no actors in {b.storage_url})")
         return EXIT_OK
@@ -545,70 +731,61 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _long_line(key: str, data: Mapping[str, Any], version: str, now: float) -> str:
-    from ._demo import format_value
-
-    timers = data["$durable"].get("timers") or []
-    due = [t.get("due") for t in timers if isinstance(t, Mapping)]
-    nxt = min((d for d in due if isinstance(d, int | float)), default=None)
-    timer = f"  next timer {_when(nxt / 1000, now)}" if nxt is not None else ""
-    status = data.get("status", "?")
-    return f"{key}  {status:<7} {format_value(data.get('value'))}  version {version}{timer}"
+def _long_line(view: Mapping[str, Any], now: float) -> str:
+    nxt = view["next_timer_at"]
+    timer = f"  next timer {when(nxt / 1000, now)}" if nxt is not None else ""
+    status = view["status"] or "?"
+    return (
+        f"{view['actor_id']}  {status:<7} {format_value(view['value'])}  "
+        f"version {view['version']}{timer}"
+    )
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     """``durable-state show ACTOR_ID``: snapshot, timers, processed ids, lease."""
+    from .persisted import read_persisted
 
     async def run() -> int:
-        async with _open_backends(args) as b:
-            stored = await b.storage.read(args.actor_id)
-            if stored is None:
-                raise ActorNotFound(args.actor_id)
-            data = _decode(stored.data, args.actor_id)
+        async with _open_backends(args, must_exist=True) as b:
+            view = await read_persisted(b.storage, args.actor_id)
             lease = await peek_lease(b.lock, args.actor_id) if b.lock is not None else None
-            now = time.time()
             if args.json:
-                _out(_dumps({"actor_id": args.actor_id, "version": stored.version, **data}, 2))
+                _out(
+                    _dumps(
+                        {"actor_id": args.actor_id, "version": view["version"], **view["document"]},
+                        2,
+                    )
+                )
                 return EXIT_OK
-            _print_snapshot(args.actor_id, stored.version, data, b, lease, now)
+            _print_snapshot(view, b, lease, time.time())
         return EXIT_OK
 
     return asyncio.run(run())
 
 
-def _print_snapshot(
-    actor_id: str,
-    version: str,
-    data: Mapping[str, Any],
-    b: _Backends,
-    lease: Lease | None,
-    now: float,
-) -> None:
-    from ._demo import format_value
-
-    meta = data["$durable"]
-    _out(f"{actor_id}  ({b.storage_url})")
-    _out(f"  {'version':<10} {version}")
-    _out(f"  {'machine':<10} {meta.get('machine')} (version {meta.get('version')})")
-    _out(f"  {'status':<10} {data.get('status')}")
-    _out(f"  {'state':<10} {format_value(data.get('value'))}")
-    _block("context", data.get("context"))
-    if data.get("output") is not None:
-        _block("output", data.get("output"))
-    if data.get("error") is not None:
-        _block("error", data.get("error"))
-    timers = [t for t in meta.get("timers") or [] if isinstance(t, Mapping)]
+def _print_snapshot(view: Mapping[str, Any], b: _Backends, lease: Lease | None, now: float) -> None:
+    machine = view["machine"] or "?"
+    machine_version = view["machine_version"] if view["machine_version"] is not None else "?"
+    _out(f"{view['actor_id']}  ({b.storage_url})")
+    _out(f"  {'version':<10} {view['version']}")
+    _out(f"  {'machine':<10} {machine} (version {machine_version})")
+    _out(f"  {'status':<10} {view['status']}")
+    _out(f"  {'state':<10} {format_value(view['value'])}")
+    _block("context", view["context"])
+    if view["output"] is not None:
+        _block("output", view["output"])
+    if view["error"] is not None:
+        _block("error", view["error"])
+    timers = view["timers"]
     if not timers:
         _out(f"  {'timers':<10} none")
-    for i, t in enumerate(sorted(timers, key=lambda t: t.get("due", 0))):
-        event = t.get("event") or {}
-        name = _timer_name(str(event.get("type", "?")))
-        due = t.get("due")
-        when = _when(due / 1000, now) if isinstance(due, int | float) else "?"
-        if isinstance(due, int | float) and due / 1000 <= now:
-            when += ", fires when the actor is next loaded"
-        _out(f"  {'timers' if i == 0 else '':<10} {name}: due {when}")
-    processed = [p for p in meta.get("processed") or [] if isinstance(p, str)]
+    for i, timer in enumerate(timers):
+        due_s = timer.due_ms / 1000
+        due = when(due_s, now)
+        if due_s <= now:
+            due += ", fires when the actor is next loaded"
+        _out(f"  {'timers' if i == 0 else '':<10} {timer_name(timer.event['type'])}: due {due}")
+    processed = view["processed"]
     if processed:
         latest = ", ".join(processed[-5:])
         _out(f"  {'processed':<10} {len(processed)} event id(s); latest: {latest}")
@@ -637,7 +814,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     machine = load_machine(spec)
 
     async def run() -> int:
-        async with _open_backends(args) as b:
+        async with _open_backends(args, must_exist=not args.create) as b:
             async with persisted_actor(
                 args.actor_id,
                 machine,
@@ -687,8 +864,6 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _print_sent(
     args: argparse.Namespace, applied: bool, before: Any, before_version: Any, actor: Any
 ) -> None:
-    from ._demo import format_value
-
     snap = actor.snapshot
     if not applied:
         _out(f"{args.actor_id}: event id {args.event_id!r} was already applied; skipped")
@@ -712,11 +887,83 @@ def _print_sent(
         _out(f"  {'version':<10} {before_version or '(new)'} -> {actor.version}")
 
 
+#: The lease ``rm`` holds while it deletes (seconds; it is released at once after).
+_RM_LEASE_TTL: Final = 60.0
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    """``durable-state rm ACTOR_ID``: delete the version shown, under the lease."""
+    from .persisted import read_persisted
+
+    async def run() -> int:
+        async with _open_backends(args, must_exist=True) as b:
+            actor_id: str = args.actor_id
+            try:
+                view = await read_persisted(b.storage, actor_id)
+                version: str = view["version"]
+                what = f"{format_value(view['value'])} ({view['status']}), version {version}"
+            except SnapshotCorrupt as exc:
+                # Still removable: that may be why it is being removed.
+                stored = await b.storage.read(actor_id)
+                if stored is None:
+                    raise ActorNotFound(actor_id) from exc
+                version = stored.version
+                what = f"unreadable ({exc.reason}), version {version}"
+            now = time.time()
+            lease = await peek_lease(b.lock, actor_id) if b.lock is not None else None
+            lease_text = "none (no lock configured)" if b.lock is None else _lease_text(lease, now)
+            _out(f"{actor_id}: {what}; lease {lease_text}")
+            if lease is not None and not args.force:
+                raise _held_conflict(actor_id, lease.owner, lease.expires_at)
+            if not args.yes and not await anyio.to_thread.run_sync(
+                _confirm, sys.stdin, sys.stdout, "Remove it? This cannot be undone.", "remove"
+            ):
+                _out("not removed")
+                return EXIT_ERROR
+            await _delete(b, actor_id, version, force=args.force)
+            _out(f"removed {actor_id} (version {version})")
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+async def _delete(b: _Backends, actor_id: str, version: str, *, force: bool) -> None:
+    """Delete ``version`` of the actor, holding its lease unless ``force`` and it is busy."""
+    try:
+        if b.lock is None:
+            await b.storage.delete(actor_id, if_version=version)
+            return
+        try:
+            async with b.lock.hold(actor_id, ttl=_RM_LEASE_TTL):
+                await b.storage.delete(actor_id, if_version=version)
+            return
+        except LockTimeout as exc:
+            if not force:
+                raise _held_conflict(actor_id, exc.holder, exc.expires_at) from exc
+            _out(f"{actor_id}: the lease is held by {exc.holder}; removing anyway (--force)")
+        await b.storage.delete(actor_id, if_version=version)
+    except VersionConflict as exc:
+        raise Conflict(
+            f"{actor_id!r} was saved again (or removed) after version {version} was read: "
+            f"not removed. Run {_PROG} rm again to see what it is now."
+        ) from exc
+
+
+def _held_conflict(actor_id: str, owner: str | None, expires_at: float | None) -> Conflict:
+    holder = f" by {owner}" if owner else ""
+    until = f" until {when(expires_at, time.time())}" if expires_at else ""
+    return Conflict(
+        f"{actor_id!r} is locked{holder}{until}: not removed. Retry when its holder is done, "
+        f"or remove it anyway with: {_PROG} rm {_shell_quote(actor_id)} --force "
+        "(the holder's next save then fails)"
+    )
+
+
 def _cmd_unlock(args: argparse.Namespace) -> int:
     """``durable-state unlock ACTOR_ID``: force-release the lease after a confirmation."""
 
     async def run() -> int:
-        async with _open_backends(args, storage=False) as b:
+        async with _open_backends(args, storage=False, must_exist=True) as b:
             if b.lock is None:
                 raise UsageError(
                     "no lock is configured (--lock none): there is no lease to release"
@@ -727,7 +974,13 @@ def _cmd_unlock(args: argparse.Namespace) -> int:
                 _out(f"{args.actor_id}: lease free; nothing to release")
                 return EXIT_OK
             _out(f"{args.actor_id}: lease {_lease_text(lease, now)}")
-            if not args.yes and not await anyio.to_thread.run_sync(_confirm, sys.stdin, sys.stdout):
+            if not args.yes and not await anyio.to_thread.run_sync(
+                _confirm,
+                sys.stdin,
+                sys.stdout,
+                "Force-release it? The holder may still be running.",
+                "force-release",
+            ):
                 _out("not released")
                 return EXIT_ERROR
             # release() frees the key only while this exact owner and token hold it,
@@ -748,10 +1001,10 @@ def _cmd_unlock(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _confirm(stdin: TextIO, stdout: TextIO) -> bool:
+def _confirm(stdin: TextIO, stdout: TextIO, question: str, verb: str) -> bool:
     if not stdin.isatty():
-        raise UsageError("refusing to force-release without a terminal to ask on: pass --yes")
-    stdout.write("Force-release it? The holder may still be running. [y/N] ")
+        raise UsageError(f"refusing to {verb} without a terminal to ask on: pass --yes")
+    stdout.write(f"{question} [y/N] ")
     stdout.flush()
     answer = stdin.readline()
     return answer.strip().lower() in ("y", "yes")

@@ -878,3 +878,85 @@ def _decode(raw: bytes, key: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise SnapshotCorrupt(key, f"no {DURABLE_KEY!r} metadata: not a durable_state snapshot")
     return data
+
+
+async def read_persisted(storage: Storage, actor_id: str) -> Mapping[str, Any]:
+    """Read an actor's stored snapshot without its machine, for tools that inspect it.
+
+    The stored document is decoded and its ``"$durable"`` metadata checked,
+    but nothing is restored, migrated or run (that needs the machine; see
+    :func:`persisted_actor`), no lease is taken and nothing is written. This
+    is what ``durable-state ls -l`` and ``show`` print.
+
+    Args:
+        storage: where the actor is stored.
+        actor_id: the actor's id (its storage key).
+
+    Returns:
+        A read-only mapping with the keys ``"actor_id"``; ``"version"`` (the
+        storage version read); ``"document"`` (the persisted snapshot as
+        stored: xstate's shape plus ``"$durable"``); ``"machine"`` and
+        ``"machine_version"`` (the machine id and version that wrote it, or
+        ``None``); ``"status"``, ``"value"``, ``"context"``, ``"output"``,
+        ``"error"`` (as stored); ``"timers"`` (the pending timers as
+        :class:`~durable_state.statechart.Timer`, by due time);
+        ``"processed"`` (the remembered event ids, oldest first) and
+        ``"next_timer_at"`` (the earliest due time in epoch ms, or ``None``).
+
+    Raises:
+        ActorNotFound: nothing is stored under ``actor_id``.
+        SnapshotCorrupt: the stored bytes are not a durable_state snapshot, or
+            its timers or processed ids are malformed.
+        StorageError: the storage failed.
+    """
+    from types import MappingProxyType
+
+    from .statechart import Timer
+
+    stored = await storage.read(actor_id)
+    if stored is None:
+        raise ActorNotFound(actor_id)
+    data = _decode(stored.data, actor_id)
+    meta: Mapping[str, Any] = data[DURABLE_KEY]
+    timers: list[Timer] = []
+    raw_timers = meta.get("timers") or []
+    if not isinstance(raw_timers, list):
+        raise SnapshotCorrupt(actor_id, f"{DURABLE_KEY}.timers is not a list")
+    for i, t in enumerate(raw_timers):
+        event = t.get("event") if isinstance(t, Mapping) else None
+        due = t.get("due") if isinstance(t, Mapping) else None
+        if (
+            not isinstance(t, Mapping)
+            or not isinstance(t.get("id"), str)
+            or not isinstance(event, Mapping)
+            or not isinstance(event.get("type"), str)
+            or not isinstance(due, int | float)
+            or isinstance(due, bool)
+        ):
+            raise SnapshotCorrupt(actor_id, f"{DURABLE_KEY}.timers[{i}] is malformed: {t!r}")
+        timers.append(Timer(t["id"], dict(event), float(due), i))
+    timers.sort(key=lambda t: (t.due_ms, t.seq))
+    processed = meta.get("processed") or []
+    if not isinstance(processed, list) or not all(isinstance(p, str) for p in processed):
+        raise SnapshotCorrupt(actor_id, f"{DURABLE_KEY}.processed is not a list of strings")
+    machine = meta.get("machine")
+    version = meta.get("version")
+    return MappingProxyType(
+        {
+            "actor_id": actor_id,
+            "version": stored.version,
+            "document": data,
+            "machine": machine if isinstance(machine, str) else None,
+            "machine_version": (
+                version if isinstance(version, int) and not isinstance(version, bool) else None
+            ),
+            "status": data.get("status"),
+            "value": data.get("value"),
+            "context": data.get("context"),
+            "output": data.get("output"),
+            "error": data.get("error"),
+            "timers": tuple(timers),
+            "processed": tuple(processed),
+            "next_timer_at": timers[0].due_ms if timers else None,
+        }
+    )

@@ -21,6 +21,18 @@ locals {
   dynamodb_actions  = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
   kms_actions       = ["kms:Decrypt", "kms:GenerateDataKey"]
 
+  # Listing is limited to the prefix with StringLike, not StringLikeIfExists:
+  # IfExists also allows a ListObjectsV2 that sends no prefix at all, i.e. a
+  # listing of the whole bucket. S3Storage.list always sends Prefix
+  # (tests/test_infra.py checks every call site). With an empty prefix the
+  # whole bucket is the snapshots' anyway and the statement has no condition.
+  list_statement = {
+    Sid      = "ListSnapshots"
+    Effect   = "Allow"
+    Action   = local.s3_bucket_actions
+    Resource = aws_s3_bucket.this.arn
+  }
+
   policy_statements = concat(
     [
       {
@@ -29,18 +41,16 @@ locals {
         Action   = local.s3_object_actions
         Resource = "${aws_s3_bucket.this.arn}/${var.prefix}*"
       },
-      {
-        # IfExists: S3 answers a read of a missing key with 404 only when the
-        # caller may list the bucket, and that check carries no s3:prefix. A
-        # plain StringLike would turn every new actor's first read into a 403.
-        Sid      = "ListSnapshots"
-        Effect   = "Allow"
-        Action   = local.s3_bucket_actions
-        Resource = aws_s3_bucket.this.arn
+    ],
+    var.prefix == "" ? [local.list_statement] : [],
+    var.prefix == "" ? [] : [
+      merge(local.list_statement, {
         Condition = {
-          StringLikeIfExists = { "s3:prefix" = ["${var.prefix}*"] }
+          StringLike = { "s3:prefix" = ["${var.prefix}*"] }
         }
-      },
+      }),
+    ],
+    [
       {
         Sid      = "Leases"
         Effect   = "Allow"

@@ -5,6 +5,12 @@ started in a thread on 127.0.0.1 with an ephemeral port. Clients reach it
 through aioboto3 with ``endpoint_url`` and dummy credentials, exactly as they
 would reach AWS. (moto's in-process ``mock_aws`` patches botocore and does not
 work with aiobotocore, so it is never used.)
+
+``DURABLE_STATE_SLOW=1`` asks for the slow checks, as ``.ci/run`` and ``nox -s
+slow`` do: tests marked ``long`` (minutes each: a fresh virtualenv, the
+sdist's own test run, a terraform apply) are skipped without it, so that the
+default ``pytest`` stays fast, and soak tests read it to run their full
+number of rounds.
 """
 
 from __future__ import annotations
@@ -13,11 +19,31 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+#: Set to 1 for the slow checks: the tests marked ``long``, full soak counts.
+SLOW_ENV = "DURABLE_STATE_SLOW"
+
+
+def slow_checks_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for the slow checks."""
+    return environ.get(SLOW_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``long`` tests unless the environment switches them on."""
+    if slow_checks_enabled():
+        return
+    skip = pytest.mark.skip(
+        reason=f"long test: set {SLOW_ENV}=1 to run it (.ci/run and nox -s slow do)"
+    )
+    for item in items:
+        if item.get_closest_marker("long") is not None:
+            item.add_marker(skip)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,19 @@ real processes; ``s3://`` and ``dynamodb://`` talk to the moto server over HTTP.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import io
 import json
+import os
+import re
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +30,7 @@ import pytest
 
 from durable_state import BackendURLError
 from durable_state._urls import (
+    ATTEMPTS,
     ENV_ENDPOINT,
     ENV_LOCK,
     ENV_STORAGE,
@@ -34,16 +41,20 @@ from durable_state._urls import (
     resolve_backends,
 )
 from durable_state.cli import (
+    DEFAULT_TIMEOUT,
     ENV_MACHINE,
+    ENV_TIMEOUT,
     EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_PERMISSION,
     EXIT_USAGE,
+    UsageError,
     main,
 )
-from durable_state.errors import DurableStateError
+from durable_state.errors import ActorNotFound, DurableStateError
 
 ITEM = '{"sku": "book", "price": 12.5}'
 
@@ -57,7 +68,7 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    for var in (ENV_STORAGE, ENV_LOCK, ENV_ENDPOINT, ENV_MACHINE):
+    for var in (ENV_STORAGE, ENV_LOCK, ENV_ENDPOINT, ENV_MACHINE, ENV_TIMEOUT):
         monkeypatch.delenv(var, raising=False)
     yield tmp_path
     for name, module in list(sys.modules.items()):
@@ -244,6 +255,7 @@ def test_send_json_output(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_unknown_actor_exits_3(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / ".durable-state").mkdir()
     code, out, err = run(capsys, "send", "ghost", "ADD_ITEM", "--data", ITEM, "--machine", "demo")
     assert (code, out) == (EXIT_NOT_FOUND, "")
     assert err.strip() == "durable-state: no actor stored at 'ghost'"
@@ -253,7 +265,39 @@ def test_unknown_actor_exits_3(cwd: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls"],
+        ["ls", "-l"],
+        ["show", "o-1"],
+        ["rm", "o-1", "--yes"],
+        ["unlock", "o-1", "--yes"],
+        ["send", "o-1", "ADD_ITEM", "--data", ITEM, "--machine", "demo"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_a_missing_directory_is_not_found_and_is_not_created(
+    cwd: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv, "--dir", "typo")
+    assert (code, out) == (EXIT_NOT_FOUND, "")
+    assert err == (
+        "durable-state: no storage directory 'typo' (nothing has been stored there; "
+        "check --dir, --storage or the working directory)\n"
+        if argv[0] != "unlock"
+        else "durable-state: no lock directory 'typo' (nothing has been stored there; "
+        "check --dir, --lock or the working directory)\n"
+    )
+    assert not (cwd / "typo").exists()
+    # With --create, send makes the directory, as before.
+    if argv[0] == "send":
+        assert run(capsys, *argv, "--dir", "typo", "--create")[0] == EXIT_OK
+        assert (cwd / "typo").is_dir()
+
+
 def test_ls_plain_prefix_and_long(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / ".durable-state").mkdir()
     code, out, _ = run(capsys, "ls", "-l")
     assert code == EXIT_OK
     assert "(no actors in file://.durable-state)" in out
@@ -453,6 +497,7 @@ def test_a_busy_lease_exits_4_and_unlock_frees_it(
 def test_unlock_yes_and_a_dead_holder(
     cwd: Path, capsys: pytest.CaptureFixture[str], hold_lease: Any
 ) -> None:
+    (cwd / ".durable-state").mkdir()
     code, out, _ = run(capsys, "unlock", "never-locked", "--yes")
     assert code == EXIT_OK
     assert "lease free; nothing to release" in out
@@ -808,8 +853,19 @@ def test_s3_storage_and_dynamodb_lock(
     assert code == EXIT_OK, err
     assert "payment.pending -> paid" in out
 
+    # rm: refused while another client holds the lease, then a conditional delete.
+    asyncio.run(take())
+    code, _, err = run(capsys, "rm", "o-1", "--yes")
+    assert code == EXIT_CONFLICT, err
+    assert run(capsys, "unlock", "o-1", "--yes")[0] == EXIT_OK
+    version = stored(capsys, "o-1")["version"]
+    code, out, err = run(capsys, "rm", "o-1", "--yes")
+    assert code == EXIT_OK, err
+    assert out.endswith(f"removed o-1 (version {version})\n")
+    assert run(capsys, "ls") == (EXIT_OK, "", "")
 
-def test_s3_missing_bucket_is_one_line(
+
+def test_s3_missing_bucket_is_not_found_in_one_line(
     cwd: Path, moto_server: Any, capsys: pytest.CaptureFixture[str], unique_name: str
 ) -> None:
     pytest.importorskip("aioboto3")
@@ -822,6 +878,487 @@ def test_s3_missing_bucket_is_one_line(
         "--lock",
         "none",
     )
-    assert (code, out) == (EXIT_ERROR, "")
-    assert "NoSuchBucket" in err
+    assert (code, out) == (EXIT_NOT_FOUND, "")
+    assert err.startswith(f"durable-state: s3://{unique_name}/ does not exist: NoSuchBucket")
     assert err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- #
+# rm
+# --------------------------------------------------------------------------- #
+
+
+def test_rm_asks_then_deletes_the_version_it_showed(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_item(capsys, "o-1", "--create")
+    version = stored(capsys, "o-1")["version"]
+
+    # Without --yes and without a terminal to ask on: refused, nothing deleted.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, out, err = run(capsys, "rm", "o-1")
+    assert code == EXIT_USAGE
+    assert "refusing to remove without a terminal to ask on: pass --yes" in err
+    # Declined on a terminal: kept.
+    monkeypatch.setattr(sys, "stdin", _Tty("n\n"))
+    code, out, _ = run(capsys, "rm", "o-1")
+    assert code == EXIT_ERROR
+    assert out.startswith(f"o-1: cart (active), version {version}; lease free\n")
+    assert "Remove it? This cannot be undone. [y/N] " in out
+    assert out.endswith("not removed\n")
+    assert run(capsys, "ls") == (EXIT_OK, "o-1\n", "")
+
+    monkeypatch.setattr(sys, "stdin", _Tty("y\n"))
+    code, out, err = run(capsys, "rm", "o-1")
+    assert code == EXIT_OK, err
+    assert out.endswith(f"removed o-1 (version {version})\n")
+    assert run(capsys, "ls") == (EXIT_OK, "", "")
+    assert run(capsys, "rm", "o-1", "--yes")[0] == EXIT_NOT_FOUND
+    # The lease rm held for the delete is released.
+    add_item(capsys, "o-1", "--create")
+
+
+class _AnswerAfter(_Tty):
+    """A terminal whose user takes a while: ``meanwhile`` runs before the answer."""
+
+    def __init__(self, answer: str, meanwhile: Any) -> None:
+        super().__init__(answer)
+        self.meanwhile = meanwhile
+
+    def readline(self, size: int | None = -1) -> str:
+        self.meanwhile()
+        return super().readline()
+
+
+def test_rm_refuses_when_the_actor_was_saved_after_it_was_shown(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_item(capsys, "o-1", "--create")
+
+    def another_writer() -> None:
+        # A send from another process while rm waits for its answer.
+        proc = python(
+            "-m", "durable_state", "send", "o-1", "CHECKOUT", "--machine", "demo", cwd=cwd
+        )
+        assert proc.returncode == EXIT_OK, proc.stderr
+
+    monkeypatch.setattr(sys, "stdin", _AnswerAfter("y\n", another_writer))
+    code, _, err = run(capsys, "rm", "o-1")
+    assert code == EXIT_CONFLICT
+    assert "'o-1' was saved again (or removed) after version 1." in err
+    assert "not removed" in err
+    assert stored(capsys, "o-1")["value"] == {"payment": "pending"}
+
+
+def test_rm_refuses_while_the_lease_is_held_unless_forced(
+    cwd: Path, capsys: pytest.CaptureFixture[str], hold_lease: Any
+) -> None:
+    add_item(capsys, "o-1", "--create")
+    holder = hold_lease("o-1")
+    code, out, err = run(capsys, "rm", "o-1", "--yes")
+    assert code == EXIT_CONFLICT
+    assert "o-1: cart (active), version 1." in out
+    assert f":{holder.pid}:" in out  # who holds it, before refusing
+    assert "'o-1' is locked by " in err
+    assert "durable-state rm o-1 --force" in err
+    assert run(capsys, "ls")[1] == "o-1\n"
+
+    code, out, err = run(capsys, "rm", "o-1", "--yes", "--force")
+    assert code == EXIT_OK, err
+    assert "the lease is held by" in out
+    assert "removing anyway (--force)" in out
+    assert run(capsys, "ls")[1] == ""
+    assert holder.poll() is None  # its lease was not touched
+
+
+def test_rm_removes_an_unreadable_snapshot_and_works_without_a_lock(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from durable_state.storage import LocalFileStorage
+
+    async def corrupt() -> None:
+        async with LocalFileStorage(".durable-state") as storage:
+            await storage.write("bad-1", b"not json", if_version=None)
+
+    asyncio.run(corrupt())
+    code, out, _ = run(capsys, "ls", "-l")
+    assert code == EXIT_OK
+    assert out.startswith("bad-1  (unreadable: corrupt snapshot at 'bad-1': not valid UTF-8 JSON")
+    code, out, err = run(capsys, "rm", "bad-1", "--yes", "--lock", "none")
+    assert code == EXIT_OK, err
+    assert out.startswith("bad-1: unreadable (not valid UTF-8 JSON")
+    assert "lease none (no lock configured)" in out
+    assert run(capsys, "ls")[1] == ""
+
+
+# --------------------------------------------------------------------------- #
+# Friendlier errors: suggestions, permissions, timeouts
+# --------------------------------------------------------------------------- #
+
+
+def test_a_mistyped_machine_gets_a_suggestion(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "send", "o-1", "ADD_ITEM", "--machine", "demp", "--create")
+    assert code == EXIT_USAGE
+    assert err.rstrip().endswith("did you mean 'demo'?")
+    code, _, err = run(capsys, "diagram", "durable_state._demo:order_machin")
+    assert code == EXIT_USAGE
+    assert err.rstrip().endswith("did you mean 'order_machine'?")
+    code, _, err = run(capsys, "diagram", "zzz")
+    assert code == EXIT_USAGE
+    assert "did you mean" not in err
+
+
+#: Every permission error, whichever backend refused.
+PERMISSION_LINE = re.compile(
+    r"durable-state: permission denied: \w+( '[^']+')? in \S+: .+ \(check .+\)\n"
+)
+
+
+def test_a_directory_the_user_may_not_read_is_permission_denied(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import durable_state.storage.local as local
+
+    add_item(capsys, "o-1", "--create")
+    path = str(cwd / ".durable-state")
+
+    def denied(*args: Any) -> Any:
+        # What the OS says to a user without read permission on the directory.
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(local, "_scan", denied)
+    monkeypatch.setattr(local, "_read_file", denied)
+    for argv in (["ls"], ["show", "o-1"], ["rm", "o-1", "--yes"]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (EXIT_PERMISSION, ""), err
+        assert PERMISSION_LINE.fullmatch(err), err
+        assert f"in file://.durable-state: [Errno 13] Permission denied: '{path}'" in err
+        assert "(check the permissions of that directory for this user)" in err
+    assert "read 'o-1' in" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory; the test above fakes it")
+def test_a_directory_without_permissions_for_real(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_item(capsys, "o-1", "--create")
+    (cwd / ".durable-state").chmod(0)
+    try:
+        code, out, err = run(capsys, "ls")
+    finally:
+        (cwd / ".durable-state").chmod(0o755)
+    assert (code, out) == (EXIT_PERMISSION, "")
+    assert PERMISSION_LINE.fullmatch(err), err
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """AWS refusing everything: S3's 403 AccessDenied, DynamoDB's AccessDeniedException."""
+
+    def _refuse(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if self.headers.get("X-Amz-Target", "").startswith("DynamoDB"):
+            status, kind = 400, "application/x-amz-json-1.0"
+            body = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException",
+                    "message": "User: arn:aws:iam::123456789012:user/ci is not authorized "
+                    "to perform: dynamodb:GetItem",
+                }
+            ).encode()
+        else:
+            status, kind = 403, "application/xml"
+            body = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                b"<Message>Access Denied</Message><RequestId>R1</RequestId></Error>"
+            )
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _refuse
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def dummy_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("aioboto3")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def refusing_aws(dummy_credentials: None) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_aws_access_denied_is_permission_denied_in_the_same_shape(
+    cwd: Path, capsys: pytest.CaptureFixture[str], refusing_aws: str
+) -> None:
+    storage = f"s3://acme-state/actors?endpoint_url={refusing_aws}"
+    lock = f"dynamodb://acme-locks?endpoint_url={refusing_aws}"
+    code, out, err = run(capsys, "show", "o-1", "--storage", storage, "--lock", "none")
+    assert (code, out) == (EXIT_PERMISSION, ""), err
+    assert PERMISSION_LINE.fullmatch(err), err
+    assert err == (
+        "durable-state: permission denied: read 'o-1' in s3://acme-state/actors/: "
+        "AccessDenied (HTTP 403): Access Denied "
+        "(check the IAM policy of the AWS credentials in use)\n"
+    )
+    code, out, err = run(capsys, "ls", "--storage", storage, "--lock", "none")
+    assert (code, out) == (EXIT_PERMISSION, ""), err
+    assert PERMISSION_LINE.fullmatch(err), err
+    code, out, err = run(capsys, "unlock", "o-1", "--yes", "--lock", lock)
+    assert (code, out) == (EXIT_PERMISSION, ""), err
+    assert PERMISSION_LINE.fullmatch(err), err
+    assert "in dynamodb://acme-locks: AccessDeniedException (HTTP 400): User: " in err
+
+
+@pytest.fixture
+def silent_endpoint(dummy_credentials: None) -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (a hung proxy, say)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # connections queue up in the kernel; nobody accepts them
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_an_endpoint_that_does_not_answer_fails_within_the_timeout(
+    cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    silent_endpoint: str,
+    how: str,
+) -> None:
+    argv = ["ls", "--storage", f"s3://acme-state?endpoint_url={silent_endpoint}"]
+    if how == "option":
+        argv += ["--timeout", "0.3"]
+    else:
+        monkeypatch.setenv(ENV_TIMEOUT, "0.3")
+    started = time.monotonic()
+    code, out, err = run(capsys, *argv)
+    elapsed = time.monotonic() - started
+    assert (code, out) == (EXIT_ERROR, "")
+    assert "ReadTimeoutError" in err
+    assert f"(gave up after {ATTEMPTS} attempts; --timeout SECONDS or ${ENV_TIMEOUT}" in err
+    assert err.count("\n") == 1
+    # Two attempts of 0.3 s and a little backoff: about a second. botocore's
+    # defaults wait 60 s for each of up to five attempts; the bound leaves
+    # room for a loaded machine and still tells the two apart.
+    assert elapsed < 20
+
+
+def test_timeout_values(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from durable_state.cli import _timeout, build_parser
+
+    parser = build_parser()
+    assert _timeout(parser.parse_args(["ls"])) == DEFAULT_TIMEOUT == 3.0
+    assert _timeout(parser.parse_args(["ls", "--timeout", "7.5"])) == 7.5
+    monkeypatch.setenv(ENV_TIMEOUT, "12")
+    assert _timeout(parser.parse_args(["ls"])) == 12.0
+    assert _timeout(parser.parse_args(["ls", "--timeout", "1"])) == 1.0  # the option wins
+    monkeypatch.setenv(ENV_TIMEOUT, "soon")
+    with pytest.raises(UsageError, match=f"{ENV_TIMEOUT}: not a number of seconds"):
+        _timeout(parser.parse_args(["ls"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ls", "--timeout", "0"])
+
+
+def test_the_timeout_reaches_the_aws_clients(dummy_credentials: None) -> None:
+    spec = parse_storage_url("s3://acme-state/actors")
+    storage: Any = spec.open(timeout=1.5)
+    config = storage._aws._session.config
+    assert (config.connect_timeout, config.read_timeout) == (1.5, 1.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": ATTEMPTS}
+    lock: Any = parse_lock_url("dynamodb://acme-locks").open(timeout=1.5)
+    assert lock._aws._session.config.read_timeout == 1.5
+    # Without a timeout the library's defaults stand (a session of its own).
+    assert parse_storage_url("s3://acme-state").open()._aws._session is None  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- #
+# docs/cli.md
+# --------------------------------------------------------------------------- #
+
+CLI_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+_EXAMPLE = re.compile(
+    r"^<!-- cli-example: (?P<name>[\w-]+) -->\n```console\n(?P<body>.*?)^```\n", re.M | re.S
+)
+#: What may differ between the page and a run: versions, moments, how far off
+#: they are, lease owners and fencing tokens.
+_VARYING = [
+    (re.compile(r"\b\d+\.[0-9a-f]{16,}\b"), "<version>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"), "<time>"),
+    (re.compile(r"\((?:in )?\d+(?:\.\d+)? (?:s|min|h|days)(?: ago)?\)"), "(<in>)"),
+    (re.compile(r"[\w.-]+:\d+:[0-9a-f]{32}"), "<owner>"),
+    (re.compile(r"\(token \d+\)"), "(token <n>)"),
+]
+
+
+def _normal(text: str) -> list[str]:
+    for pattern, placeholder in _VARYING:
+        text = pattern.sub(placeholder, text)
+    return [line.rstrip() for line in text.strip("\n").splitlines()]
+
+
+def cli_examples(page: Path = CLI_PAGE) -> dict[str, list[tuple[list[str], str]]]:
+    """The page's marked console blocks: per name, each command with the output shown."""
+    text = page.read_text(encoding="utf-8")
+    examples: dict[str, list[tuple[list[str], str]]] = {}
+    for match in _EXAMPLE.finditer(text):
+        commands: list[tuple[list[str], str]] = []
+        for line in match.group("body").splitlines():
+            if line.startswith("$ "):
+                words = shlex.split(line[2:])
+                assert words[0] == "durable-state", line
+                commands.append((words[1:], ""))
+            else:
+                argv, shown = commands[-1]
+                commands[-1] = (argv, shown + line + "\n")
+        assert match.group("name") not in examples, f"two examples named {match.group('name')}"
+        examples[match.group("name")] = commands
+    assert text.count("<!-- cli-example:") == len(examples), "a marker without a console block"
+    return examples
+
+
+class _EchoingTty(_Tty):
+    """A terminal: what is typed appears in the output, after the question."""
+
+    def readline(self, size: int | None = -1) -> str:
+        answer = super().readline()
+        sys.stdout.write(answer)
+        return answer
+
+
+def test_the_cli_page_shows_what_the_commands_print(
+    cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    hold_lease: Any,
+) -> None:
+    examples = cli_examples()
+    assert set(examples) == {"send", "ls", "show", "unlock", "rm", "diagram"}
+    for name in ("send", "ls", "show", "unlock", "rm"):
+        if name == "unlock":
+            hold_lease("order-7")  # a holder that hung, for unlock to release
+        for argv, shown in examples[name]:
+            answer = "y\n" if "[y/N] y" in shown else ""
+            monkeypatch.setattr(sys, "stdin", _EchoingTty(answer))
+            code, out, err = run(capsys, *argv)
+            assert code == EXIT_OK, err
+            assert _normal(out + err) == _normal(shown), f"{name}: durable-state {shlex.join(argv)}"
+    # The diagram's output is the Mermaid block that follows the command.
+    ((argv, shown),) = examples["diagram"]
+    assert shown == ""
+    page = CLI_PAGE.read_text(encoding="utf-8")
+    mermaid = page[page.index("```mermaid\n", page.index("<!-- cli-example: diagram -->")) :]
+    mermaid = mermaid[len("```mermaid\n") : mermaid.index("```", len("```mermaid\n"))]
+    assert run(capsys, *argv) == (EXIT_OK, mermaid, "")
+
+
+def test_the_example_check_notices_a_difference(tmp_path: Path) -> None:
+    page = tmp_path / "cli.md"
+    page.write_text(
+        "<!-- cli-example: ls -->\n```console\n$ durable-state ls -l\n"
+        "o-1  active  cart  version 1.0123456789abcdef\n```\n"
+    )
+    ((argv, shown),) = cli_examples(page)["ls"]
+    assert argv == ["ls", "-l"]
+    assert _normal(shown) == ["o-1  active  cart  version <version>"]
+    assert _normal(shown) != _normal("o-1  active  payment.pending  version 2.0123456789abcdef\n")
+
+
+# --------------------------------------------------------------------------- #
+# The formatting helpers and read_persisted
+# --------------------------------------------------------------------------- #
+
+
+def test_durations_and_timer_names_are_written_one_way() -> None:
+    from durable_state._format import delay, duration, timer_name
+
+    assert [duration(s) for s in (1.25, 600, 5400, 7200, 3 * 86400, -2)] == [
+        "1.2 s",
+        "10 min",
+        "1.5 h",  # one decimal for hours everywhere (the demo used to round to "2 h")
+        "2.0 h",
+        "3 days",
+        "-2.0 s",
+    ]
+    assert [delay(ms) for ms in (250, 1500, 15 * 60_000, 2 * 3_600_000)] == [
+        "250 ms",
+        "1.5 s",
+        "15 min",
+        "2 h",
+    ]
+    ids = ("order", "order.payment", "order.payment.declined", "m", "m.2.x")
+    assert timer_name("xstate.after.retry_backoff.order.payment.declined", ids) == (
+        "after retry_backoff in #order.payment.declined"
+    )
+    assert timer_name("xstate.after.retry_backoff.order.payment.declined") == (
+        "after retry_backoff in #order.payment.declined"
+    )
+    assert timer_name("xstate.after.1500.m") == "after 1.5 s in #m"
+    # With the machine's ids the state id is exact, even where a number could be read in it.
+    assert timer_name("xstate.after.10.m.2.x", ids) == "after 10 ms in #m.2.x"
+    assert timer_name("PING") == "PING"
+
+
+async def test_read_persisted_decodes_without_the_machine(tmp_path: Path) -> None:
+    from durable_state import SnapshotCorrupt, persisted_actor
+    from durable_state._demo import order_machine
+    from durable_state.persisted import read_persisted
+    from durable_state.storage import MemoryStorage
+
+    storage = MemoryStorage()
+    async with persisted_actor("o-1", order_machine, storage=storage) as actor:
+        await actor.send({"type": "ADD_ITEM", "sku": "mug", "price": 8}, event_id="m-1")
+        await actor.send("CHECKOUT")
+    view = await read_persisted(storage, "o-1")
+    assert view["version"] == actor.version
+    assert (view["machine"], view["machine_version"]) == ("order", 1)
+    assert (view["status"], view["value"]) == ("active", {"payment": "pending"})
+    assert view["processed"] == ("m-1",)
+    (timer,) = view["timers"]
+    assert timer.event["type"] == "xstate.after.payment_timeout.order.payment"
+    assert view["next_timer_at"] == timer.due_ms == actor.next_timer_at
+    assert view["document"]["$durable"]["machine"] == "order"
+    with pytest.raises(TypeError):
+        view["version"] = "x"  # type: ignore[index]
+
+    with pytest.raises(ActorNotFound):
+        await read_persisted(storage, "ghost")
+    for bad, why in [
+        (b"[]", "expected a JSON object"),
+        (b'{"$durable": {"timers": [{"id": 1}]}}', "timers[0] is malformed"),
+        (b'{"$durable": {"processed": [1]}}', "processed is not a list of strings"),
+    ]:
+        await storage.write("bad", bad)
+        with pytest.raises(SnapshotCorrupt, match=re.escape(why)):
+            await read_persisted(storage, "bad")

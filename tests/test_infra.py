@@ -11,7 +11,8 @@ need the hashicorp/aws provider on this machine, since Terraform cannot
 download it here: they run when a local copy is found (see
 :func:`find_aws_provider_mirror`) and are skipped otherwise. Applying the
 moto example takes minutes (the AWS provider polls S3 lifecycle rules for at
-least half a minute), so it runs only with ``DURABLE_STATE_TF_APPLY=1``.
+least half a minute), so it is marked ``long``: it runs with
+``DURABLE_STATE_SLOW=1`` (``.ci/run``, ``nox -s slow``).
 """
 
 from __future__ import annotations
@@ -217,12 +218,75 @@ def test_policy_grants_exactly_what_the_code_calls(module_hcl: dict[str, Any]) -
         f"granted but never called: {sorted(granted - needed)}"
     )
     assert local["s3_bucket_actions"] == ["s3:ListBucket"]
-    # Object actions on the prefix only; listing only under the prefix.
-    statements = local["policy_statements"]
+    # Object actions on the prefix only; listing only under the prefix, and
+    # never without one: StringLikeIfExists would let a request that sends no
+    # prefix list the whole bucket.
+    statements = re.sub(r"\s+", " ", local["policy_statements"])
     assert '"${aws_s3_bucket.this.arn}/${var.prefix}*"' in statements
-    assert 'StringLikeIfExists = {"s3:prefix" = ["${var.prefix}*"]}' in re.sub(
-        r"\s+", " ", statements
+    assert 'Condition = {StringLike = {"s3:prefix" = ["${var.prefix}*"]}}' in statements
+    assert "IfExists" not in statements
+    # Only an empty prefix (the whole bucket is the snapshots') lists unconditioned.
+    assert 'var.prefix == "" ? [local.list_statement] : []' in statements
+    assert local["list_statement"]["Action"] == "${local.s3_bucket_actions}"
+    assert "Condition" not in local["list_statement"]
+
+
+def list_calls_without_prefix(source: str) -> tuple[int, list[int]]:
+    """ListObjects(V2) requests in ``source`` and the lines of those that send no ``Prefix``.
+
+    A request is a direct ``list_objects[_v2](...)`` call or ``paginate(...)``
+    on a paginator of either.
+
+    Returns:
+        How many requests there are, and the lines of those without ``Prefix=``.
+    """
+    tree = ast.parse(source)
+    paginators = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr == "get_paginator"
+        and node.value.args
+        and isinstance(node.value.args[0], ast.Constant)
+        and node.value.args[0].value in ("list_objects", "list_objects_v2")
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    requests: list[ast.Call] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        if node.func.attr in ("list_objects", "list_objects_v2") or (
+            node.func.attr == "paginate"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in paginators
+        ):
+            requests.append(node)
+    unprefixed = [
+        call.lineno for call in requests if not any(k.arg == "Prefix" for k in call.keywords)
+    ]
+    return len(requests), unprefixed
+
+
+def test_every_listing_the_code_makes_sends_a_prefix() -> None:
+    # The policy's StringLike condition on s3:prefix refuses a listing without one.
+    count, unprefixed = list_calls_without_prefix((PACKAGE / "storage" / "s3.py").read_text())
+    assert count >= 1, "no ListObjectsV2 request found in S3Storage: update this test"
+    assert unprefixed == [], f"ListObjectsV2 without Prefix= at line(s) {unprefixed} of s3.py"
+
+
+def test_the_prefix_check_catches_a_listing_without_one() -> None:
+    source = (
+        "async def ls(client):\n"
+        '    pages = client.get_paginator("list_objects_v2")\n'
+        '    pages.paginate(Bucket="b", Prefix="p/")\n'
+        '    pages.paginate(Bucket="b")\n'
+        '    await client.list_objects_v2(Bucket="b")\n'
+        '    await client.list_objects(Bucket="b", Prefix="")\n'
     )
+    assert list_calls_without_prefix(source) == (4, [4, 5])
 
 
 # --------------------------------------------------------------------------- #
@@ -323,12 +387,8 @@ def test_terraform_validate_and_test(provider_mirror: Path, tmp_path: Path) -> N
     assert re.search(r"Success! (\d+) passed, 0 failed", tested), tested
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("DURABLE_STATE_TF_APPLY") != "1",
-    reason="applying the module to moto takes minutes (the AWS provider waits on S3 "
-    "lifecycle rules); set DURABLE_STATE_TF_APPLY=1 to run it",
-)
+@pytest.mark.long  # minutes: the AWS provider waits on S3 lifecycle rules
+@pytest.mark.timeout(900)
 def test_moto_example_applies_and_runs_an_actor(provider_mirror: Path, moto_server: Any) -> None:
     script = INFRA / "examples" / "moto" / "run.py"
     args = ["--endpoint", moto_server.url, "--plugin-dir", str(provider_mirror)]

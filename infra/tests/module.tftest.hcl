@@ -110,7 +110,7 @@ run "defaults" {
         Effect    = "Allow"
         Action    = ["s3:ListBucket"]
         Resource  = "arn:aws:s3:::orders-state"
-        Condition = { StringLikeIfExists = { "s3:prefix" = ["actors/*"] } }
+        Condition = { StringLike = { "s3:prefix" = ["actors/*"] } }
       },
       {
         Sid      = "Leases"
@@ -120,6 +120,29 @@ run "defaults" {
       },
     ]
     error_message = "the policy must grant exactly the library's calls on the prefix and the table"
+  }
+}
+
+run "whole_bucket" {
+  command = apply
+
+  variables {
+    prefix = ""
+  }
+
+  assert {
+    condition = one([for s in jsondecode(output.policy_json).Statement : s if s.Sid == "ListSnapshots"]) == {
+      Sid      = "ListSnapshots"
+      Effect   = "Allow"
+      Action   = ["s3:ListBucket"]
+      Resource = "arn:aws:s3:::orders-state"
+    }
+    error_message = "with no prefix the bucket is the snapshots' and listing it needs no condition"
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(output.policy_json).Statement : s if s.Sid == "Snapshots"]).Resource == "arn:aws:s3:::orders-state/*"
+    error_message = "with no prefix the object actions cover the bucket"
   }
 }
 

@@ -3,7 +3,8 @@
 * A holder whose lease was taken over can never overwrite the newer state:
   its save is a compare-and-set on the version it read.
 * A lease lost while the body runs (record deleted or taken over behind the
-  holder's back) cancels the body, raises LockLost and saves nothing.
+  holder's back) cancels the body, raises LockLost and saves nothing; the
+  heartbeat's next renewal is what finds the loss.
 * Emitted events reach listeners only after the save succeeded.
 """
 
@@ -111,36 +112,69 @@ async def test_a_lease_run_out_on_the_local_clock_is_refused_before_writing() ->
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("how", ["deleted", "taken over"])
+#: The lease of the session below: renewed every ttl / 3 seconds.
+MID_BODY_TTL = 3.0
+
+
+@pytest.mark.parametrize("how", ["deleted", "taken over", "taken over slowly"])
 async def test_a_lease_lost_mid_body_cancels_it_and_saves_nothing(
-    backend: Backend, actor_id: str, how: str
+    backend: Backend, actor_id: str, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     machine = counter_machine()
     async with persisted_actor(actor_id, machine, storage=backend.storage, lock=backend.lock):
         pass
     before = await backend.storage.read(actor_id)
     reached_the_end = False
+    thief: Any = None
+    lost_at = 0.0
+
+    # Taking a lease over is two requests: expire it, then acquire it with
+    # another manager. A renewal landing between the two puts the expiry back
+    # and the thief's acquire fails, which is no test of the holder at all
+    # (under CPU load that happened about one run in three). So the holder's
+    # renewals wait while the lease is meddled with, a renewal already in
+    # flight finishes first, and the first renewal afterwards is the one that
+    # must find the loss. "taken over slowly" leaves more than a renewal
+    # interval between the two requests, as a loaded machine does.
+    meddling = anyio.Lock()
+    renew = backend.lock.renew
+
+    async def renew_unless_meddling(lease: Any) -> Any:
+        async with meddling:
+            return await renew(lease)
+
+    monkeypatch.setattr(backend.lock, "renew", renew_unless_meddling)
 
     async def session() -> None:
-        nonlocal reached_the_end
-        # TTL 1.2 s: the heartbeat renews every 0.4 s and finds the loss.
+        nonlocal reached_the_end, thief, lost_at
         async with persisted_actor(
-            actor_id, machine, storage=backend.storage, lock=backend.lock, lock_ttl=1.2
+            actor_id, machine, storage=backend.storage, lock=backend.lock, lock_ttl=MID_BODY_TTL
         ) as actor:
             await actor.send("INC")
-            if how == "deleted":
-                await backend.delete_lease(actor_id)
-            else:
-                await backend.steal_lease(actor_id)
-            await anyio.sleep(10)
+            async with meddling:
+                if how == "deleted":
+                    await backend.delete_lease(actor_id)
+                elif how == "taken over":
+                    thief = await backend.steal_lease(actor_id)
+                else:
+                    await backend.expire_lease(actor_id)
+                    await anyio.sleep(MID_BODY_TTL / 3 + 0.1)
+                    thief = await backend.make_lock().acquire(actor_id, ttl=60)
+            lost_at = anyio.current_time()
+            await anyio.sleep(30)
             reached_the_end = True
 
-    started = anyio.current_time()
-    with anyio.fail_after(5), pytest.raises(LockLost) as info:
+    with anyio.fail_after(15), pytest.raises(LockLost) as info:
         await session()
-    assert anyio.current_time() - started < 3
+    # Noticed by the next renewal (every ttl / 3), well before the lease ran out.
+    assert anyio.current_time() - lost_at < MID_BODY_TTL
     assert not reached_the_end
     assert info.value.key == actor_id
+    # The renewal saw what was done to the lease, not merely the lease running out.
+    if thief is None:
+        assert "gone" in info.value.reason
+    else:
+        assert f"now leased to {thief.owner!r}" in info.value.reason
     assert await backend.storage.read(actor_id) == before
 
 
