@@ -1217,7 +1217,7 @@ _VARYING = [
     (re.compile(r"\b\d+\.[0-9a-f]{16,}\b"), "<version>"),
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"), "<time>"),
     (re.compile(r"\((?:in )?\d+(?:\.\d+)? (?:s|min|h|days)(?: ago)?\)"), "(<in>)"),
-    (re.compile(r"[\w.-]+:\d+:[0-9a-f]{32}"), "<owner>"),
+    (re.compile(r"[\w.-]+:\d+:[0-9a-f]{25,}"), "<owner>"),
     (re.compile(r"\(token \d+\)"), "(token <n>)"),
 ]
 
