@@ -36,6 +36,7 @@ from .locks.file import FileLockManager
 from .persisted import PersistedActor, persisted_actor
 from .statechart import Machine, assign, emit
 from .storage.local import LocalFileStorage
+from .system import ActorSystem
 
 __all__ = (
     "ORDER_CONFIG",
@@ -214,6 +215,23 @@ class _Demo:
         self.line("send", f"{shown.removesuffix(' {}')}{suffix}")
         self.state(actor)
 
+    async def wake(self) -> None:
+        """What a waker does (``durable-state wake``, a worker, a scheduled Lambda)."""
+        self.step += 1
+        self.out("")
+        self.out(f"[{self.step}] a waker finds the order in the storage's due index")
+        async with (
+            LocalFileStorage(self.directory) as storage,
+            FileLockManager(self.directory) as lock,
+        ):
+            system = ActorSystem([self.machine], storage=storage, lock=lock)
+            stepped = await system.fire_due()
+            self.line("wake", f"stepped {stepped} due actor(s): the retry timer fired, nobody sent")
+            async with system.actor(self.actor_id) as actor:
+                self.state(actor)
+                self.timers(actor)
+                self.last_value = actor.snapshot.value
+
     def state(self, actor: PersistedActor) -> None:
         snap = actor.snapshot
         self.line("state", f"{format_value(snap.value):<17} {format_context(snap.context)}")
@@ -303,8 +321,9 @@ async def run_demo(
     next_due = actor.next_timer_at
     wait = max(0.0, (next_due or 0) / 1000 - time.time()) + 0.1
     out("")
-    out(f"    ... no process holds the order now; {wait:.1f} s pass ...")
+    out(f"    ... no process holds the order now, nobody sends anything; {wait:.1f} s pass ...")
     await anyio.sleep(wait)
+    await demo.wake()
 
     async with demo.invocation("the next message arrives: the payment goes through") as actor:
         await demo.send(actor, {"type": "PAYMENT_SUCCEEDED"}, "pay-2")

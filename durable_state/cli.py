@@ -8,6 +8,7 @@ Commands::
     durable-state send ACTOR_ID EVENT --machine module:attr [--data JSON] [--event-id ID]
     durable-state rm ACTOR_ID [--yes] [--force]   delete a stored actor
     durable-state unlock ACTOR_ID [--yes]    force-release a stale lease
+    durable-state wake --machine module:attr ... [--once]   fire due timers (a waker)
     durable-state diagram module:attr [--format mermaid|dot]
 
 Backends are named by URL (``--storage file://DIR | s3://BUCKET/PREFIX``,
@@ -362,6 +363,35 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     unlock.set_defaults(handler=_cmd_unlock)
 
+    wake = sub.add_parser(
+        "wake",
+        parents=[common, backends],
+        help="fire the timers that are due (once, or as a worker until stopped)",
+        description="Read the storage's due index and step every actor whose timer is "
+        "due: loading fires the timers, a compare-and-set save keeps the result. "
+        "Without --once it keeps going, every --interval seconds, until SIGTERM or "
+        "Ctrl-C. Any number of wakers may run at once.",
+    )
+    wake.add_argument(
+        "--machine",
+        metavar="MODULE:ATTR",
+        action="append",
+        help=f"a machine whose actors may be due (repeat for several; default: "
+        f"${ENV_MACHINE}; '{DEMO_MACHINE}' is the demo's)",
+    )
+    wake.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    wake.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between passes (default 1)",
+    )
+    wake.add_argument(
+        "--concurrency", type=int, default=16, metavar="N", help="actors visited at once"
+    )
+    wake.set_defaults(handler=_cmd_wake)
+
     diagram = sub.add_parser(
         "diagram",
         parents=[common],
@@ -697,6 +727,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _out(f"  {_PROG} ls{where}")
     _out(f"  {_PROG} show {actor_id}{where}")
     _out(f"  {_PROG} diagram demo")
+    _out(f"  {_PROG} wake --machine demo --once{where}   # what a waker does, once")
     return EXIT_OK
 
 
@@ -791,6 +822,49 @@ def _print_snapshot(view: Mapping[str, Any], b: _Backends, lease: Lease | None, 
         _out(f"  {'processed':<10} {len(processed)} event id(s); latest: {latest}")
     lease_text = "none (no lock configured)" if b.lock is None else _lease_text(lease, now)
     _out(f"  {'lease':<10} {lease_text}")
+
+
+def _cmd_wake(args: argparse.Namespace) -> int:
+    """``durable-state wake``: fire due timers, once or until stopped."""
+    from .system import ActorSystem
+
+    specs = args.machine or ([os.environ[ENV_MACHINE]] if os.environ.get(ENV_MACHINE) else [])
+    if not specs:
+        raise UsageError(f"wake needs --machine MODULE:ATTR (or ${ENV_MACHINE})")
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, not {args.concurrency}")
+    machines = [load_machine(spec) for spec in specs]
+
+    async def run() -> int:
+        async with _open_backends(args, must_exist=True) as b:
+            system = ActorSystem(machines, storage=b.storage, lock=b.lock)
+            if args.once:
+                stepped = await system.fire_due(concurrency=args.concurrency)
+                _report_wake(system, stepped)
+                return EXIT_OK
+            _err(f"waking due actors every {args.interval:g} s; stop with Ctrl-C or SIGTERM")
+            await system.run_waker(args.interval, concurrency=args.concurrency)
+            _report_wake(system, system.stats.stepped)
+            return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _report_wake(system: Any, stepped: int) -> None:
+    stats = system.stats
+    extra = [
+        f"{n} {label}"
+        for n, label in (
+            (stats.busy, "busy (retried later)"),
+            (stats.unknown_machine, "with an unknown machine"),
+            (stats.failed, "failed"),
+        )
+        if n
+    ]
+    _out(
+        f"woke {stepped} actor{'s' if stepped != 1 else ''}"
+        + (f"; {', '.join(extra)}" if extra else "")
+    )
 
 
 def _cmd_send(args: argparse.Namespace) -> int:

@@ -608,8 +608,9 @@ class ActorSystem:
         """Run the waker in the background while the block runs.
 
         Args:
-            poll_interval: seconds between passes (a pass that read ``limit``
-                entries is followed by the next one at once).
+            poll_interval: seconds from the start of one pass to the start
+                of the next (a pass that read ``limit`` entries is followed by
+                the next one at once).
             limit: the most index entries read per pass.
             concurrency: the most actors visited at the same time.
 
@@ -660,7 +661,9 @@ class ActorSystem:
     ) -> None:
         if not poll_interval > 0:
             raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            began = loop.time()
             current = asyncio.ensure_future(self._pass(limit, concurrency))
             stopping = asyncio.ensure_future(stop.wait())
             try:
@@ -674,8 +677,11 @@ class ActorSystem:
                 return
             if self._last_pass_full:
                 continue  # more is due than one pass reads
-            with suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_interval)
+            # Passes start every poll_interval, however long a pass took.
+            pause = poll_interval - (loop.time() - began)
+            if pause > 0:
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
 
     async def _pass(self, limit: int, concurrency: int) -> None:
         try:

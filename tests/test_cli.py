@@ -127,15 +127,17 @@ def test_demo_runs_in_a_real_process_and_again_with_reset(
         "payment.declined",
         "after retry_backoff in #order.payment.declined: due in 1.5 s",
         "a duplicate webhook for this order is refused",
-        "fired on load: payment.declined -> payment.pending",
+        "a waker finds the order in the storage's due index",
+        "the retry timer fired, nobody sent",
         "attempts=2",
         '"outcome": "shipped"',
         "delivered after the save succeeded",
         "durable-state show order-",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
-    # Fencing tokens grow with every invocation: six invocations, tokens 1..6.
-    assert [f"lease token {n})" in out for n in range(1, 7)] == [True] * 6
+    # Fencing tokens grow with every lease: six invocations and the waker's
+    # two sessions (its visit and the look afterwards), tokens 1..8.
+    assert [f"lease token {n})" in out for n in (1, 2, 3, 4, 7, 8)] == [True] * 6
 
     code, listing, _ = run(capsys, "ls", "--dir", "demo-state")
     first = listing.split()
@@ -1362,3 +1364,44 @@ async def test_read_persisted_decodes_without_the_machine(tmp_path: Path) -> Non
         await storage.write("bad", bad)
         with pytest.raises(SnapshotCorrupt, match=re.escape(why)):
             await read_persisted(storage, "bad")
+
+
+def test_wake_fires_due_timers_once_and_reports(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reminders.py").write_text(
+        textwrap.dedent(
+            """
+            from durable_state import Machine, assign
+
+            reminder = Machine(
+                {
+                    "id": "reminder",
+                    "initial": "waiting",
+                    "context": {"sent": 0},
+                    "states": {
+                        "waiting": {"after": {"100": {"target": "sent", "actions": "send"}},
+                                    "on": {"HELLO": {}}},
+                        "sent": {},
+                    },
+                },
+                actions={"send": assign(lambda c, e: {"sent": c["sent"] + 1})},
+            )
+            """
+        )
+    )
+    code, _, err = run(
+        capsys, "send", "r-1", "HELLO", "--machine", "reminders:reminder", "--create"
+    )
+    assert code == EXIT_OK, err
+    code, out, _ = run(capsys, "wake", "--machine", "reminders:reminder", "--once")
+    assert (code, out.strip()) == (EXIT_OK, "woke 0 actors")  # not due yet
+    time.sleep(0.15)
+    code, out, _ = run(capsys, "wake", "--machine", "reminders:reminder", "--once")
+    assert (code, out.strip()) == (EXIT_OK, "woke 1 actor")
+    code, out, _ = run(capsys, "show", "r-1", "--json")
+    assert json.loads(out)["context"]["sent"] == 1
+    code, _, err = run(capsys, "wake", "--once")
+    assert code == EXIT_USAGE
+    assert "wake needs --machine" in err
