@@ -254,6 +254,18 @@ async def throughput(label: str, actors: int, make: Callable[[], tuple[Storage, 
     )
 
 
+async def _by_hand(
+    ids: list[str], machine: Machine, storage: Storage, locks: Any, clock: ManualClock
+) -> None:
+    limiter = asyncio.Semaphore(16)
+
+    async def one(actor_id: str) -> None:
+        async with limiter:
+            await fire_due_timers(actor_id, machine, storage=storage, lock=locks, clock=clock)
+
+    await asyncio.gather(*(one(i) for i in ids))
+
+
 def _local() -> tuple[Storage, Any]:
     root = tempfile.mkdtemp(prefix="bench-waker-")
     return LocalFileStorage(root), FileLockManager(root)
