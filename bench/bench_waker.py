@@ -235,15 +235,7 @@ async def throughput(label: str, actors: int, make: Callable[[], tuple[Storage, 
             stepped = await system.fire_due(limit=actors, concurrency=16)
             assert stepped == actors, stepped
         else:
-            limiter = asyncio.Semaphore(16)
-
-            async def one(actor_id: str) -> None:
-                async with limiter:
-                    await fire_due_timers(
-                        actor_id, machine, storage=storage, lock=locks, clock=clock
-                    )
-
-            await asyncio.gather(*(one(i) for i in ids))
+            await _by_hand(ids, machine, storage, locks, clock)
         rates[name] = actors / (time.perf_counter() - started)
     ratio = rates["fire_due"] / rates["by hand"]
     RESULTS[f"throughput_{label}"] = {**rates, "ratio": ratio, "actors": actors}
