@@ -19,11 +19,13 @@ from .errors import LockUnavailable as LockUnavailable
 from .errors import MicrostepLimitExceeded as MicrostepLimitExceeded
 from .errors import MissingDependency as MissingDependency
 from .errors import NotSerializable as NotSerializable
+from .errors import OutboxFull as OutboxFull
 from .errors import SnapshotCorrupt as SnapshotCorrupt
 from .errors import SnapshotIncompatible as SnapshotIncompatible
 from .errors import StatechartError as StatechartError
 from .errors import StorageError as StorageError
 from .errors import StorageUnavailable as StorageUnavailable
+from .errors import UnhandledEvent as UnhandledEvent
 from .errors import UnknownMachine as UnknownMachine
 from .errors import VersionConflict as VersionConflict
 from .locks import DynamoDBLockManager as DynamoDBLockManager
@@ -80,6 +82,7 @@ __all__ = (
     "MicrostepLimitExceeded",
     "MissingDependency",
     "NotSerializable",
+    "OutboxFull",
     "Outcome",
     "PersistedActor",
     "S3Storage",
@@ -94,6 +97,7 @@ __all__ = (
     "StorageUnavailable",
     "Stored",
     "SystemClock",
+    "UnhandledEvent",
     "UnknownMachine",
     "VersionConflict",
     "WakerStats",

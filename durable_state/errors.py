@@ -37,6 +37,7 @@ __all__ = (
     "MicrostepLimitExceeded",
     "MissingDependency",
     "NotSerializable",
+    "OutboxFull",
     "SnapshotCorrupt",
     "SnapshotIncompatible",
     "StatechartError",
@@ -126,13 +127,14 @@ class NotSerializable(StatechartError, TypeError):
     Attributes:
         path: where the value sits, e.g. ``"context.items[2].price"``.
         value_type: the name of the offending value's type.
+        reason: why it cannot be stored.
     """
 
     def __init__(self, path: str, value_type: str, reason: str = "") -> None:
         self.path = path
         self.value_type = value_type
-        detail = reason or f"a {value_type} cannot be stored as JSON"
-        super().__init__(f"{path}: {detail}")
+        self.reason = reason or f"a {value_type} cannot be stored as JSON"
+        super().__init__(f"{path}: {self.reason}")
 
 
 class MicrostepLimitExceeded(StatechartError, RuntimeError):
@@ -193,6 +195,26 @@ class UnknownMachine(StatechartError, LookupError):
         where = f" (the snapshot stored at {key!r} names it)" if key is not None else ""
         have = ", ".join(repr(k) for k in known) or "none"
         super().__init__(f"no machine {machine_id!r} is registered{where}; known: {have}")
+
+
+class OutboxFull(StatechartError):
+    """A step sent more messages than an actor may hold undelivered.
+
+    Messages wait in the sender's snapshot until they are delivered; a step
+    that would make the outbox longer than the limit is rolled back.
+
+    Attributes:
+        target: the receiver of the message that did not fit.
+        limit: the most undelivered messages an actor may hold.
+    """
+
+    def __init__(self, target: str, limit: int) -> None:
+        self.target = target
+        self.limit = limit
+        super().__init__(
+            f"cannot send to {target!r}: {limit} messages already wait for delivery "
+            "in this actor's outbox"
+        )
 
 
 class UnhandledEvent(StatechartError):

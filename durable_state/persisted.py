@@ -28,6 +28,7 @@ import anyio
 from . import _json
 from ._await import await_all as _await_all
 from ._clock import Clock, SystemClock
+from ._mailbox import Mailbox
 from ._options import Locking, SessionArgs, SessionOptions, Unpack
 from .actor import Actor, Listener, Subscription
 from .errors import (
@@ -50,6 +51,8 @@ __all__ = (
     "Locking",
     "Outcome",
     "PersistedActor",
+    "SessionArgs",
+    "SessionOptions",
     "fire_due_timers",
     "persisted_actor",
     "with_persisted_actor",
@@ -117,6 +120,10 @@ class PersistedActor:
             missing actor raises :class:`ActorNotFound`.
         machines: machines by id, for ``machine=None``.
         options: the session options (:class:`~durable_state.SessionOptions`).
+        delivered: outbox messages known to be delivered since the actor was
+            stored (sequence number -> ``None``, or the reason a message can
+            never be delivered): dropped from the outbox on load. An
+            :class:`~durable_state.ActorSystem` passes what it delivered.
         **overrides: session options to change (``locking``, ``lock_ttl``,
             ``lock_wait``, ``processed_limit``, ``clock`` ...; see
             :class:`~durable_state.SessionOptions`).
@@ -137,6 +144,7 @@ class PersistedActor:
         create: bool = True,
         machines: Mapping[str, Machine] | None = None,
         options: SessionOptions | None = None,
+        delivered: Mapping[int, str | None] | None = None,
         **overrides: Unpack[SessionArgs],
     ) -> None:
         if not isinstance(actor_id, str) or not actor_id:
@@ -168,6 +176,12 @@ class PersistedActor:
         self._processed: dict[str, None] = {}
         self._processed_changes = 0
         self._saved_processed_changes = 0
+        # Outbox, inbox and dead letters (see durable_state._mailbox).
+        self.mailbox = Mailbox()
+        self._saved_mailbox_changes = 0
+        self._delivered = delivered
+        # How many sends in a row led to the event being processed now.
+        self._hops = 0
         # The due time the stored snapshot is indexed under (epoch ms).
         self._stored_due: int | None = None
         # Emitted events wait here for the save that commits their step.
@@ -237,6 +251,7 @@ class PersistedActor:
         return (
             self._created
             or self._processed_changes != self._saved_processed_changes
+            or self.mailbox.changes != self._saved_mailbox_changes
             or (self._actor is not None and self._actor.snapshot is not self._saved)
         )
 
@@ -248,7 +263,9 @@ class PersistedActor:
             RuntimeError: before :meth:`init`.
         """
         data = self._live().persisted_snapshot()
-        data[DURABLE_KEY]["processed"] = list(self._processed)
+        meta = data[DURABLE_KEY]
+        meta["processed"] = list(self._processed)
+        self.mailbox.dump(meta)
         return data
 
     def on(self, emitted_type: str, fn: Listener) -> Subscription:
@@ -343,8 +360,14 @@ class PersistedActor:
                 raise SnapshotCorrupt(self.actor_id, "$durable.processed is not a list of strings")
             if self._processed_limit:
                 self._processed = dict.fromkeys(processed[-self._processed_limit :])
+            self.mailbox = Mailbox.load(data[DURABLE_KEY], self.actor_id)
+            self._saved_mailbox_changes = self.mailbox.changes
             self._version = stored.version
-            self._stored_due = _due_of(snapshot)
+            self._stored_due = _due_of(snapshot, self.mailbox)
+            if self._delivered:
+                # Messages delivered since this snapshot was saved leave the
+                # outbox now, riding on this session's save.
+                self.mailbox.settle(self._delivered)
         actor = Actor(
             self.machine,
             snapshot,
@@ -355,6 +378,8 @@ class PersistedActor:
         )
         self._saved = snapshot
         self._actor = actor
+        if self.mailbox.stopped:
+            return  # stopped by its parent: no timers fire, no work restarts
         await actor.start()
         logger.debug(
             "loaded actor %s (version %s, %s, lease token %s)",
@@ -413,14 +438,18 @@ class PersistedActor:
             if event_id in self._processed:
                 logger.info("actor %s: skipped redelivered event %s", self.actor_id, event_id)
                 return Outcome.DUPLICATE
+        if self.mailbox.stopped:
+            return Outcome.UNHANDLED  # stopped by its parent
         before = actor.snapshot
         emitted = len(self._emitted)
+        mark = self.mailbox.mark()
         try:
             handled = await actor.send(ev)
         except BaseException:
             if rollback_on_error:
                 actor.rewind(before)
                 del self._emitted[emitted:]
+                self.mailbox.rewind(mark)
             elif event_id is not None and actor.snapshot is not before:
                 # A custom action or a listener that raises does so after the
                 # step was taken: the event was applied (and save_on_error
@@ -430,6 +459,66 @@ class PersistedActor:
         if event_id is not None:
             self._remember(event_id)
         return Outcome.APPLIED if handled else Outcome.UNHANDLED
+
+    async def receive(
+        self, sender: str, seq: int, event: Mapping[str, Any] | str, *, hops: int = 1
+    ) -> Outcome:
+        """Apply a message from another actor, exactly once.
+
+        A message whose sequence number this actor has applied from
+        ``sender`` before is skipped, however many other events came
+        between; otherwise it is sent like an event (rolled back alone if its
+        step raises) and its number is remembered in the same save.
+
+        Args:
+            sender: the sending actor's id.
+            seq: the message's sequence number at the sender.
+            event: the event.
+            hops: how many sends in a row led to this message.
+
+        Returns:
+            The outcome (:attr:`Outcome.DUPLICATE` for a redelivery).
+
+        Raises:
+            Exception: whatever the step raised (it was rolled back).
+        """
+        if self.mailbox.seen(sender, seq):
+            logger.info("actor %s: skipped message %d from %s again", self.actor_id, seq, sender)
+            return Outcome.DUPLICATE
+        self._hops = hops
+        try:
+            outcome = await self.send(event, rollback_on_error=True)
+        finally:
+            self._hops = 0
+        self.mailbox.received(sender, seq)
+        return outcome
+
+    def post(
+        self, to: str, event: Mapping[str, Any], *, machine: str | None = None
+    ) -> dict[str, Any]:
+        """Put a message in the outbox; it leaves after the save that holds it commits.
+
+        Args:
+            to: the receiving actor's id.
+            event: the event.
+            machine: the receiver's machine id, for a message that creates it.
+
+        Returns:
+            The outbox entry (or dead letter).
+
+        Raises:
+            OutboxFull: too many messages wait for delivery already.
+            NotSerializable: the event cannot be stored.
+        """
+        return self.mailbox.post(
+            to, event, now_ms=self._clock.now_ms(), hops=self._hops + 1, machine=machine
+        )
+
+    def stop_by_parent(self) -> None:
+        """Mark the actor stopped (its parent stopped it): it takes no more events."""
+        if not self.mailbox.stopped:
+            self.mailbox.stopped = True
+            self.mailbox.changes += 1
 
     def _remember(self, event_id: str) -> None:
         if not self._processed_limit:
@@ -473,9 +562,11 @@ class PersistedActor:
         # work may move the actor on while the write is in flight, and those
         # later changes must stay "unsaved".
         snapshot = actor.snapshot
+        self._report_to_parent(snapshot)
         processed_changes = self._processed_changes
+        mailbox_changes = self.mailbox.changes
         payload = _json.dumps(self.persisted_snapshot())
-        due = _due_of(snapshot)
+        due = _due_of(snapshot, self.mailbox)
         # Likewise only the events emitted up to now are delivered after this
         # write; events emitted during it wait for the next save.
         emitted, self._emitted[:] = list(self._emitted), []
@@ -507,8 +598,32 @@ class PersistedActor:
         self._stored_due = due
         self._created = False
         self._saved_processed_changes = processed_changes
+        self._saved_mailbox_changes = mailbox_changes
         await _await_all(self._deliver(emitted))
         return version
+
+    def _report_to_parent(self, snapshot: Snapshot) -> None:
+        """A child that finished tells its parent, in the save that finishes it."""
+        box = self.mailbox
+        if box.parent is None or box.child is None or box.reported or box.stopped:
+            return
+        if snapshot.status == "done":
+            event: dict[str, Any] = {
+                "type": f"xstate.done.actor.{box.child}",
+                "output": snapshot.output,
+                "actorId": box.child,
+            }
+        elif snapshot.status == "error":
+            error = snapshot.error
+            event = {
+                "type": f"xstate.error.actor.{box.child}",
+                "error": f"{type(error).__name__}: {error}" if error is not None else None,
+                "actorId": box.child,
+            }
+        else:
+            return
+        box.reported = True
+        self.post(box.parent, event)
 
     def _deliver(self, events: list[Mapping[str, Any]]) -> list[Awaitable[Any]]:
         pending: list[Awaitable[Any]] = []
@@ -858,13 +973,18 @@ async def fire_due_timers(
         return actor.next_timer_at
 
 
-def _due_of(snapshot: Snapshot) -> int | None:
-    """The due-index time of a snapshot: its earliest timer, rounded up to a ms.
+def _due_of(snapshot: Snapshot, mailbox: Mailbox) -> int | None:
+    """The due-index time of an actor: its earliest timer or undelivered message.
 
-    Rounded up so that an actor is never woken before its timer is due.
+    A timer's time is rounded up to a ms, so that an actor is never woken
+    before its timer is due.
     """
-    due = snapshot.next_timer_at if snapshot.status == "active" else None
-    return None if due is None else math.ceil(due)
+    timer = snapshot.next_timer_at if snapshot.status == "active" and not mailbox.stopped else None
+    due = [math.ceil(timer)] if timer is not None else []
+    outbox = mailbox.due()
+    if outbox is not None:
+        due.append(outbox)
+    return min(due) if due else None
 
 
 def _decode(raw: bytes, key: str) -> dict[str, Any]:

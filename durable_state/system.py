@@ -30,7 +30,7 @@ import logging
 import signal
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +43,7 @@ from .errors import (
     LockTimeout,
     SnapshotCorrupt,
     SnapshotIncompatible,
+    StatechartError,
     UnknownMachine,
 )
 from .persisted import Outcome, PersistedActor
@@ -55,6 +56,18 @@ if TYPE_CHECKING:
 __all__ = ("ActorSystem", "SendResult", "WakerStats")
 
 logger = logging.getLogger("durable_state.system")
+
+#: The message that makes a child actor (its parent's first message to it).
+SPAWN = "$spawn"
+#: The message that stops a child actor.
+STOP = "$stop"
+
+
+class _Retry:
+    """A delivery that failed for now: the message stays in the outbox."""
+
+
+_RETRY = _Retry()
 
 
 @dataclass(frozen=True)
@@ -120,7 +133,7 @@ class WakerStats:
 # The per-actor queue
 # --------------------------------------------------------------------------- #
 
-_Kind = Literal["send", "tick", "turn"]
+_Kind = Literal["send", "message", "tick", "turn"]
 
 
 @dataclass(eq=False)
@@ -134,6 +147,10 @@ class _Request:
     create: bool = False
     released: asyncio.Event | None = None  # turns: set when the body is done
     started: bool = False
+    # messages: who sent it, its number there, how many sends led to it
+    sender: str | None = None
+    seq: int = 0
+    hops: int = 1
 
 
 @dataclass(frozen=True)
@@ -275,6 +292,12 @@ class ActorSystem:
         self.stats = WakerStats()
         self._machines: dict[str, Machine] = {}
         self._lanes: dict[str, _Lane] = {}
+        # Outbox messages delivered (or buried) but not yet settled in their
+        # sender's stored outbox: sender -> seq -> None or the reason.
+        self._delivered: dict[str, dict[int, str | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         for machine in machines:
             self.register(machine)
 
@@ -362,15 +385,8 @@ class ActorSystem:
                 nobody registered.
         """
         chosen = self.machine(machine) if machine is not None else None
-        pa = PersistedActor(
-            actor_id,
-            chosen,
-            storage=self.storage,
-            lock=self.lock,
-            input=input,
-            create=create,
-            machines=self._machines,
-            options=self.options.merged(**overrides),
+        pa, delivered = self._open(
+            actor_id, chosen, input=input, create=create, options=self.options.merged(**overrides)
         )
         lane = self._lane(actor_id)
         request = _Request("turn", asyncio.get_running_loop().create_future())
@@ -380,6 +396,7 @@ class ActorSystem:
             await request.future
             async with pa.session():
                 yield pa
+            self._committed(pa, delivered)
         finally:
             request.released.set()
 
@@ -447,17 +464,14 @@ class ActorSystem:
         """One load-lease-save cycle for the requests of ``batch``; settles their futures."""
         machine = next((r.machine for r in batch if r.machine is not None), None)
         creator = next((r for r in batch if r.create), None)
-        sends = [r for r in batch if r.kind == "send"]
+        events = [r for r in batch if r.kind in ("send", "message")]
         # A waker's visit never waits for a busy actor: it comes back later.
-        overrides: SessionArgs = {} if sends else {"lock_wait": None}
-        pa = PersistedActor(
+        overrides: SessionArgs = {} if events else {"lock_wait": None}
+        pa, delivered = self._open(
             actor_id,
             machine,
-            storage=self.storage,
-            lock=self.lock,
             input=creator.input if creator is not None else None,
             create=creator is not None and machine is not None,
-            machines=self._machines,
             options=self.options.merged(**overrides),
         )
         answers: list[tuple[Outcome, Snapshot] | Exception] = []
@@ -465,16 +479,8 @@ class ActorSystem:
         try:
             async with pa.session():
                 stepped = pa.changed
-                for request in sends:
-                    assert request.event is not None
-                    try:
-                        outcome = await pa.send(
-                            request.event, event_id=request.event_id, rollback_on_error=True
-                        )
-                    except Exception as exc:  # noqa: BLE001 - handed to its own caller
-                        answers.append(exc)
-                    else:
-                        answers.append((outcome, pa.snapshot))
+                for request in events:
+                    answers.append(await self._apply(pa, request))
                 stepped = stepped or pa.changed
         except BaseException as exc:
             # Nothing of the batch was saved: every caller gets the reason.
@@ -489,8 +495,9 @@ class ActorSystem:
             if failure is None:
                 raise
             return
+        self._committed(pa, delivered)
         version = pa.version
-        for request, answer in zip(sends, answers, strict=True):
+        for request, answer in zip(events, answers, strict=True):
             if request.future.done():
                 continue  # its caller was cancelled while the batch ran
             if isinstance(answer, Exception):
@@ -501,6 +508,174 @@ class ActorSystem:
         for request in batch:
             if request.kind == "tick" and not request.future.done():
                 request.future.set_result(tick)
+
+    def _open(
+        self,
+        actor_id: str,
+        machine: Machine | None,
+        *,
+        input: Any,
+        create: bool,
+        options: SessionOptions,
+    ) -> tuple[PersistedActor, dict[int, str | None]]:
+        """A session's actor, told which of its messages were delivered meanwhile."""
+        delivered = dict(self._delivered.get(actor_id, {}))
+        pa = PersistedActor(
+            actor_id,
+            machine,
+            storage=self.storage,
+            lock=self.lock,
+            input=input,
+            create=create,
+            machines=self._machines,
+            options=options,
+            delivered=delivered or None,
+        )
+        return pa, delivered
+
+    def _committed(self, pa: PersistedActor, delivered: Mapping[int, str | None]) -> None:
+        """After a session committed: forget settled messages, deliver the outbox."""
+        if delivered:
+            settled = self._delivered.get(pa.actor_id, {})
+            for seq in delivered:
+                settled.pop(seq, None)
+            if not settled:
+                self._delivered.pop(pa.actor_id, None)
+        outbox = [
+            e for e in pa.mailbox.outbox if e["seq"] not in self._delivered.get(pa.actor_id, {})
+        ]
+        if outbox:
+            self._spawn(self._deliver(pa.actor_id, outbox))
+
+    async def _apply(
+        self, pa: PersistedActor, request: _Request
+    ) -> tuple[Outcome, Snapshot] | Exception:
+        """One send or message of a batch: its outcome, or its own error (rolled back)."""
+        assert request.event is not None
+        try:
+            if request.kind == "send":
+                outcome = await pa.send(
+                    request.event, event_id=request.event_id, rollback_on_error=True
+                )
+            else:
+                assert request.sender is not None
+                outcome = await self._receive(pa, request)
+        except Exception as exc:  # noqa: BLE001 - handed to its own caller
+            return exc
+        return outcome, pa.snapshot
+
+    async def _receive(self, pa: PersistedActor, request: _Request) -> Outcome:
+        """A message: the control messages of child actors, or an event, exactly once."""
+        assert request.sender is not None
+        assert request.event is not None
+        kind = request.event.get("type")
+        if kind == SPAWN and not pa.mailbox.seen(request.sender, request.seq):
+            # The parent started this child: record whose child it is.
+            pa.mailbox.parent = request.sender
+            pa.mailbox.child = str(request.event.get("childId"))
+            pa.mailbox.received(request.sender, request.seq)
+            return Outcome.APPLIED
+        if kind == STOP and not pa.mailbox.seen(request.sender, request.seq):
+            pa.stop_by_parent()
+            pa.mailbox.received(request.sender, request.seq)
+            return Outcome.APPLIED
+        return await pa.receive(request.sender, request.seq, request.event, hops=request.hops)
+
+    # ------------------------------------------------------------------ #
+    # Messages between actors
+    # ------------------------------------------------------------------ #
+
+    async def _deliver(self, sender: str, outbox: list[dict[str, Any]]) -> None:
+        """Deliver a committed outbox: per receiver in order, receivers side by side.
+
+        Each message is applied by its receiver exactly once (the receiver
+        remembers the highest sequence number it applied from the sender).
+        A message that cannot ever be delivered is buried with its reason;
+        one that failed for now (a busy receiver, a backend error) stops its
+        receiver's queue and stays in the outbox for a waker. What happened
+        is then settled in the sender's outbox by its next session in this
+        process (a queued one if it is busy, else one of its own).
+        """
+        by_receiver: dict[str, list[dict[str, Any]]] = {}
+        for entry in outbox:
+            by_receiver.setdefault(entry["to"], []).append(entry)
+        outcomes: dict[int, str | None] = {}
+
+        async def deliver_to(receiver: str, entries: list[dict[str, Any]]) -> None:
+            for entry in entries:
+                reason = await self._deliver_one(sender, receiver, entry)
+                if isinstance(reason, _Retry):
+                    return  # keep this one and every later one, in order
+                outcomes[entry["seq"]] = reason
+
+        await asyncio.gather(*(deliver_to(r, e) for r, e in by_receiver.items()))
+        if not outcomes:
+            return
+        self._delivered.setdefault(sender, {}).update(outcomes)
+        request = _Request("tick", asyncio.get_running_loop().create_future())
+        self._lane(sender).submit(request)
+        with suppress(Exception):
+            await request.future  # a failed settle is retried by the next session
+
+    async def _deliver_one(
+        self, sender: str, receiver: str, entry: Mapping[str, Any]
+    ) -> str | _Retry | None:
+        """Deliver one message: ``None`` when applied, a reason to bury it, or ``_RETRY``."""
+        event = entry["event"]
+        spawning = event.get("type") == SPAWN
+        machine_id = entry.get("machine") or (event.get("machine") if spawning else None)
+        try:
+            machine = self.machine(machine_id) if machine_id is not None else None
+        except UnknownMachine as exc:
+            return str(exc)
+        request = _Request(
+            "message",
+            asyncio.get_running_loop().create_future(),
+            event=event,
+            machine=machine,
+            input=event.get("input") if spawning else None,
+            create=machine is not None,
+            sender=sender,
+            seq=int(entry["seq"]),
+            hops=int(entry.get("hops", 1)),
+        )
+        self._lane(receiver).submit(request)
+        try:
+            await request.future
+        except ActorNotFound:
+            return f"no actor {receiver!r}, and no machine= to create it with"
+        except (UnknownMachine, SnapshotCorrupt, SnapshotIncompatible) as exc:
+            return str(exc)
+        except DurableStateError as exc:
+            if isinstance(exc, StatechartError):
+                return f"{type(exc).__name__}: {exc}"
+            logger.info("message %d from %s to %s waits: %s", entry["seq"], sender, receiver, exc)
+            return _RETRY
+        except Exception as exc:  # noqa: BLE001 - any failure of the step buries the message
+            return f"the receiver's step raised {type(exc).__name__}: {exc}"
+        return None
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("delivering messages failed", exc_info=task.exception())
+        if not self._tasks:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Wait until every message sent so far in this process was delivered (or buried).
+
+        Messages that wait for a waker (a busy receiver, a backend error) do
+        not count: this returns once nothing is being delivered right now.
+        """
+        while self._tasks:
+            await self._idle.wait()
 
     # ------------------------------------------------------------------ #
     # The waker
@@ -693,9 +868,12 @@ class ActorSystem:
     async def aclose(self) -> None:
         """Stop serving queued requests (their callers get ``RuntimeError``).
 
-        The storage and the lock manager are not closed: they belong to the
-        caller.
+        Deliveries in progress stop too; their messages stay in their
+        senders' outboxes, for a waker. The storage and the lock manager are
+        not closed: they belong to the caller.
         """
+        for task in list(self._tasks):
+            task.cancel()
         workers = [lane.worker for lane in self._lanes.values() if lane.worker is not None]
         for worker in workers:
             worker.cancel()

@@ -6,7 +6,7 @@ From the bottom up::
                 _retry, _shield, _await, _options
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
-    shell       actor, persisted, system                   runs the core on the backends
+    shell       actor, persisted, system, _mailbox         runs the core on the backends
     surface     cli, __main__, integrations/, testing/,    what users touch
                 _demo, _diagram, _urls, _format
     top         durable_state/__init__.py                  re-exports
@@ -54,7 +54,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "core": ("statechart",),
     "backends": ("storage", "locks"),
-    "shell": ("actor", "persisted", "system"),
+    "shell": ("actor", "persisted", "system", "_mailbox"),
     "surface": (
         "cli",
         "__main__",
@@ -76,13 +76,7 @@ ASYNC_LIBRARIES = frozenset(
 )
 
 #: Crossings still to fix, each with what should replace it.
-KNOWN: dict[tuple[str, str], str] = {
-    (f"durable_state.integrations{sub}", "durable_state._options"): (
-        "import SessionOptions from durable_state, where it is public; SessionArgs (the "
-        "overrides' TypedDict) and Unpack need a public home too"
-    )
-    for sub in ("", ".aiohttp", ".aws_lambda", ".fastapi")
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._options import SessionArgs, SessionOptions
 from ..errors import (
     ActorNotFound,
     ActorStopped,
@@ -66,6 +65,7 @@ from ..errors import (
     UnhandledEvent,
     VersionConflict,
 )
+from ..persisted import SessionArgs, SessionOptions
 from ..statechart import Machine
 from ..system import ActorSystem, SendResult
 

@@ -35,6 +35,7 @@ Needs the ``aiohttp`` extra: ``pip install "durable-state[aiohttp]"``.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,12 @@ try:
 except ImportError as exc:  # the extra is not installed
     raise MissingDependency("durable_state.integrations.aiohttp", "aiohttp") from exc
 
-from .._options import SessionArgs, SessionOptions, Unpack
+from ..persisted import SessionArgs, SessionOptions
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 from ..persisted import PersistedActor
 from ..statechart import Machine
 from ..system import ActorSystem

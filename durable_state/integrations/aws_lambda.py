@@ -63,13 +63,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import anyio
 
-from .._options import SessionArgs, SessionOptions, Unpack
+from ..persisted import SessionArgs, SessionOptions
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 from ..persisted import Outcome
 from ..system import ActorSystem
 from . import system_of

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,12 @@ try:
 except ImportError as exc:  # the extra is not installed
     raise MissingDependency("durable_state.integrations.fastapi", "fastapi") from exc
 
-from .._options import SessionArgs, SessionOptions, Unpack
+from ..persisted import SessionArgs, SessionOptions
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 from ..persisted import PersistedActor
 from ..statechart import Machine
 from ..system import ActorSystem

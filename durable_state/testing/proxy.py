@@ -189,6 +189,8 @@ class FaultProxy:
                 task.cancel()
             with contextlib.suppress(Exception):
                 loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                # Let the transports closed above finish closing.
+                loop.run_until_complete(asyncio.sleep(0.01))
             loop.close()
 
     def _decide(self, request: Request) -> str | None:
@@ -247,6 +249,8 @@ class FaultProxy:
             for w in (writer, upstream[1] if upstream else None):
                 if w is not None:
                     w.close()
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await w.wait_closed()
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
