@@ -41,3 +41,26 @@ def test_import_does_not_load_the_aws_drivers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(out.stdout) == []
+
+
+def test_importing_the_package_loads_only_what_is_used() -> None:
+    code = (
+        "import json, sys\n"
+        "import durable_state\n"
+        "before = set(sys.modules)\n"
+        "durable_state.Machine\n"
+        "print(json.dumps([sorted(before), sorted(set(sys.modules) - before)]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    before, loaded = json.loads(out.stdout)
+    ours = [m for m in before if m.startswith("durable_state.")]
+    assert ours == []  # nothing of the package until a name is used
+    assert not {"aiofiles", "anyio", "asyncio"} & {m.split(".")[0] for m in before}
+    assert "durable_state.statechart" in loaded
+    assert "durable_state.storage" not in loaded  # a machine needs no backend
+
+
+def test_dir_lists_the_exported_names() -> None:
+    assert set(durable_state.__all__) <= set(dir(durable_state))
