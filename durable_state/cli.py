@@ -820,8 +820,28 @@ def _print_snapshot(view: Mapping[str, Any], b: _Backends, lease: Lease | None, 
     if processed:
         latest = ", ".join(processed[-5:])
         _out(f"  {'processed':<10} {len(processed)} event id(s); latest: {latest}")
+    _print_mailbox(view["mailbox"])
     lease_text = "none (no lock configured)" if b.lock is None else _lease_text(lease, now)
     _out(f"  {'lease':<10} {lease_text}")
+
+
+def _print_mailbox(box: Any) -> None:
+    """The messages a ``show`` prints: parent, outbox, inbox, dead letters."""
+    if box.parent is not None:
+        stopped = ", stopped by it" if box.stopped else ""
+        _out(f"  {'parent':<10} {box.parent} (as child {box.child!r}{stopped})")
+    for i, entry in enumerate(box.outbox):
+        label = "outbox" if i == 0 else ""
+        _out(f"  {label:<10} #{entry['seq']} to {entry['to']}: {_dumps(entry['event'])}")
+    for i, (sender, seq) in enumerate(sorted(box.inbox.items())):
+        label = "inbox" if i == 0 else ""
+        _out(f"  {label:<10} from {sender}: up to #{seq}")
+    for i, entry in enumerate(box.dead):
+        label = "dead" if i == 0 else ""
+        _out(
+            f"  {label:<10} #{entry.get('seq')} to {entry.get('to')}: "
+            f"{_dumps(entry.get('event'))} -- {entry.get('reason')}"
+        )
 
 
 def _cmd_wake(args: argparse.Namespace) -> int:

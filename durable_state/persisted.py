@@ -1020,8 +1020,10 @@ async def read_persisted(storage: Storage, actor_id: str) -> Mapping[str, Any]:
         ``None``); ``"status"``, ``"value"``, ``"context"``, ``"output"``,
         ``"error"`` (as stored); ``"timers"`` (the pending timers as
         :class:`~durable_state.statechart.Timer`, by due time);
-        ``"processed"`` (the remembered event ids, oldest first) and
-        ``"next_timer_at"`` (the earliest due time in epoch ms, or ``None``).
+        ``"processed"`` (the remembered event ids, oldest first);
+        ``"next_timer_at"`` (the earliest due time in epoch ms, or ``None``)
+        and ``"mailbox"`` (the outbox, inbox and dead letters, a
+        :class:`~durable_state._mailbox.Mailbox`).
 
     Raises:
         ActorNotFound: nothing is stored under ``actor_id``.
@@ -1061,6 +1063,7 @@ async def read_persisted(storage: Storage, actor_id: str) -> Mapping[str, Any]:
         raise SnapshotCorrupt(actor_id, f"{DURABLE_KEY}.processed is not a list of strings")
     machine = meta.get("machine")
     version = meta.get("version")
+    mailbox = Mailbox.load(meta, actor_id)
     return MappingProxyType(
         {
             "actor_id": actor_id,
@@ -1078,5 +1081,6 @@ async def read_persisted(storage: Storage, actor_id: str) -> Mapping[str, Any]:
             "timers": tuple(timers),
             "processed": tuple(processed),
             "next_timer_at": timers[0].due_ms if timers else None,
+            "mailbox": mailbox,
         }
     )

@@ -1405,3 +1405,40 @@ def test_wake_fires_due_timers_once_and_reports(
     code, _, err = run(capsys, "wake", "--once")
     assert code == EXIT_USAGE
     assert "wake needs --machine" in err
+
+
+def test_show_lists_the_outbox_inbox_and_dead_letters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from durable_state import ActorSystem
+    from durable_state._demo import order_machine
+    from durable_state.locks import FileLockManager
+    from durable_state.storage import LocalFileStorage
+
+    monkeypatch.chdir(tmp_path)
+
+    async def setup() -> None:
+        async with (
+            LocalFileStorage(".durable-state") as storage,
+            FileLockManager(".durable-state") as locks,
+            FileLockManager(".durable-state") as other,
+        ):
+            system = ActorSystem([order_machine], storage=storage, lock=locks)
+            async with system.actor("shop", "order") as shop:
+                shop.post("o-9", {"type": "ADD_ITEM", "sku": "pen", "price": 1.0}, machine="order")
+                shop.post("ghost", {"type": "ADD_ITEM"})  # nobody to create it: dead
+            await system.idle()
+            held = await other.acquire("o-9", ttl=60)  # the receiver is busy: stays in the outbox
+            async with system.actor("shop") as shop:
+                shop.post("o-9", {"type": "CHECKOUT"})
+            await system.idle()
+            await other.release(held)
+
+    asyncio.run(setup())
+    code, out, err = run(capsys, "show", "shop")
+    assert code == EXIT_OK, err
+    assert 'outbox     #3 to o-9: {"type": "CHECKOUT"}' in out
+    assert "dead       #2 to ghost" in out
+    assert "no actor 'ghost'" in out
+    code, out, _ = run(capsys, "show", "o-9")
+    assert "inbox      from shop: up to #1" in out
