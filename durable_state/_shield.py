@@ -15,12 +15,13 @@ until the work is done (or its time is up), then delivers the cancellation.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import anyio
 
-__all__ = ("shielded",)
+__all__ = ("BodyCanceller", "shielded")
 
 T = TypeVar("T")
 
@@ -74,3 +75,65 @@ async def shielded(work: Coroutine[Any, Any, T], *, within: float) -> T:
     if not task.done() or task.cancelled():
         raise TimeoutError(f"gave up after {within:g} s")
     return task.result()
+
+
+class BodyCanceller:
+    """Cancels the task that made it, from another task, and tells whether that ended it.
+
+    A lease's renewal runs in a task of its own; when it finds the lease lost
+    it must cancel the body that relies on the lease. On Python 3.11+ this
+    is asyncio's own ``Task.cancel()``, matched at the exit by
+    ``Task.uncancel()``, so that an outer cancellation arriving meanwhile (an
+    ``asyncio.timeout``) still goes through: it costs nothing while nothing
+    is lost. On 3.10, which cannot count cancellations, an anyio cancel
+    scope does the same.
+
+    Must be made and :meth:`exit`-ed in the body's task.
+    """
+
+    __slots__ = ("_cancelled", "_done", "_scope", "_task")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a BodyCanceller needs a running task")
+        self._task = task
+        self._cancelled = False
+        self._done = False
+        self._scope: anyio.CancelScope | None = None
+        if not _COUNTS_CANCELLATIONS:  # pragma: no cover - Python 3.10
+            self._scope = anyio.CancelScope()
+            self._scope.__enter__()
+
+    def cancel(self) -> None:
+        """Cancel the body (once); a no-op once it has ended.
+
+        Called from the body's own task, it does nothing: the body found the
+        loss itself and raises it.
+        """
+        if self._done or self._cancelled:
+            return
+        if self._scope is not None:  # pragma: no cover - Python 3.10
+            self._scope.cancel()
+            return
+        if asyncio.current_task() is self._task:
+            return
+        self._cancelled = True
+        self._task.cancel("the lease was lost")
+
+    def exit(self, exc_type: type[BaseException] | None) -> bool:
+        """End the body; True when its cancellation was this canceller's and nobody else's."""
+        self._done = True
+        if self._scope is not None:  # pragma: no cover - Python 3.10
+            exc = exc_type() if exc_type is not None else None
+            return bool(self._scope.__exit__(exc_type, exc, None))
+        if not self._cancelled:
+            return False
+        if sys.version_info >= (3, 11):
+            others = self._task.uncancel()
+        else:  # pragma: no cover - Python 3.10 uses the scope above
+            others = 0
+        return others == 0 and exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
+
+
+_COUNTS_CANCELLATIONS = sys.version_info >= (3, 11)

@@ -23,13 +23,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-
 from . import _json
 from ._await import await_all as _await_all
 from ._clock import Clock, SystemClock
 from ._mailbox import Mailbox
 from ._options import Locking, SessionArgs, SessionOptions, Unpack
+from ._shield import BodyCanceller
 from .actor import Actor, Listener, Subscription
 from .errors import (
     ActorNotFound,
@@ -166,7 +165,7 @@ class PersistedActor:
         self._clock: Clock = opts.clock if opts.clock is not None else SystemClock()
         self._processed_limit = opts.processed_limit
         self._started = False
-        self._scope: anyio.CancelScope | None = None
+        self._canceller: BodyCanceller | None = None
         self._held: HeldLease | None = None
         self._actor: Actor | None = None
         self._version: str | None = None
@@ -744,10 +743,9 @@ class PersistedActor:
         """
         await self.init()
         if self._held is not None:
-            scope = anyio.CancelScope()
-            scope.__enter__()
-            self._scope = scope
-            self._held.on_lost(scope.cancel)
+            canceller = BodyCanceller()
+            self._canceller = canceller
+            self._held.on_lost(canceller.cancel)
         return self
 
     async def __aexit__(
@@ -772,9 +770,9 @@ class PersistedActor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        """Leave the body's cancel scope; True when it caught the loss's cancellation."""
-        scope, self._scope = self._scope, None
-        return scope is not None and bool(scope.__exit__(exc_type, exc, tb))
+        """End the body; True when it ended because the loss cancelled it."""
+        canceller, self._canceller = self._canceller, None
+        return canceller is not None and canceller.exit(exc_type)
 
     def _live(self) -> Actor:
         if self._actor is None:

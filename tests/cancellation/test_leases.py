@@ -21,9 +21,11 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from durable_state.errors import LockLost
 from durable_state.locks import DynamoDBLockManager, FileLockManager, MemoryLockManager
 from durable_state.storage import LocalFileStorage, MemoryStorage
 from durable_state.testing import FaultProxy
@@ -170,3 +172,38 @@ async def test_init_and_close_may_run_in_different_tasks_and_timeouts() -> None:
     await asyncio.ensure_future(pa.save())
     await asyncio.ensure_future(pa.close())
     assert await locks.peek("c") is None
+
+
+async def test_an_outer_cancellation_during_a_loss_is_not_swallowed() -> None:
+    """The loss's own cancellation becomes LockLost; another one arriving with it goes through."""
+    from durable_state import persisted_actor
+
+    from ._stress import COUNTER
+
+    locks, storage = MemoryLockManager(), MemoryStorage()
+    entered = asyncio.Event()
+    sessions: list[Any] = []
+
+    async def body() -> None:
+        async with persisted_actor("c", COUNTER, storage=storage, lock=locks) as pa:
+            sessions.append(pa)
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.ensure_future(body())
+    await entered.wait()
+    (pa,) = sessions
+    pa._held._set_lost(LockLost("c", owner="x", token=1, reason="taken over"))  # the renewal's move
+    task.cancel()  # and, in the same instant, an outer timeout
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await locks.peek("c") is None
+
+    # The loss alone is reported as the loss.
+    sessions.clear()
+    entered.clear()
+    task = asyncio.ensure_future(body())
+    await entered.wait()
+    sessions[0]._held._set_lost(LockLost("c", owner="x", token=1, reason="taken over"))
+    with pytest.raises(LockLost, match="taken over"):
+        await task
