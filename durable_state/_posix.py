@@ -199,7 +199,13 @@ def remove_quietly(path: str) -> None:
         logger.warning("could not remove temp file %s", path, exc_info=True)
 
 
-def replace_atomically(path: str, chunks: Iterable[bytes], *, mode: int = 0o666) -> None:
+def replace_atomically(
+    path: str,
+    chunks: Iterable[bytes],
+    *,
+    mode: int = 0o666,
+    before_rename: Callable[[], object] | None = None,
+) -> None:
     """Replace the file at ``path`` by ``chunks``, whole or not at all, durably.
 
     The new content goes to a temp file (:data:`TMP_PREFIX`) in the same
@@ -207,6 +213,13 @@ def replace_atomically(path: str, chunks: Iterable[bytes], *, mode: int = 0o666)
     is ``fsync``-ed. On failure the temp file is removed and ``path`` is
     untouched (unless the failure is the directory's ``fsync``, after the
     rename: then the new file is in place but maybe not yet durable).
+
+    Args:
+        path: the file to replace.
+        chunks: the new content.
+        mode: the permissions of the new file (before the umask).
+        before_rename: called once the new content is durable, just before
+            the rename; if it raises, nothing is renamed.
 
     Raises:
         OSError: the file system failed.
@@ -222,6 +235,8 @@ def replace_atomically(path: str, chunks: Iterable[bytes], *, mode: int = 0o666)
             os.fsync(fd)
         finally:
             os.close(fd)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     except BaseException:
         remove_quietly(tmp)

@@ -32,18 +32,28 @@ writer recognise its own write.
 
 The due index: one empty file per entry, named ``<due ms, 15 digits>-<file
 name stem>``, in a directory per minute of due time (``<due ms> // 60000``).
-Adding an entry creates the file and ``fsync``-s its directory, so an entry
-written before a snapshot is durable before the snapshot is. Finding what is
-due lists the minute directories that have started and, in each, only its
-own entries: future minutes are never read.
+Adding an entry creates the file (and ``fsync``-s the directories of a new
+minute); the ``fsync`` of the entry's own directory is left to the key's
+next write, which runs it after its file's ``fsync`` and before its rename.
+So an entry written before a snapshot is durable before the snapshot is, and
+on a journaled file system that ``fsync`` costs almost nothing: the file's
+``fsync`` has already committed the entry with it. An entry whose key is not
+written is made durable by a worker thread 0.1 s later, or by
+:meth:`LocalFileStorage.aclose`.
+Finding what is due lists the minute directories that have started and, in
+each, only its own entries: future minutes are never read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Final
 
 import aiofiles.os
@@ -60,6 +70,8 @@ from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
 __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "LocalFileStorage")
 
+logger = logging.getLogger("durable_state.storage")
+
 _SUFFIX: Final = ".state"
 _LOCK_DIR: Final = ".storage-locks"
 _DUE_DIR: Final = ".due"
@@ -69,6 +81,8 @@ _LOCK_STRIPES: Final = 256
 _MAGIC: Final = b"DSF1"
 # The header holds at most a 3072-character encoded key plus a short version.
 _PEEK_BYTES: Final = 4096
+#: How long an added due entry waits for its key's write to make it durable.
+_DUE_SYNC_DELAY: Final = 0.1
 
 
 def file_name(key_bytes: bytes) -> str:
@@ -142,8 +156,8 @@ def _due_dir(root: str, due_ms: int) -> str:
     return os.path.join(root, _DUE_DIR, f"{due_ms // _DUE_BUCKET_MS:010d}")
 
 
-def _add_due_entry(root: str, due_ms: int, name: str) -> None:
-    """Create the entry's file and make its name durable."""
+def _add_due_entry(root: str, due_ms: int, name: str) -> str:
+    """Create the entry's file; return its directory, whose ``fsync`` is still due."""
     bucket = _due_dir(root, due_ms)
     path = os.path.join(bucket, name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -160,7 +174,45 @@ def _add_due_entry(root: str, due_ms: int, name: str) -> None:
             _posix.fsync_dir(index)
             if new_index:
                 _posix.fsync_dir(root)
-    _posix.fsync_dir(bucket)
+    return bucket
+
+
+class _DueSync:
+    """The ``fsync`` an added due entry's directory still needs: run once, by whoever comes first."""
+
+    __slots__ = ("_lock", "bucket", "done", "key")
+
+    def __init__(self, key: str, bucket: str) -> None:
+        self.key = key
+        self.bucket = bucket
+        self.done = False
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            try:
+                _posix.fsync_dir(self.bucket)
+            except FileNotFoundError:
+                pass  # the minute was emptied and removed: the entry is gone
+            self.done = True
+
+
+def _run_all(syncs: Sequence[_DueSync]) -> None:
+    for sync in syncs:
+        sync.run()
+
+
+def _run_quietly(sync: _DueSync) -> None:
+    try:
+        sync.run()
+    except OSError:
+        logger.warning(
+            "could not make a due entry of %r durable; its next write tries again",
+            sync.key,
+            exc_info=True,
+        )
 
 
 def _list_due_entries(root: str, now_ms: int, limit: int | None) -> list[DueEntry]:
@@ -248,13 +300,22 @@ def _stripe_path(root: str, name: str) -> str:
 
 
 def _replace(
-    path: str, key: str, if_version: str | None, header_key: bytes, data: bytes, write_id: str
+    path: str,
+    key: str,
+    if_version: str | None,
+    header_key: bytes,
+    data: bytes,
+    write_id: str,
+    due_syncs: Sequence[_DueSync],
 ) -> str:
-    """Check the version and replace the file; return the new version (under the stripe lock)."""
+    """Check the version and replace the file; return the new version (under the stripe lock).
+
+    The due entries added for the key are made durable before the rename.
+    """
     current = _check(_posix.read_file(path, _PEEK_BYTES), key, if_version)
     version = _next_version(current, write_id)
     header = b"%s %s %s\n" % (_MAGIC, version.encode(), header_key)
-    _posix.replace_atomically(path, (header, data))
+    _posix.replace_atomically(path, (header, data), before_rename=partial(_run_all, due_syncs))
     return version
 
 
@@ -283,8 +344,10 @@ class LocalFileStorage(BaseStorage):
     * versions are ``"<counter>.<write id>"``: the counter grows with each
       write of the key, the write id keeps versions unique across delete and
       re-create, so identical bytes written twice get two versions;
-    * the due index lives beside the values (``.due/``), ``fsync``-ed like
-      them.
+    * the due index lives beside the values (``.due/``); an entry added for a
+      key is durable before the key's next write through this instance is
+      (otherwise a worker thread makes it durable 0.1 s after :meth:`add_due`
+      returned, and :meth:`aclose` does).
 
     Not for network file systems (NFS, SMB, most FUSE mounts): ``flock`` and
     rename atomicity are not reliable there. POSIX only (``fcntl``).
@@ -328,6 +391,8 @@ class LocalFileStorage(BaseStorage):
         self.contention_timeout = _posix.check_contention_timeout(contention_timeout)
         # Fixed now, so that a later chdir() cannot move the store.
         self.root = os.path.abspath(os.fspath(root))
+        # Due entries whose directory fsync has not run yet (event loop only).
+        self._due_syncs: list[_DueSync] = []
 
     def __repr__(self) -> str:
         return f"LocalFileStorage({self.root!r})"
@@ -370,6 +435,7 @@ class LocalFileStorage(BaseStorage):
                 header_key,
                 data,
                 write_id,
+                self._pending_due_syncs(key),
             )
 
     async def _delete(self, key: str, if_version: str | None) -> None:
@@ -408,7 +474,27 @@ class LocalFileStorage(BaseStorage):
     async def _add_due(self, key: str, due_ms: int) -> None:
         name = f"{due_ms:015d}-{key_file_stem(key.encode('utf-8'))}"
         with _posix.map_exceptions(StorageUnavailable, "add_due", key):
-            await anyio.to_thread.run_sync(_add_due_entry, self.root, due_ms, name)
+            bucket = await anyio.to_thread.run_sync(_add_due_entry, self.root, due_ms, name)
+        sync = _DueSync(key, bucket)
+        self._due_syncs = [*self._pending_due_syncs(), sync]
+        # The key's next write makes the entry durable; should none come soon,
+        # a worker thread does.
+        asyncio.get_running_loop().call_later(_DUE_SYNC_DELAY, self._sync_soon, sync)
+
+    def _sync_soon(self, sync: _DueSync) -> None:
+        if not sync.done:
+            asyncio.get_running_loop().run_in_executor(None, _run_quietly, sync)
+
+    def _pending_due_syncs(self, key: str | None = None) -> list[_DueSync]:
+        """The due entries still to make durable (of ``key``, or all of them)."""
+        self._due_syncs = [sync for sync in self._due_syncs if not sync.done]
+        return [sync for sync in self._due_syncs if key is None or sync.key == key]
+
+    async def _aclose(self) -> None:
+        pending = self._pending_due_syncs()
+        if pending:
+            with _posix.map_exceptions(StorageUnavailable, "close", None):
+                await anyio.to_thread.run_sync(_run_all, pending)
 
     async def _list_due(self, now_ms: int, limit: int | None) -> list[DueEntry]:
         with _posix.map_exceptions(StorageUnavailable, "list_due", None):
