@@ -65,7 +65,6 @@ __all__ = (
     "lock_file",
     "map_exceptions",
     "read_file",
-    "remove_quietly",
     "replace_atomically",
     "run_locked",
     "unlink_missing_ok",
@@ -188,7 +187,7 @@ def unlink_missing_ok(path: str) -> bool:
     return True
 
 
-def remove_quietly(path: str) -> None:
+def _remove_quietly(path: str) -> None:
     """Remove a leftover temp file, logging (not raising) a failure."""
     try:
         os.unlink(path)
@@ -239,7 +238,7 @@ def replace_atomically(
             before_rename()
         os.replace(tmp, path)
     except BaseException:
-        remove_quietly(tmp)
+        _remove_quietly(tmp)
         raise
     fsync_dir(directory)
 
