@@ -63,6 +63,7 @@ import anyio.to_thread
 from .. import _posix
 from .._keys import MAX_PLAIN_NAME, decode_key, encode_key, key_file_stem
 from .._posix import DEFAULT_CONTENTION_TIMEOUT as DEFAULT_CONTENTION_TIMEOUT
+from .._posix import read_file as _read_file
 from ..errors import SnapshotCorrupt, StorageUnavailable, VersionConflict
 from ._base import BaseStorage
 from ._keys import MAX_KEY_BYTES
@@ -121,7 +122,7 @@ def _next_version(current: str | None, write_id: str) -> str:
 
 
 def _key_of(path: str) -> str | None:
-    raw = _posix.read_file(path, _PEEK_BYTES)
+    raw = _read_file(path, _PEEK_BYTES)
     if raw is None:
         return None
     try:
@@ -312,7 +313,7 @@ def _replace(
 
     The due entries added for the key are made durable before the rename.
     """
-    current = _check(_posix.read_file(path, _PEEK_BYTES), key, if_version)
+    current = _check(_read_file(path, _PEEK_BYTES), key, if_version)
     version = _next_version(current, write_id)
     header = b"%s %s %s\n" % (_MAGIC, version.encode(), header_key)
     _posix.replace_atomically(path, (header, data), before_rename=partial(_run_all, due_syncs))
@@ -322,7 +323,7 @@ def _replace(
 def _remove(path: str, key: str, if_version: str | None) -> None:
     """Check the version (unless ``None``) and remove the file if it exists (under the lock)."""
     if if_version is not None:
-        _check(_posix.read_file(path, _PEEK_BYTES), key, if_version)
+        _check(_read_file(path, _PEEK_BYTES), key, if_version)
     if _posix.unlink_missing_ok(path):
         _posix.fsync_dir(os.path.dirname(path))
 
@@ -406,7 +407,7 @@ class LocalFileStorage(BaseStorage):
         key_bytes = key.encode("utf-8")
         with _posix.map_exceptions(StorageUnavailable, "read", key):
             # One self-contained call: a cancelled caller leaks no descriptor.
-            raw = await anyio.to_thread.run_sync(_posix.read_file, self._path(key))
+            raw = await anyio.to_thread.run_sync(_read_file, self._path(key))
         if raw is None:
             return None
         try:
@@ -464,7 +465,7 @@ class LocalFileStorage(BaseStorage):
 
     async def _landed(self, key: str, write_id: str) -> str | None:
         with _posix.map_exceptions(StorageUnavailable, "read", key):
-            head = await anyio.to_thread.run_sync(_posix.read_file, self._path(key), _PEEK_BYTES)
+            head = await anyio.to_thread.run_sync(_read_file, self._path(key), _PEEK_BYTES)
         try:
             version = _parse(head)[0] if head is not None else None
         except _Corrupt:
