@@ -4,13 +4,14 @@ Two mechanisms, with separate jobs:
 
 * **Mutual exclusion is the lease record.** Each key has a JSON record
   (owner, fencing token, expiry, released flag, the holder's session). Every
-  acquire, renew and release is a read-modify-write of that record inside a
-  short critical section guarded by an ``flock`` on a per-key ``.lock`` file,
-  taken in a worker thread with ``LOCK_NB`` and retried, so that no thread
-  ever blocks indefinitely and a waiting task stays cancellable. The record is
-  replaced atomically (temp file, ``fsync``, ``os.replace``, ``fsync`` of the
-  directory), so a crash leaves the old or the new record, never a torn one,
-  and fencing tokens survive a power loss.
+  acquire, renew, release and abandon is a read-modify-write of that record
+  inside a short critical section guarded by an ``flock`` on a per-key
+  ``.lock`` file (:func:`durable_state._posix.run_locked`: tried without
+  blocking in a worker thread, retried from the event loop, so that no thread
+  ever blocks and a waiting task stays cancellable). The record is replaced
+  atomically (:func:`durable_state._posix.replace_atomically`), so a crash
+  leaves the old or the new record, never a torn one, and fencing tokens
+  survive a power loss.
 * **Liveness is a session.** Each open manager holds an exclusive ``flock``
   on its own session file for as long as it lives; the kernel drops that lock
   when the process dies, however it dies. A contender that finds an unexpired
@@ -52,8 +53,6 @@ import re
 import secrets
 import sys
 import threading
-import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, TypeVar
@@ -61,25 +60,19 @@ from typing import Any, Final, TypeVar
 import anyio
 import anyio.to_thread
 
+from .. import _posix
 from .._keys import MAX_PLAIN_NAME, key_file_stem
+from .._posix import DEFAULT_CONTENTION_TIMEOUT as DEFAULT_CONTENTION_TIMEOUT
 from ..errors import LockLost, LockUnavailable
 from ._base import BaseLockManager
 from ._lease import DEFAULT_TTL, Busy, Lease, stale_reason
 
-if sys.platform != "win32":
-    import fcntl
-
-__all__ = ("MAX_PLAIN_NAME", "FileLockManager")
+__all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "FileLockManager")
 
 logger = logging.getLogger("durable_state.locks")
 
 _SESSION_ID: Final = re.compile(r"[0-9a-f]{32}")
-_TMP_PREFIX: Final = ".tmp-"
 _RECORD_VERSION: Final = 1
-
-#: How long one thread keeps trying for the critical-section lock before
-#: handing control back to the event loop (which retries).
-_SPIN_SECONDS: Final = 0.02
 
 _T = TypeVar("_T")
 
@@ -100,10 +93,6 @@ class _Record:
     session: str
 
 
-class _CriticalSectionBusy(Exception):
-    """The per-key lock stayed taken for a whole spin; retry from the loop."""
-
-
 class _Corrupt(Exception):
     """A lease record that cannot be decoded."""
 
@@ -119,6 +108,14 @@ class _Store:
         self._session_fd: int | None = None
         self._session_lock = threading.Lock()
 
+    def lock_path(self, name: str) -> str:
+        """The file whose ``flock`` guards the record of ``name``."""
+        return os.path.join(self.keys_dir, name + ".lock")
+
+    def record_path(self, name: str) -> str:
+        """The lease record of ``name``."""
+        return os.path.join(self.keys_dir, name + ".json")
+
     # -- sessions ---------------------------------------------------------- #
 
     def ensure_session(self) -> str:
@@ -126,26 +123,29 @@ class _Store:
         with self._session_lock:
             if self.session_id is not None:
                 return self.session_id
-            os.makedirs(self.keys_dir, exist_ok=True)
             os.makedirs(self.sessions_dir, exist_ok=True)
             self._sweep_dead_sessions()
             session_id = secrets.token_hex(16)
-            tmp = os.path.join(self.sessions_dir, _TMP_PREFIX + session_id)
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            tmp = os.path.join(self.sessions_dir, _posix.TMP_PREFIX + session_id)
+            # Locked before it gets its real name: a session file that can be
+            # found is always either locked or dead.
+            fd = _posix.lock_file(
+                tmp,
+                flags=os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                mode=0o644,
+                on_fork=self._forget_inherited_session,
+            )
+            if fd is None:  # pragma: no cover - a file this call just created
+                raise RuntimeError(f"a new session file is locked already: {tmp}")
             try:
-                # Locked before it gets its real name: a session file that
-                # can be found is always either locked or dead.
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.write(fd, f"pid {os.getpid()}\n".encode())
+                _posix.write_all(fd, f"pid {os.getpid()}\n".encode())
                 os.replace(tmp, os.path.join(self.sessions_dir, session_id))
             except BaseException:
-                os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                _posix.unlock(fd)
+                _posix.unlink_missing_ok(tmp)
                 raise
             self._session_fd = fd
             self.session_id = session_id
-            _LIVE_STORES.add(self)
             return session_id
 
     def close_session(self) -> None:
@@ -154,39 +154,33 @@ class _Store:
             fd, self._session_fd = self._session_fd, None
             if fd is None or self.session_id is None:
                 return
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.sessions_dir, self.session_id))
-            os.close(fd)
+            _posix.unlink_missing_ok(os.path.join(self.sessions_dir, self.session_id))
+            _posix.unlock(fd)
 
-    def forget_inherited_session(self) -> None:
-        """In a forked child: drop the parent's session descriptor.
+    def _forget_inherited_session(self) -> None:
+        """In a forked child, whose copy of the session descriptor is closed: start afresh.
 
-        The child must not keep the parent's session alive after the parent
-        dies. Closing the inherited descriptor does not release the parent's
-        lock (the parent still has its own descriptor).
+        The child must neither keep the parent's session alive after the
+        parent dies nor take leases in the parent's name. (Closing the copy
+        does not end the parent's session: the parent has its own descriptor.)
         """
-        fd, self._session_fd = self._session_fd, None
+        self._session_fd = None
         self.session_id = None
-        self._session_lock = threading.Lock()
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._session_lock = threading.Lock()  # a parent thread may have held it
 
     def session_alive(self, session_id: str) -> bool:
         """Whether the manager that owns ``session_id`` still holds its session."""
         if not _SESSION_ID.fullmatch(session_id):
             return False  # not a name this module writes: no live holder
-        path = os.path.join(self.sessions_dir, session_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _posix.lock_file(
+                os.path.join(self.sessions_dir, session_id), flags=os.O_RDONLY, shared=True
+            )
         except FileNotFoundError:
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if fd is None:
             return True
-        finally:
-            os.close(fd)
+        _posix.unlock(fd)
         return False
 
     def forget_session(self, session_id: str) -> None:
@@ -195,16 +189,17 @@ class _Store:
             return
         path = os.path.join(self.sessions_dir, session_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _posix.lock_file(path, flags=os.O_RDONLY)
         except FileNotFoundError:
             return
+        if fd is None:
+            return  # alive after all (cannot happen for a dead id)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.unlink(path)
         except OSError:
-            pass  # alive after all (cannot happen for a dead id), or already gone
+            pass  # already gone: garbage either way
         finally:
-            os.close(fd)
+            _posix.unlock(fd)
 
     def _sweep_dead_sessions(self) -> None:
         for name in os.listdir(self.sessions_dir):
@@ -213,37 +208,10 @@ class _Store:
 
     # -- records ----------------------------------------------------------- #
 
-    @contextlib.contextmanager
-    def critical_section(self, name: str) -> Iterator[None]:
-        """Hold the per-key ``flock`` for a read-modify-write of the record."""
-        fd = os.open(
-            os.path.join(self.keys_dir, name + ".lock"),
-            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-            0o644,
-        )
-        try:
-            deadline = time.monotonic() + _SPIN_SECONDS
-            pause = 0.0001
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise _CriticalSectionBusy() from None
-                    time.sleep(pause)  # sync-ok: _Store methods run in a worker thread (_run)
-                    pause = min(pause * 2, 0.002)
-            yield
-        finally:
-            # Closing the descriptor releases the flock.
-            os.close(fd)
-
     def read(self, name: str) -> _Record | None:
-        path = os.path.join(self.keys_dir, name + ".json")
-        try:
-            with open(path, "rb") as f:  # sync-ok: runs in a worker thread (_run)
-                raw = f.read()
-        except FileNotFoundError:
+        path = self.record_path(name)
+        raw = _posix.read_file(path)
+        if raw is None:
             return None
         try:
             data = json.loads(raw)
@@ -263,49 +231,26 @@ class _Store:
         return record
 
     def write(self, name: str, record: _Record) -> None:
-        path = os.path.join(self.keys_dir, name + ".json")
-        tmp = os.path.join(self.keys_dir, f"{_TMP_PREFIX}{secrets.token_hex(8)}")
         payload = json.dumps({"v": _RECORD_VERSION, **asdict(record)}).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            try:
-                os.write(fd, payload)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.keys_dir, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _posix.replace_atomically(self.record_path(name), (payload,), mode=0o644)
 
-    # -- the four operations ----------------------------------------------- #
+    # -- lease operations (all but peek run in the key's critical section) -- #
 
     def try_acquire(self, name: str, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
         session = self.ensure_session()
-        dead_session: str | None = None
-        with self.critical_section(name):
-            record = self.read(name)
-            if record is not None and not record.released and record.expires_at > now:
-                if self.session_alive(record.session):
-                    return Busy(record.owner, record.expires_at, record.expires_at)
-                # The holder's process died (or its manager was closed): its
-                # lease is free although its expiry is still ahead.
-                dead_session = record.session
-            token = 1 if record is None else record.token + 1
-            self.write(name, _Record(key, owner, token, now + ttl, ttl, False, session))
-        if dead_session is not None:
-            logger.info(
-                "took over the lease on %r from %r, whose process is gone",
-                key,
-                record.owner if record else None,
-            )
-            self.forget_session(dead_session)
+        record = self.read(name)
+        dead: _Record | None = None
+        if record is not None and not record.released and record.expires_at > now:
+            if self.session_alive(record.session):
+                return Busy(record.owner, record.expires_at, record.expires_at)
+            # The holder's process died (or its manager was closed): its
+            # lease is free although its expiry is still ahead.
+            dead = record
+        token = 1 if record is None else record.token + 1
+        self.write(name, _Record(key, owner, token, now + ttl, ttl, False, session))
+        if dead is not None:
+            logger.info("took over the lease on %r from %r, whose process is gone", key, dead.owner)
+            self.forget_session(dead.session)
         return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
 
     def peek(self, name: str, now: float) -> Lease | None:
@@ -319,28 +264,25 @@ class _Store:
 
     def renew(self, name: str, lease: Lease, now: float) -> Lease:
         expires_at = now + lease.ttl
-        with self.critical_section(name):
-            record = self.read(name)
-            stale = stale_reason(record, lease)
-            if stale is not None or record is None:
-                raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale or "")
-            self.write(name, replace(record, expires_at=expires_at))
+        record = self.read(name)
+        stale = stale_reason(record, lease)
+        if stale is not None or record is None:
+            raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale or "")
+        self.write(name, replace(record, expires_at=expires_at))
         return Lease(lease.key, lease.owner, lease.token, expires_at, lease.ttl)
 
     def release(self, name: str, lease: Lease) -> str | None:
-        with self.critical_section(name):
-            record = self.read(name)
-            if record is None or record.owner != lease.owner or record.token != lease.token:
-                return stale_reason(record, lease)
-            if not record.released:
-                self.write(name, replace(record, released=True))
-            return None
+        record = self.read(name)
+        if record is None or record.owner != lease.owner or record.token != lease.token:
+            return stale_reason(record, lease)
+        if not record.released:
+            self.write(name, replace(record, released=True))
+        return None
 
     def abandon(self, name: str, owner: str) -> None:
-        with self.critical_section(name):
-            record = self.read(name)
-            if record is not None and record.owner == owner and not record.released:
-                self.write(name, replace(record, released=True))
+        record = self.read(name)
+        if record is not None and record.owner == owner and not record.released:
+            self.write(name, replace(record, released=True))
 
 
 def _typed(data: dict[str, Any], field: str, kind: Any) -> Any:
@@ -351,18 +293,14 @@ def _typed(data: dict[str, Any], field: str, kind: Any) -> Any:
     return value
 
 
-# Stores with an open session, so a forked child can drop inherited sessions.
-_LIVE_STORES: weakref.WeakSet[_Store] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_LIVE_STORES):
-        store.forget_inherited_session()
-    _LIVE_STORES.clear()
-
-
-if sys.platform != "win32":
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+@contextlib.contextmanager
+def _reported(operation: str, key: str) -> Iterator[None]:
+    """Report a file-system failure or a corrupt record as ``LockUnavailable``."""
+    try:
+        with _posix.map_exceptions(LockUnavailable, operation, key):
+            yield
+    except _Corrupt as exc:
+        raise LockUnavailable(operation, key, str(exc)) from exc
 
 
 class FileLockManager(BaseLockManager):
@@ -386,20 +324,23 @@ class FileLockManager(BaseLockManager):
         clock: epoch seconds for every expiry decision (default
             :func:`time.time`); every process sharing the root must use the
             same time source.
+        contention_timeout: how long an operation waits for a key's critical
+            section held by another process before failing with
+            :class:`LockUnavailable`, in seconds (default 10). Critical
+            sections last milliseconds; a long wait means a process was
+            stopped inside one. ``LocalFileStorage`` takes the same argument
+            with the same meaning.
 
     Raises:
         NotImplementedError: on a platform without ``flock`` (Windows).
-        TypeError: ``default_ttl`` is not a number or ``clock`` is not callable.
-        ValueError: ``default_ttl`` is not positive.
+        TypeError: ``default_ttl`` or ``contention_timeout`` is not a number,
+            or ``clock`` is not callable.
+        ValueError: ``default_ttl`` or ``contention_timeout`` is not positive.
 
     Attributes:
         root: the absolute path of the directory.
-        contention_timeout: how long an operation may wait for a key's
-            critical section (held for microseconds by any live process)
-            before failing with :class:`LockUnavailable`, in seconds.
+        contention_timeout: see above.
     """
-
-    contention_timeout: float = 10.0
 
     def __init__(
         self,
@@ -407,10 +348,12 @@ class FileLockManager(BaseLockManager):
         *,
         default_ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] | None = None,
+        contention_timeout: float = DEFAULT_CONTENTION_TIMEOUT,
     ) -> None:
         if sys.platform == "win32":
             raise NotImplementedError("FileLockManager needs POSIX flock(); it is not on Windows")
         super().__init__(default_ttl=default_ttl, clock=clock)
+        self.contention_timeout = _posix.check_contention_timeout(contention_timeout)
         self.root = os.path.abspath(os.fspath(root))
         self._store = _Store(self.root)
 
@@ -419,54 +362,36 @@ class FileLockManager(BaseLockManager):
 
     def _record_path(self, key: str) -> str:
         """Where the lease record of ``key`` lives (for diagnostics and tests)."""
-        return os.path.join(self._store.keys_dir, file_name(key.encode("utf-8")) + ".json")
+        return self._store.record_path(file_name(key.encode("utf-8")))
 
-    async def _run(self, operation: str, key: str, fn: Callable[..., _T], *args: object) -> _T:
-        """Run a store operation in a thread, retrying while the key is contended."""
-        deadline = anyio.current_time() + self.contention_timeout
-        pause = 0.001
-        while True:
-            try:
-                return await anyio.to_thread.run_sync(fn, *args)
-            except _CriticalSectionBusy:
-                if anyio.current_time() >= deadline:
-                    raise LockUnavailable(
-                        operation,
-                        key,
-                        f"the key's critical section stayed locked for "
-                        f"{self.contention_timeout:.1f}s (a process stopped inside it?)",
-                    ) from None
-            except _Corrupt as exc:
-                raise LockUnavailable(operation, key, str(exc)) from exc
-            except OSError as exc:
-                raise LockUnavailable(operation, key, f"{type(exc).__name__}: {exc}") from exc
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 0.05)
+    async def _locked(self, operation: str, key: str, step: Callable[..., _T], *args: object) -> _T:
+        """Run ``step(name, *args)`` in a worker thread, in the key's critical section."""
+        name = file_name(key.encode("utf-8"))
+        with _reported(operation, key):
+            return await _posix.run_locked(
+                self._store.lock_path(name), self.contention_timeout, step, name, *args
+            )
 
     async def _try_acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
-        name = file_name(key.encode("utf-8"))
-        return await self._run("acquire", key, self._store.try_acquire, name, key, owner, ttl, now)
+        return await self._locked("acquire", key, self._store.try_acquire, key, owner, ttl, now)
 
     async def _renew(self, lease: Lease, now: float) -> Lease:
-        name = file_name(lease.key.encode("utf-8"))
-        return await self._run("renew", lease.key, self._store.renew, name, lease, now)
+        return await self._locked("renew", lease.key, self._store.renew, lease, now)
 
     async def _release(self, lease: Lease, now: float) -> str | None:
-        name = file_name(lease.key.encode("utf-8"))
-        return await self._run("release", lease.key, self._store.release, name, lease)
+        return await self._locked("release", lease.key, self._store.release, lease)
 
     async def _abandon(self, key: str, owner: str, now: float) -> None:
-        name = file_name(key.encode("utf-8"))
         if self._store.session_id is None:
             return  # no session yet: no record can have been written
-        await self._run("release", key, self._store.abandon, name, owner)
+        await self._locked("release", key, self._store.abandon, owner)
 
     async def _peek(self, key: str, now: float) -> Lease | None:
-        name = file_name(key.encode("utf-8"))
-        return await self._run("peek", key, self._store.peek, name, now)
+        with _reported("peek", key):
+            return await anyio.to_thread.run_sync(
+                self._store.peek, file_name(key.encode("utf-8")), now
+            )
 
     async def _aclose(self) -> None:
-        try:
+        with _posix.map_exceptions(LockUnavailable, "close", self.root):
             await anyio.to_thread.run_sync(self._store.close_session)
-        except OSError as exc:
-            raise LockUnavailable("close", self.root, f"{type(exc).__name__}: {exc}") from exc

@@ -32,47 +32,48 @@ writer recognise its own write.
 
 The due index: one empty file per entry, named ``<due ms, 15 digits>-<file
 name stem>``, in a directory per minute of due time (``<due ms> // 60000``).
-Adding an entry creates the file and ``fsync``-s its directory, so an entry
-written before a snapshot is durable before the snapshot is. Finding what is
-due lists the minute directories that have started and, in each, only its
-own entries: future minutes are never read.
+Adding an entry creates the file (and ``fsync``-s the directories of a new
+minute); the ``fsync`` of the entry's own directory is left to the key's
+next write, which runs it after its file's ``fsync`` and before its rename.
+So an entry written before a snapshot is durable before the snapshot is, and
+on a journaled file system that ``fsync`` costs almost nothing: the file's
+``fsync`` has already committed the entry with it. An entry whose key is not
+written is made durable by a worker thread 0.1 s later, or by
+:meth:`LocalFileStorage.aclose`.
+Finding what is due lists the minute directories that have started and, in
+each, only its own entries: future minutes are never read.
 """
 
 from __future__ import annotations
 
-import errno
+import asyncio
 import hashlib
 import logging
 import os
-import secrets
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
+from typing import Final
 
 import aiofiles.os
 import anyio
 import anyio.to_thread
 
+from .. import _posix
 from .._keys import MAX_PLAIN_NAME, decode_key, encode_key, key_file_stem
-from .._retry import backoff
-from .._shield import shielded
+from .._posix import DEFAULT_CONTENTION_TIMEOUT as DEFAULT_CONTENTION_TIMEOUT
+from .._posix import read_file as _read_file
 from ..errors import SnapshotCorrupt, StorageUnavailable, VersionConflict
 from ._base import BaseStorage
 from ._keys import MAX_KEY_BYTES
 from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
-if sys.platform != "win32":
-    import fcntl
-
 __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "LocalFileStorage")
 
 logger = logging.getLogger("durable_state.storage")
 
-_T = TypeVar("_T")
-
 _SUFFIX: Final = ".state"
-_TMP_PREFIX: Final = ".tmp-"
 _LOCK_DIR: Final = ".storage-locks"
 _DUE_DIR: Final = ".due"
 #: Width of one directory of the due index, in ms.
@@ -81,11 +82,8 @@ _LOCK_STRIPES: Final = 256
 _MAGIC: Final = b"DSF1"
 # The header holds at most a 3072-character encoded key plus a short version.
 _PEEK_BYTES: Final = 4096
-_CLEANUP_TIMEOUT: Final = 10.0
-#: Default for ``LocalFileStorage(contention_timeout=...)``, in seconds.
-DEFAULT_CONTENTION_TIMEOUT: Final = 30.0
-_FIRST_BACKOFF: Final = 0.0005
-_MAX_BACKOFF: Final = 0.02
+#: How long an added due entry waits for its key's write to make it durable.
+_DUE_SYNC_DELAY: Final = 0.1
 
 
 def file_name(key_bytes: bytes) -> str:
@@ -121,31 +119,6 @@ def _next_version(current: str | None, write_id: str) -> str:
         head, _, _ = current.partition(".")
         counter = int(head) if head.isdigit() else 0
     return f"{counter + 1}.{write_id}"
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_file(path: str, limit: int = -1) -> bytes | None:
-    """Read a whole file (or its first ``limit`` bytes); ``None`` if it is missing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    with os.fdopen(fd, "rb") as f:  # owns fd from here on
-        return f.read(limit)
 
 
 def _key_of(path: str) -> str | None:
@@ -184,8 +157,8 @@ def _due_dir(root: str, due_ms: int) -> str:
     return os.path.join(root, _DUE_DIR, f"{due_ms // _DUE_BUCKET_MS:010d}")
 
 
-def _add_due_entry(root: str, due_ms: int, name: str) -> None:
-    """Create the entry's file and make its name durable."""
+def _add_due_entry(root: str, due_ms: int, name: str) -> str:
+    """Create the entry's file; return its directory, whose ``fsync`` is still due."""
     bucket = _due_dir(root, due_ms)
     path = os.path.join(bucket, name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -199,10 +172,48 @@ def _add_due_entry(root: str, due_ms: int, name: str) -> None:
             index = os.path.dirname(bucket)
             new_index = not os.path.isdir(index)
             os.makedirs(bucket, exist_ok=True)
-            _fsync_dir(index)
+            _posix.fsync_dir(index)
             if new_index:
-                _fsync_dir(root)
-    _fsync_dir(bucket)
+                _posix.fsync_dir(root)
+    return bucket
+
+
+class _DueSync:
+    """The ``fsync`` an added due entry's directory still needs: run once, by whoever comes first."""
+
+    __slots__ = ("_lock", "bucket", "done", "key")
+
+    def __init__(self, key: str, bucket: str) -> None:
+        self.key = key
+        self.bucket = bucket
+        self.done = False
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            try:
+                _posix.fsync_dir(self.bucket)
+            except FileNotFoundError:
+                pass  # the minute was emptied and removed: the entry is gone
+            self.done = True
+
+
+def _run_all(syncs: Sequence[_DueSync]) -> None:
+    for sync in syncs:
+        sync.run()
+
+
+def _run_quietly(sync: _DueSync) -> None:
+    try:
+        sync.run()
+    except OSError:
+        logger.warning(
+            "could not make a due entry of %r durable; its next write tries again",
+            sync.key,
+            exc_info=True,
+        )
 
 
 def _list_due_entries(root: str, now_ms: int, limit: int | None) -> list[DueEntry]:
@@ -230,7 +241,7 @@ def _list_due_entries(root: str, now_ms: int, limit: int | None) -> list[DueEntr
             key = _key_of_stem(root, stem)
             if key is None:
                 # A hashed name whose actor file is gone: nothing to wake.
-                _unlink_quietly(os.path.join(bucket_dir, name))
+                _posix.unlink_missing_ok(os.path.join(bucket_dir, name))
                 continue
             entries.append(DueEntry(due_ms, key))
         if limit is not None and len(entries) >= limit:
@@ -247,25 +258,11 @@ def _key_of_stem(root: str, stem: str) -> str | None:
 
 def _remove_due_entry(root: str, due_ms: int, name: str) -> None:
     bucket = _due_dir(root, due_ms)
-    _unlink_quietly(os.path.join(bucket, name))
+    _posix.unlink_missing_ok(os.path.join(bucket, name))
     try:
         os.rmdir(bucket)  # only succeeds once the minute is empty
     except OSError:
         pass
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-class _Busy:
-    """Returned by a :class:`_Section` step when another holder has the lock."""
-
-
-_BUSY: Final = _Busy()
 
 
 def _check(head: bytes | None, key: str, if_version: str | None) -> str | None:
@@ -292,173 +289,43 @@ def _check(head: bytes | None, key: str, if_version: str | None) -> str | None:
     raise VersionConflict(key, expected=if_version, actual=current)
 
 
-# Descriptors that hold a lock stripe's flock right now (a write or delete in
-# progress in some thread). A flock belongs to the open file description,
-# which a forked child shares: if the child kept its copy open, the stripe
-# would stay locked after the parent finished, for as long as the child lives.
-# The child closes its copies at once (O_CLOEXEC only covers exec). The lock
-# keeps fork() from landing between taking a flock and recording it.
-_HELD_LOCK_FDS: set[int] = set()
-_HELD_LOCK_FDS_LOCK = threading.Lock()
+def _stripe_path(root: str, name: str) -> str:
+    """The lock file that guards the file ``name``: one of 256 stripes.
 
-
-def _before_fork() -> None:
-    _HELD_LOCK_FDS_LOCK.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    _HELD_LOCK_FDS_LOCK.release()
-
-
-def _after_fork_in_child() -> None:
-    global _HELD_LOCK_FDS_LOCK
-    for fd in _HELD_LOCK_FDS:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _HELD_LOCK_FDS.clear()
-    _HELD_LOCK_FDS_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
-
-
-def _unlock(lock_fd: int) -> None:
-    """Drop a stripe's flock by closing the descriptor that holds it."""
-    with _HELD_LOCK_FDS_LOCK:
-        _HELD_LOCK_FDS.discard(lock_fd)
-        os.close(lock_fd)
-
-
-class _Section:
-    """One check-and-replace (or check-and-delete) of one file, as a critical section.
-
-    Exclusion: ``flock`` on a lock-stripe file, through a descriptor opened for
-    this attempt alone. ``flock`` locks belong to the open file description, so
-    two attempts exclude each other whether they come from two processes, two
-    storage instances or two tasks of one instance; the kernel drops the lock
-    when its holder dies, so a crashed writer never leaves the key locked.
-
-    Each attempt is one call in a worker thread that takes the lock without
-    blocking (``LOCK_NB``; the caller sleeps and retries on the event loop, so
-    waiting stays cancellable), checks the version, does the whole change and
-    unlocks in a ``finally``: no temp file and no held lock outlive the call.
-    A running attempt is never interrupted, so a cancelled caller leaves the
-    key at its old or its new value. When the caller is cancelled, it calls
-    :meth:`abort`, which waits for a running attempt to finish and makes an
-    attempt that is still queued (possible after a native ``Task.cancel()``)
-    do nothing: nothing changes after the cancelled call has returned.
+    ``flock`` locks belong to the open file description, so writers exclude
+    each other whether they are two processes, two storage instances or two
+    tasks of one instance; the kernel drops the lock of a dead process.
     """
-
-    __slots__ = ("_abandoned", "_mutex", "lock_path", "path", "root")
-
-    def __init__(self, root: str, name: str) -> None:
-        self.root = root
-        self.path = os.path.join(root, name)
-        stripe = hashlib.sha256(name.encode("ascii")).digest()[0] % _LOCK_STRIPES
-        self.lock_path = os.path.join(root, _LOCK_DIR, f"{stripe:02x}.lock")
-        self._mutex = threading.Lock()
-        self._abandoned = False
-
-    def write(
-        self, key: str, if_version: str | None, header_key: bytes, data: bytes, write_id: str
-    ) -> str | _Busy:
-        """Check the version and replace the file; return the new version."""
-        with self._mutex:
-            if self._abandoned:
-                return _BUSY
-            lock_fd = self._try_lock()
-            if lock_fd is None:
-                return _BUSY
-            tmp: str | None = None
-            try:
-                current = _check(_read_file(self.path, _PEEK_BYTES), key, if_version)
-                version = _next_version(current, write_id)
-                tmp = os.path.join(self.root, _TMP_PREFIX + secrets.token_hex(8))
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-                fd = os.open(tmp, flags, 0o666)
-                try:
-                    _write_all(fd, b"%s %s %s\n" % (_MAGIC, version.encode(), header_key))
-                    _write_all(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.path)
-                tmp = None
-                _fsync_dir(self.root)
-                return version
-            finally:
-                if tmp is not None:
-                    _remove_quietly(tmp)
-                _unlock(lock_fd)
-
-    def delete(self, key: str, if_version: str | None) -> _Busy | None:
-        """Check the version (unless ``None``) and remove the file if it exists."""
-        with self._mutex:
-            if self._abandoned:
-                return _BUSY
-            lock_fd = self._try_lock()
-            if lock_fd is None:
-                return _BUSY
-            try:
-                if if_version is not None:
-                    _check(_read_file(self.path, _PEEK_BYTES), key, if_version)
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    return None
-                _fsync_dir(self.root)
-                return None
-            finally:
-                _unlock(lock_fd)
-
-    def abort(self) -> None:
-        """Wait for a running attempt; make any later one a no-op."""
-        with self._mutex:
-            self._abandoned = True
-
-    def _try_lock(self) -> int | None:
-        """A descriptor holding the stripe's flock, or ``None`` if someone else holds it."""
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        try:
-            fd = os.open(self.lock_path, flags, 0o666)
-        except FileNotFoundError:
-            # The root (and its lock directory) is created on demand.
-            os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
-            fd = os.open(self.lock_path, flags, 0o666)
-        with _HELD_LOCK_FDS_LOCK:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return None
-            except BaseException:
-                os.close(fd)
-                raise
-            _HELD_LOCK_FDS.add(fd)
-        return fd
+    stripe = hashlib.sha256(name.encode("ascii")).digest()[0] % _LOCK_STRIPES
+    return os.path.join(root, _LOCK_DIR, f"{stripe:02x}.lock")
 
 
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        # A leftover temp file is invisible to list(); only disk space is lost.
-        logger.warning("could not remove temp file %s", path, exc_info=True)
+def _replace(
+    path: str,
+    key: str,
+    if_version: str | None,
+    header_key: bytes,
+    data: bytes,
+    write_id: str,
+    due_syncs: Sequence[_DueSync],
+) -> str:
+    """Check the version and replace the file; return the new version (under the stripe lock).
+
+    The due entries added for the key are made durable before the rename.
+    """
+    current = _check(_read_file(path, _PEEK_BYTES), key, if_version)
+    version = _next_version(current, write_id)
+    header = b"%s %s %s\n" % (_MAGIC, version.encode(), header_key)
+    _posix.replace_atomically(path, (header, data), before_rename=partial(_run_all, due_syncs))
+    return version
 
 
-def _describe(exc: OSError) -> str:
-    name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
-    text = exc.strerror or str(exc) or type(exc).__name__
-    return f"{name}: {text}" if name else text
+def _remove(path: str, key: str, if_version: str | None) -> None:
+    """Check the version (unless ``None``) and remove the file if it exists (under the lock)."""
+    if if_version is not None:
+        _check(_read_file(path, _PEEK_BYTES), key, if_version)
+    if _posix.unlink_missing_ok(path):
+        _posix.fsync_dir(os.path.dirname(path))
 
 
 class LocalFileStorage(BaseStorage):
@@ -478,8 +345,10 @@ class LocalFileStorage(BaseStorage):
     * versions are ``"<counter>.<write id>"``: the counter grows with each
       write of the key, the write id keeps versions unique across delete and
       re-create, so identical bytes written twice get two versions;
-    * the due index lives beside the values (``.due/``), ``fsync``-ed like
-      them.
+    * the due index lives beside the values (``.due/``); an entry added for a
+      key is durable before the key's next write through this instance is
+      (otherwise a worker thread makes it durable 0.1 s after :meth:`add_due`
+      returned, and :meth:`aclose` does).
 
     Not for network file systems (NFS, SMB, most FUSE mounts): ``flock`` and
     rename atomicity are not reliable there. POSIX only (``fcntl``).
@@ -487,12 +356,15 @@ class LocalFileStorage(BaseStorage):
     Args:
         root: the directory to keep the files in; every key lives directly in
             it, and nothing outside it is ever created or touched.
-        contention_timeout: how long a write or delete waits for a lock held
-            by another writer before giving up with ``StorageUnavailable``.
-            Critical sections last milliseconds; a long wait means a writer
-            was stopped (``SIGSTOP``, a debugger) inside one.
+        contention_timeout: how long a write or delete waits for a lock
+            stripe held by another writer before giving up with
+            ``StorageUnavailable``, in seconds (default 10). Critical sections
+            last milliseconds; a long wait means a writer was stopped
+            (``SIGSTOP``, a debugger) inside one. ``FileLockManager`` takes
+            the same argument with the same meaning.
 
     Raises:
+        TypeError: ``contention_timeout`` is not a number.
         ValueError: ``contention_timeout`` is not positive.
 
     Example:
@@ -517,25 +389,25 @@ class LocalFileStorage(BaseStorage):
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover - POSIX-only backend
             raise NotImplementedError("LocalFileStorage needs POSIX flock (not Windows)")
-        if not contention_timeout > 0:
-            raise ValueError(f"contention_timeout must be positive, not {contention_timeout!r}")
+        self.contention_timeout = _posix.check_contention_timeout(contention_timeout)
         # Fixed now, so that a later chdir() cannot move the store.
         self.root = os.path.abspath(os.fspath(root))
-        self.contention_timeout = contention_timeout
+        # Due entries whose directory fsync has not run yet (event loop only).
+        self._due_syncs: list[_DueSync] = []
 
     def __repr__(self) -> str:
         return f"LocalFileStorage({self.root!r})"
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, file_name(key.encode("utf-8")))
 
     async def _read(self, key: str) -> Stored | None:
         # Takes no lock: files are only ever replaced whole, so one open file
         # yields a matching header and data.
         key_bytes = key.encode("utf-8")
-        path = os.path.join(self.root, file_name(key_bytes))
-        try:
+        with _posix.map_exceptions(StorageUnavailable, "read", key):
             # One self-contained call: a cancelled caller leaks no descriptor.
-            raw = await anyio.to_thread.run_sync(_read_file, path)
-        except OSError as exc:
-            raise StorageUnavailable("read", key, _describe(exc)) from exc
+            raw = await anyio.to_thread.run_sync(_read_file, self._path(key))
         if raw is None:
             return None
         try:
@@ -550,47 +422,50 @@ class LocalFileStorage(BaseStorage):
         # Waits (cancellably, at most contention_timeout) while another writer
         # of the same lock stripe is in its critical section.
         key_bytes = key.encode("utf-8")
-        section = _Section(self.root, file_name(key_bytes))
+        name = file_name(key_bytes)
         header_key = encode_key(key_bytes).encode("ascii")
-        try:
-            return await self._attempt(
-                "write", section, section.write, key, if_version, header_key, data, write_id
+        path = os.path.join(self.root, name)
+        with _posix.map_exceptions(StorageUnavailable, "write", key):
+            return await _posix.run_locked(
+                _stripe_path(self.root, name),
+                self.contention_timeout,
+                _replace,
+                path,
+                key,
+                if_version,
+                header_key,
+                data,
+                write_id,
+                self._pending_due_syncs(key),
             )
-        except OSError as exc:
-            raise StorageUnavailable("write", key, _describe(exc)) from exc
 
     async def _delete(self, key: str, if_version: str | None) -> None:
-        section = _Section(self.root, file_name(key.encode("utf-8")))
-        try:
-            await self._attempt("delete", section, section.delete, key, if_version)
-        except OSError as exc:
-            raise StorageUnavailable("delete", key, _describe(exc)) from exc
+        name = file_name(key.encode("utf-8"))
+        path = os.path.join(self.root, name)
+        lock_path = _stripe_path(self.root, name)
+        with _posix.map_exceptions(StorageUnavailable, "delete", key):
+            await _posix.run_locked(
+                lock_path, self.contention_timeout, _remove, path, key, if_version
+            )
 
     async def _exists(self, key: str) -> bool:
-        path = os.path.join(self.root, file_name(key.encode("utf-8")))
-        try:
-            await aiofiles.os.stat(path)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise StorageUnavailable("exists", key, _describe(exc)) from exc
+        with _posix.map_exceptions(StorageUnavailable, "exists", key):
+            try:
+                await aiofiles.os.stat(self._path(key))
+            except FileNotFoundError:
+                return False
         return True
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
         # The directory is read once, when iteration starts.
-        try:
+        with _posix.map_exceptions(StorageUnavailable, "list", None):
             keys = await anyio.to_thread.run_sync(_scan, self.root, prefix)
-        except OSError as exc:
-            raise StorageUnavailable("list", None, _describe(exc)) from exc
         for key in keys:
             yield key
 
     async def _landed(self, key: str, write_id: str) -> str | None:
-        path = os.path.join(self.root, file_name(key.encode("utf-8")))
-        try:
-            head = await anyio.to_thread.run_sync(_read_file, path, _PEEK_BYTES)
-        except OSError as exc:
-            raise StorageUnavailable("read", key, _describe(exc)) from exc
+        with _posix.map_exceptions(StorageUnavailable, "read", key):
+            head = await anyio.to_thread.run_sync(_read_file, self._path(key), _PEEK_BYTES)
         try:
             version = _parse(head)[0] if head is not None else None
         except _Corrupt:
@@ -599,69 +474,34 @@ class LocalFileStorage(BaseStorage):
 
     async def _add_due(self, key: str, due_ms: int) -> None:
         name = f"{due_ms:015d}-{key_file_stem(key.encode('utf-8'))}"
-        try:
-            await anyio.to_thread.run_sync(_add_due_entry, self.root, due_ms, name)
-        except OSError as exc:
-            raise StorageUnavailable("add_due", key, _describe(exc)) from exc
+        with _posix.map_exceptions(StorageUnavailable, "add_due", key):
+            bucket = await anyio.to_thread.run_sync(_add_due_entry, self.root, due_ms, name)
+        sync = _DueSync(key, bucket)
+        self._due_syncs = [*self._pending_due_syncs(), sync]
+        # The key's next write makes the entry durable; should none come soon,
+        # a worker thread does.
+        asyncio.get_running_loop().call_later(_DUE_SYNC_DELAY, self._sync_soon, sync)
+
+    def _sync_soon(self, sync: _DueSync) -> None:
+        if not sync.done:
+            asyncio.get_running_loop().run_in_executor(None, _run_quietly, sync)
+
+    def _pending_due_syncs(self, key: str | None = None) -> list[_DueSync]:
+        """The due entries still to make durable (of ``key``, or all of them)."""
+        self._due_syncs = [sync for sync in self._due_syncs if not sync.done]
+        return [sync for sync in self._due_syncs if key is None or sync.key == key]
+
+    async def _aclose(self) -> None:
+        pending = self._pending_due_syncs()
+        if pending:
+            with _posix.map_exceptions(StorageUnavailable, "close", None):
+                await anyio.to_thread.run_sync(_run_all, pending)
 
     async def _list_due(self, now_ms: int, limit: int | None) -> list[DueEntry]:
-        try:
+        with _posix.map_exceptions(StorageUnavailable, "list_due", None):
             return await anyio.to_thread.run_sync(_list_due_entries, self.root, now_ms, limit)
-        except OSError as exc:
-            raise StorageUnavailable("list_due", None, _describe(exc)) from exc
 
     async def _remove_due(self, entry: DueEntry) -> None:
         name = f"{entry.due_ms:015d}-{key_file_stem(entry.key.encode('utf-8'))}"
-        try:
+        with _posix.map_exceptions(StorageUnavailable, "remove_due", entry.key):
             await anyio.to_thread.run_sync(_remove_due_entry, self.root, entry.due_ms, name)
-        except OSError as exc:
-            raise StorageUnavailable("remove_due", entry.key, _describe(exc)) from exc
-
-    # -- internals ----------------------------------------------------------- #
-
-    async def _attempt(
-        self,
-        operation: str,
-        section: _Section,
-        step: Callable[..., _T | _Busy],
-        key: str,
-        *args: Any,
-    ) -> _T:
-        """Run ``step`` in a worker thread until it gets the lock; return its result.
-
-        While another holder has the lock, sleep (cancellably) with jittered
-        exponential backoff and try again. Polling with ``LOCK_NB`` instead of
-        a blocking ``flock`` in a thread keeps the wait cancellable: a thread
-        blocked in ``flock`` could not be interrupted and would take the lock
-        after its caller had gone.
-
-        Raises:
-            StorageUnavailable: the lock stayed busy for ``contention_timeout``.
-        """
-        attempt = 0
-        deadline = anyio.current_time() + self.contention_timeout
-        while True:
-            try:
-                result = await anyio.to_thread.run_sync(step, key, *args)
-            except (VersionConflict, OSError):
-                raise  # raised by the step itself: it has finished and cleaned up
-            except BaseException:
-                # Cancelled: the step may still be queued or running. Wait for
-                # it (whatever cancels us meanwhile) so that nothing changes
-                # after this call has returned.
-                try:
-                    await shielded(anyio.to_thread.run_sync(section.abort), within=_CLEANUP_TIMEOUT)
-                except TimeoutError:
-                    logger.warning("a cancelled %s of %r is still running", operation, key)
-                raise
-            if not isinstance(result, _Busy):
-                return result
-            if anyio.current_time() >= deadline:
-                raise StorageUnavailable(
-                    operation,
-                    key,
-                    f"{section.lock_path} stayed locked by another writer for "
-                    f"{self.contention_timeout:g} s",
-                )
-            await anyio.sleep(backoff(attempt, initial=_FIRST_BACKOFF, maximum=_MAX_BACKOFF))
-            attempt += 1

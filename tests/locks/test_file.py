@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from durable_state.errors import InvalidKey, LockTimeout, LockUnavailable
 from durable_state.locks import FileLockManager
 from durable_state.locks.file import MAX_PLAIN_NAME, file_name
+from durable_state.storage import LocalFileStorage
 
 WORKER = os.path.join(os.path.dirname(__file__), "_lock_worker.py")
 
@@ -174,6 +175,39 @@ async def test_a_forked_child_does_not_keep_a_dead_holders_lease(
         os.kill(int(child_pid), signal.SIGKILL)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_takes_leases_in_its_own_name(tmp_path: Path) -> None:
+    """The child's copy of a manager forgets the parent's session and opens its own."""
+    code = """
+import asyncio, json, os, sys
+from durable_state.locks import FileLockManager
+
+async def acquire(manager, key):
+    await manager.acquire(key, ttl=60)
+    with open(manager._record_path(key)) as f:
+        return json.load(f)["session"]
+
+manager = FileLockManager(sys.argv[1])
+parent = asyncio.run(acquire(manager, "parent"))
+pid = os.fork()
+if pid == 0:
+    child = asyncio.run(acquire(manager, "child"))
+    os._exit(0 if child != parent else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), len(os.listdir(manager._store.sessions_dir)))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # The child's own session (its process is gone, so its file stays until swept).
+    assert result.stdout.split() == ["0", "2"]
+
+
 async def test_closing_a_manager_frees_its_leases(tmp_path: Path) -> None:
     first = FileLockManager(tmp_path)
     lease = await first.acquire("k", ttl=600)
@@ -222,19 +256,88 @@ async def test_an_unusable_root_is_reported(tmp_path: Path) -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
-async def test_a_stuck_critical_section_times_out(tmp_path: Path) -> None:
+class CriticalSections:
+    """Holds keys' critical-section locks through other open file descriptions.
+
+    As a process stopped inside its critical section would.
+    """
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    def hold(self, manager: FileLockManager, key: str) -> None:
+        fd = os.open(Path(manager._record_path(key)).with_suffix(".lock"), os.O_RDWR)
+        self.fds.append(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def release_all(self) -> None:
+        while self.fds:
+            os.close(self.fds.pop())
+
+
+@pytest.fixture
+def sections() -> Iterator[CriticalSections]:
+    held = CriticalSections()
+    yield held
+    held.release_all()
+
+
+async def test_a_stuck_critical_section_times_out(
+    tmp_path: Path, sections: CriticalSections
+) -> None:
+    async with FileLockManager(tmp_path, contention_timeout=0.3) as manager:
+        lease = await manager.acquire("k", ttl=60)
+        sections.hold(manager, "k")
+        started = time.monotonic()
+        with pytest.raises(LockUnavailable, match=r"critical section .* stayed locked") as info:
+            await manager.renew(lease)
+        assert 0.3 <= time.monotonic() - started < 3
+        assert info.value.operation == "renew"
+        assert isinstance(info.value.__cause__, TimeoutError)
+        sections.release_all()
+        await manager.renew(lease)
+
+
+async def test_a_cancelled_wait_for_a_critical_section_changes_nothing(
+    tmp_path: Path, sections: CriticalSections
+) -> None:
+    """The wait is on the event loop: a cancel ends it, and no attempt runs later."""
     async with FileLockManager(tmp_path) as manager:
         lease = await manager.acquire("k", ttl=60)
-        manager.contention_timeout = 0.3
-        # Another open file description holding the per-key lock, as a
-        # process stopped inside its critical section would.
-        fd = os.open(Path(manager._record_path("k")).with_suffix(".lock"), os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            started = time.monotonic()
-            with pytest.raises(LockUnavailable, match="critical section"):
-                await manager.renew(lease)
-            assert 0.3 <= time.monotonic() - started < 3
-        finally:
-            os.close(fd)
-        await manager.renew(lease)
+        record = anyio.Path(manager._record_path("k"))
+        before = await record.read_bytes()
+        sections.hold(manager, "k")
+        with anyio.move_on_after(0.2) as scope:
+            await manager.renew(lease)
+        assert scope.cancelled_caught
+        sections.release_all()
+        await anyio.sleep(0.1)
+        assert await record.read_bytes() == before
+        await manager.renew(lease)  # the section is free again
+        assert await record.read_bytes() != before
+
+
+def test_contention_timeout_is_the_storages(tmp_path: Path) -> None:
+    """Same argument, same default, same checks as LocalFileStorage."""
+    assert FileLockManager(tmp_path).contention_timeout == 10.0
+    assert LocalFileStorage(tmp_path).contention_timeout == 10.0
+    assert FileLockManager(tmp_path, contention_timeout=2).contention_timeout == 2.0
+    for backend in (FileLockManager, LocalFileStorage):
+        with pytest.raises(ValueError, match="contention_timeout must be positive"):
+            backend(tmp_path, contention_timeout=0)
+        with pytest.raises(ValueError, match="contention_timeout must be positive"):
+            backend(tmp_path, contention_timeout=float("nan"))
+        with pytest.raises(TypeError, match="contention_timeout must be a number"):
+            backend(tmp_path, contention_timeout=True)
+
+
+async def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write may write fewer bytes than asked: records and session files are whole."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:5])))
+    async with FileLockManager(tmp_path) as manager:
+        lease = await manager.acquire("k", ttl=60)
+        monkeypatch.undo()
+        assert await manager.peek("k") == lease
+        (session,) = (tmp_path / ".locks" / "sessions").iterdir()
+        assert session.read_text() == f"pid {os.getpid()}\n"

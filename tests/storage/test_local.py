@@ -23,13 +23,14 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from hypothesis import given
 from hypothesis import strategies as st
 
+from durable_state import _posix
 from durable_state.errors import (
     InvalidKey,
     SnapshotCorrupt,
     StorageUnavailable,
     VersionConflict,
 )
-from durable_state.storage import LocalFileStorage, Stored
+from durable_state.storage import DueEntry, LocalFileStorage, Stored
 from durable_state.storage import local as local_module
 from durable_state.storage.local import MAX_PLAIN_NAME, decode_key, encode_key, file_name
 
@@ -254,6 +255,128 @@ async def test_os_errors_become_storage_unavailable(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- #
+# The due index's durability
+# --------------------------------------------------------------------------- #
+
+DUE_MS = 1_800_000_000_000
+
+
+class SyncLog:
+    """Records file fsyncs, directory fsyncs (by path) and renames, in order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[str] = []
+        self._changed = threading.Condition()
+        real_fsync, real_fsync_dir, real_replace = os.fsync, _posix.fsync_dir, os.replace
+
+        def fsync(fd: int) -> None:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                self.events.append("file")
+            real_fsync(fd)
+
+        def fsync_dir(path: str) -> None:
+            real_fsync_dir(path)
+            with self._changed:
+                self.events.append(path)
+                self._changed.notify_all()
+
+        def replace(src: str, dst: str) -> None:
+            self.events.append("rename")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(_posix, "fsync_dir", fsync_dir)
+        monkeypatch.setattr(os, "replace", replace)
+
+    def wait_for(self, event: str, timeout: float) -> bool:
+        """Block until ``event`` was recorded (call in a worker thread)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: event in self.events, timeout)
+
+
+def _bucket(root: Path, due_ms: int) -> str:
+    return str(root / ".due" / f"{due_ms // 60_000:010d}")
+
+
+async def test_a_due_entry_is_durable_before_the_snapshot_it_precedes(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's write fsyncs the entry's directory after its own file, before its rename."""
+    monkeypatch.setattr(local_module, "_DUE_SYNC_DELAY", 60.0)  # no help from the background
+    storage = LocalFileStorage(local_root)
+    await storage.add_due("k", DUE_MS)  # creates the minute's directory
+    await storage.write("k", b"v1")
+    log = SyncLog(monkeypatch)
+    await storage.add_due("k", DUE_MS + 1)
+    assert log.events == []  # left to the write
+    await storage.write("k", b"v2")
+    assert log.events == ["file", _bucket(local_root, DUE_MS), "rename", str(local_root)]
+    log.events.clear()
+    await storage.write("k", b"v3")  # done once
+    assert log.events == ["file", "rename", str(local_root)]
+
+
+async def test_a_due_entry_that_cannot_be_made_durable_stops_the_write(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalFileStorage(local_root)
+    v1 = await storage.write("k", b"v1")
+    with monkeypatch.context() as patch:
+        patch.setattr(local_module, "_DUE_SYNC_DELAY", 60.0)  # no help from the background
+        await storage.add_due("k", DUE_MS)
+    real_fsync_dir = _posix.fsync_dir
+
+    def failing(path: str) -> None:
+        if ".due" in path:
+            raise OSError(5, "Input/output error")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(_posix, "fsync_dir", failing)
+    with pytest.raises(StorageUnavailable, match="EIO"):
+        await storage.write("k", b"v2", if_version=v1)
+    assert await storage.read("k") == Stored(b"v1", v1)  # not renamed
+    assert _tmp_files(local_root) == []
+    monkeypatch.undo()
+    log = SyncLog(monkeypatch)
+    await storage.write("k", b"v3", if_version=v1)  # tries the entry again
+    assert _bucket(local_root, DUE_MS) in log.events
+
+
+async def test_an_unwritten_due_entry_is_made_durable_soon(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "_DUE_SYNC_DELAY", 1.0)
+    storage = LocalFileStorage(local_root)
+    log = SyncLog(monkeypatch)
+    await storage.add_due("k", DUE_MS)
+    await storage.write("other", b"x")  # another key's write leaves it alone
+    bucket = _bucket(local_root, DUE_MS)
+    assert bucket not in log.events
+    assert await anyio.to_thread.run_sync(log.wait_for, bucket, 10)
+
+
+async def test_closing_makes_due_entries_durable(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalFileStorage(local_root)
+    await storage.add_due("k", DUE_MS)
+    await storage.write("k", b"v1")
+    log = SyncLog(monkeypatch)
+    await storage.add_due("k", DUE_MS + 1)
+    await storage.aclose()
+    assert log.events == [_bucket(local_root, DUE_MS)]
+
+
+async def test_a_removed_due_entry_does_not_fail_its_keys_write(local_root: Path) -> None:
+    storage = LocalFileStorage(local_root)
+    await storage.add_due("k", DUE_MS)
+    await storage.remove_due(DueEntry(DUE_MS, "k"))  # the minute's directory goes too
+    version = await storage.write("k", b"v1")
+    assert await storage.read("k") == Stored(b"v1", version)
+    assert await storage.list_due(DUE_MS) == []
+
+
+# --------------------------------------------------------------------------- #
 # Cancellation
 # --------------------------------------------------------------------------- #
 
@@ -353,19 +476,26 @@ async def test_cancellation_sweep_leaves_no_temp_files(local_root: Path, how: st
 WRITE_ID = "0" * 32
 
 
+def _stripe(root: Path, key: bytes) -> str:
+    """The lock stripe that guards ``key``."""
+    return local_module._stripe_path(str(root), file_name(key))
+
+
 def test_attempts_queued_behind_an_abort_do_nothing(local_root: Path) -> None:
     """A native cancel can run abort() before an attempt that was already queued."""
     local_root.mkdir()
-    (local_root / "k.state").write_bytes(b"DSF1 1.00 k\nold")
-    section = local_module._Section(str(local_root), file_name(b"k"))
-    section.abort()
-    assert isinstance(section.write("k", "*", b"k", b"new", WRITE_ID), local_module._Busy)
-    assert isinstance(section.delete("k", None), local_module._Busy)
+    path = local_root / "k.state"
+    path.write_bytes(b"DSF1 1.00 k\nold")
+    attempts = _posix._Attempts(_stripe(local_root, b"k"))
+    attempts.abort()
+    write = (local_module._replace, str(path), "k", "*", b"k", b"new", WRITE_ID, ())
+    assert attempts.run(*write) is _posix._BUSY
+    assert attempts.run(local_module._remove, str(path), "k", None) is _posix._BUSY
     assert _tmp_files(local_root) == []
-    assert (local_root / "k.state").read_bytes() == b"DSF1 1.00 k\nold"
+    assert path.read_bytes() == b"DSF1 1.00 k\nold"
     # Nothing was locked: a fresh attempt goes through at once.
-    other = local_module._Section(str(local_root), file_name(b"k"))
-    version = other.write("k", "1.00", b"k", b"new", WRITE_ID)
+    other = _posix._Attempts(_stripe(local_root, b"k"))
+    version = other.run(local_module._replace, str(path), "k", "1.00", b"k", b"new", WRITE_ID, ())
     assert isinstance(version, str)
     assert version.startswith("2.")
 
@@ -374,8 +504,9 @@ def test_an_attempt_cleans_up_after_itself(
     local_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failing attempt removes its temp file and drops its lock before returning."""
-    section = local_module._Section(str(local_root), file_name(b"k"))
-    v1 = section.write("k", None, b"k", b"v1", WRITE_ID)
+    attempts = _posix._Attempts(_stripe(local_root, b"k"))
+    path = str(local_root / "k.state")
+    v1 = attempts.run(local_module._replace, path, "k", None, b"k", b"v1", WRITE_ID, ())
     assert isinstance(v1, str)
 
     def failing_replace(src: str, dst: str) -> None:
@@ -384,16 +515,30 @@ def test_an_attempt_cleans_up_after_itself(
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(PermissionError, match="denied by the test"):
-        section.write("k", v1, b"k", b"v2", WRITE_ID)
+        attempts.run(local_module._replace, path, "k", v1, b"k", b"v2", WRITE_ID, ())
     monkeypatch.undo()
     assert _tmp_files(local_root) == []
-    assert isinstance(section.write("k", v1, b"k", b"v3", WRITE_ID), str)  # not left locked
+    v3 = attempts.run(local_module._replace, path, "k", v1, b"k", b"v3", WRITE_ID, ())
+    assert isinstance(v3, str)  # not left locked
+
+
+async def test_short_writes_are_completed(
+    local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.write may write fewer bytes than asked: the value is still whole."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    data = bytes(range(256)) * 40
+    storage = LocalFileStorage(local_root)
+    version = await storage.write("k", data)
+    monkeypatch.undo()
+    assert await storage.read("k") == Stored(data, version)
 
 
 async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -> None:
     storage = LocalFileStorage(local_root)
     version = await storage.write("k", b"old")
-    lock_path = local_module._Section(str(local_root), file_name(b"k")).lock_path
+    lock_path = _stripe(local_root, b"k")
     holder = await anyio.open_process([sys.executable, WORKER, "hold-lock", lock_path])
     try:
         assert holder.stdout is not None
@@ -413,7 +558,7 @@ async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -
 async def test_a_stopped_lock_holder_times_out_writers(local_root: Path) -> None:
     storage = LocalFileStorage(local_root, contention_timeout=0.3)
     version = await storage.write("k", b"old")
-    lock_path = local_module._Section(str(local_root), file_name(b"k")).lock_path
+    lock_path = _stripe(local_root, b"k")
     holder = await anyio.open_process([sys.executable, WORKER, "hold-lock", lock_path])
     try:
         assert holder.stdout is not None
@@ -424,6 +569,8 @@ async def test_a_stopped_lock_holder_times_out_writers(local_root: Path) -> None
             await storage.write("k", b"new", if_version=version)
         assert 0.3 <= anyio.current_time() - started < 5
         assert (info.value.operation, info.value.key) == ("write", "k")
+        assert info.value.detail.startswith("ETIMEDOUT: the critical section " + lock_path)
+        assert isinstance(info.value.__cause__, TimeoutError)
         with pytest.raises(StorageUnavailable, match="stayed locked"):
             await storage.delete("k")
         assert await storage.read("k") == Stored(b"old", version)  # reads take no lock
@@ -432,6 +579,8 @@ async def test_a_stopped_lock_holder_times_out_writers(local_root: Path) -> None
         await holder.aclose()
     with pytest.raises(ValueError, match="contention_timeout"):
         LocalFileStorage(local_root, contention_timeout=0)
+    with pytest.raises(TypeError, match="contention_timeout"):
+        LocalFileStorage(local_root, contention_timeout="5")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- #
@@ -543,23 +692,26 @@ def test_a_forked_child_does_not_keep_a_stripe_locked(tmp_path: Path) -> None:
     """
     code = """
 import os, sys, time
-from durable_state.storage.local import _Section, _unlock
+from durable_state._posix import lock_file, unlock
+from durable_state.storage.local import _stripe_path
 
 root = sys.argv[1]
-held = _Section(root, "k.state")._try_lock()  # a write in progress
+path = _stripe_path(root, "k.state")
+os.makedirs(os.path.dirname(path))
+held = lock_file(path)  # a write in progress
 assert held is not None
 pid = os.fork()
 if pid == 0:
     time.sleep(5)  # a long-lived child (a worker process)
     os._exit(0)
 try:
-    _unlock(held)  # the parent's write finishes
+    unlock(held)  # the parent's write finishes
     # The child drops its copy as soon as it runs; without that it would keep
     # the stripe locked for its whole 5 s life.
     deadline = time.monotonic() + 2
     again = None
     while again is None and time.monotonic() < deadline:
-        again = _Section(root, "k.state")._try_lock()
+        again = lock_file(path)
         time.sleep(0.01)
     print("free" if again is not None else "held by the child")
 finally:
