@@ -3,7 +3,7 @@
 From the bottom up::
 
     foundation  errors, _json, _keys, _clock, _aws,        shared by everything below the top
-                _retry, _shield, _await, _options
+                _retry, _shield, _await, _options, _posix
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
     shell       actor, persisted, system, _mailbox         runs the core on the backends
@@ -51,6 +51,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_shield",
         "_await",
         "_options",
+        "_posix",
     ),
     "core": ("statechart",),
     "backends": ("storage", "locks"),

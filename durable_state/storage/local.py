@@ -56,7 +56,6 @@ from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Final
 
-import aiofiles.os
 import anyio
 import anyio.to_thread
 
@@ -450,11 +449,7 @@ class LocalFileStorage(BaseStorage):
 
     async def _exists(self, key: str) -> bool:
         with _posix.map_exceptions(StorageUnavailable, "exists", key):
-            try:
-                await aiofiles.os.stat(self._path(key))
-            except FileNotFoundError:
-                return False
-        return True
+            return await anyio.to_thread.run_sync(_file_exists, self._path(key))
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
         # The directory is read once, when iteration starts.
@@ -505,3 +500,12 @@ class LocalFileStorage(BaseStorage):
         name = f"{entry.due_ms:015d}-{key_file_stem(entry.key.encode('utf-8'))}"
         with _posix.map_exceptions(StorageUnavailable, "remove_due", entry.key):
             await anyio.to_thread.run_sync(_remove_due_entry, self.root, entry.due_ms, name)
+
+
+def _file_exists(path: str) -> bool:
+    """Whether ``path`` exists; other errors than its absence propagate."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
