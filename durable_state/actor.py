@@ -146,7 +146,7 @@ class Actor:
         # is scheduled again gets a new Timer (even with the same due time):
         # it is re-armed, so that it fires after the timers scheduled before
         # it, in the order of the snapshot's (due time, scheduling order).
-        self._armed: dict[str, tuple[Timer, TimerHandle]] = {}
+        self._armed: tuple[Timer, TimerHandle] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # The snapshot record each child was started for. A state that is
         # re-entered records a new ChildRecord under the same id: the running
@@ -229,9 +229,9 @@ class Actor:
         if self._status == "stopped":
             return
         self._status = "stopped"
-        for _, handle in self._armed.values():
-            handle.cancel()
-        self._armed.clear()
+        if self._armed is not None:
+            self._armed[1].cancel()
+            self._armed = None
         tasks = [*self._tasks.values(), *(self._background or ())]
         self._tasks.clear()
         self._started.clear()
@@ -476,13 +476,19 @@ class Actor:
     def _reconcile(self) -> None:
         """Make armed timers and running children match the snapshot."""
         snap = self.snapshot
-        wanted = {t.id: t for t in snap.timers}
-        for tid in [k for k, (timer, _) in self._armed.items() if wanted.get(k) is not timer]:
-            self._armed.pop(tid)[1].cancel()
-        for tid, timer in wanted.items():  # in due order, ties in scheduling order
-            if tid not in self._armed:
-                handle = self.clock.call_at(timer.due_ms, partial(self._on_timer, tid, timer))
-                self._armed[tid] = (timer, handle)
+        # One clock callback, for the earliest timer: when it fires, every
+        # timer due by then fires in the snapshot's order and the next one is
+        # armed. The cost per step does not grow with the timers pending.
+        first = snap.timers.first
+        armed = self._armed
+        if armed is None or armed[0] is not first:
+            if armed is not None:
+                armed[1].cancel()
+            self._armed = (
+                None
+                if first is None
+                else (first, self.clock.call_at(first.due_ms, partial(self._on_timer, first)))
+            )
         for cid in [k for k, rec in self._started.items() if snap.children.get(k) is not rec]:
             del self._started[cid]
             task = self._tasks.pop(cid, None)
@@ -497,11 +503,11 @@ class Actor:
                 self._tasks[cid] = task
                 self._started[cid] = child
 
-    def _on_timer(self, timer_id: str, timer: Timer) -> None:
-        armed = self._armed.get(timer_id)
+    def _on_timer(self, timer: Timer) -> None:
+        armed = self._armed
         if armed is None or armed[0] is not timer:
             return
-        del self._armed[timer_id]
+        self._armed = None
         self._mailbox.append(("due", None, None))
         self._drain_in_background()
 
