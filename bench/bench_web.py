@@ -96,7 +96,7 @@ async def drive(port: int, endpoint: str, run: str) -> dict[str, Any]:
         async def one(actor_id: str) -> None:
             nonlocal retries, given_up
             async with limiter:
-                for attempt in range(RETRIES):
+                for _ in range(RETRIES):
                     response = await client.post(f"/{endpoint}/{actor_id}")
                     code = (
                         response.json().get("error", "ok") if response.status_code != 200 else "ok"
