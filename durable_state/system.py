@@ -146,7 +146,6 @@ class _Request:
     input: Any = None
     create: bool = False
     released: asyncio.Event | None = None  # turns: set when the body is done
-    started: bool = False
     # messages: who sent it, its number there, how many sends led to it
     sender: str | None = None
     seq: int = 0
@@ -185,7 +184,6 @@ class _Lane:
                     self.queue.popleft()
                     continue
                 if head.kind == "turn":
-                    head.started = True
                     head.future.set_result(None)
                     assert head.released is not None
                     await head.released.wait()
@@ -212,7 +210,6 @@ class _Lane:
     def _take_batch(self) -> list[_Request]:
         """The sends and visits at the head of the queue that one session can serve."""
         first = self.queue.popleft()
-        first.started = True
         batch = [first]
         limit = self.system.options.batch_size
         while self.queue and len(batch) < limit:
@@ -222,7 +219,6 @@ class _Lane:
                 continue
             if nxt.kind == "turn" or not _compatible(batch, nxt):
                 break
-            nxt.started = True
             batch.append(self.queue.popleft())
         return batch
 
@@ -415,7 +411,10 @@ class ActorSystem:
         Sends to the same actor id from concurrent tasks wait in one queue
         and are served together (group commit): one load, lease and save
         for all the events waiting, in arrival order. The call returns once
-        the save that holds its event has committed.
+        the save that holds its event has committed. A caller cancelled
+        while its send waits is left out of the batch; once its batch has
+        started, its event is applied with the others (like a write whose
+        caller was cancelled in flight).
 
         Args:
             actor_id: the actor's id.
