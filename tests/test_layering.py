@@ -3,7 +3,7 @@
 From the bottom up::
 
     foundation  errors, _json, _keys, _clock, _aws,        shared by everything below the top
-                _retry, _shield, _await, _options, _posix
+                _dynamodb, _retry, _shield, _await, _options, _posix
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
     shell       actor, persisted, system, _mailbox         runs the core on the backends
@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_keys",
         "_clock",
         "_aws",
+        "_dynamodb",
         "_retry",
         "_shield",
         "_await",

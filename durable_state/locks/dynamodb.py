@@ -47,14 +47,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .._aws import LoopBoundClient, describe, error_code, http_status, response_of
+from .._dynamodb import TTL_ATTRIBUTE
 from ..errors import LockLost, LockUnavailable, MissingDependency
 from ._base import BaseLockManager
 from ._lease import DEFAULT_TTL, Busy, Lease
 
 __all__ = ("DynamoDBLockManager",)
-
-#: The attribute DynamoDB's TTL is enabled on (durable-x-state's name).
-TTL_ATTRIBUTE: Final = "expireAt"
 
 _NAMES: Final = {
     "#id": "id",
