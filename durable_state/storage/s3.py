@@ -27,7 +27,13 @@ per entry, named ``<due ms, 15 digits>/<key>`` (a key too long for that is
 named ``<due ms>~<SHA-256 of the key>`` and kept in the object's body). S3 lists keys in
 ascending order, so finding what is due reads the index from its start and
 stops at the first entry in the future. Keys that start with
-``.durable-state/`` are reserved for it.
+``.durable-state/`` are reserved for it (and for values a ``DynamoDBStorage``
+spills here).
+
+With ``cache=True`` an instance remembers the value and ETag it last read or
+wrote per key (see :mod:`durable_state.storage._cache`): ``cached_read``
+then answers from memory, and an optimistic step costs only its conditional
+PutObject.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from ..errors import (
     StorageUnavailable,
     VersionConflict,
 )
-from ._base import BaseStorage
+from ._cache import CachingStorage, make_cache
 from ._keys import MAX_KEY_BYTES, check_key
 from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
@@ -100,7 +106,7 @@ def unwrap(raw: bytes, key: str) -> bytes:
     return raw[_HEADER_BYTES:]
 
 
-class S3Storage(BaseStorage):
+class S3Storage(CachingStorage):
     """A :class:`~durable_state.storage.Storage` in an S3 bucket.
 
     Each key is the object ``prefix + key``; the version is its ETag.
@@ -142,12 +148,17 @@ class S3Storage(BaseStorage):
             ``"aws:kms:dsse"``; ``None`` uses the bucket's default.
         kms_key_id: the KMS key for SSE-KMS (implies ``sse="aws:kms"`` when
             ``sse`` is not given).
+        cache: keep a version cache of what this instance read and wrote,
+            for :meth:`cached_read` (an optimistic step then costs only its
+            conditional write): ``True`` (1,024 entries) or a number of
+            entries. Off by default.
 
     Raises:
         MissingDependency: aioboto3 is not installed (``pip install
             "durable-state[aws]"``).
         ValueError: ``bucket`` is empty, ``prefix`` is too long or contains
-            NUL, or ``sse`` is unknown.
+            NUL, ``sse`` is unknown, or ``cache`` is a number below 1.
+        TypeError: ``cache`` is neither a bool nor an int.
     """
 
     max_key_bytes = MAX_KEY_BYTES
@@ -163,6 +174,7 @@ class S3Storage(BaseStorage):
         endpoint_url: str | None = None,
         sse: str | None = None,
         kms_key_id: str | None = None,
+        cache: bool | int = False,
     ) -> None:
         try:
             self._client_error = client_error()
@@ -187,6 +199,7 @@ class S3Storage(BaseStorage):
 
         self.bucket = bucket
         self.prefix = prefix
+        self._cache = make_cache(cache)
         self._put_extra: dict[str, str] = {"ContentType": "application/octet-stream"}
         if sse is not None:
             self._put_extra["ServerSideEncryption"] = sse
