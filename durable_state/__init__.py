@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from .statechart import emit as emit
     from .statechart import raise_event as raise_event
     from .statechart import state_in as state_in
+    from .storage import DynamoDBStorage as DynamoDBStorage
     from .storage import LocalFileStorage as LocalFileStorage
     from .storage import MemoryStorage as MemoryStorage
     from .storage import S3Storage as S3Storage
@@ -97,6 +98,7 @@ _SOURCES: dict[str, str] = {
     "UnknownMachine": ".errors",
     "VersionConflict": ".errors",
     "DynamoDBLockManager": ".locks",
+    "DynamoDBStorage": ".storage",
     "FileLockManager": ".locks",
     "Lease": ".locks",
     "LockManager": ".locks",
@@ -145,6 +147,7 @@ __all__ = (
     "Clock",
     "DurableStateError",
     "DynamoDBLockManager",
+    "DynamoDBStorage",
     "FileLockManager",
     "InvalidEvent",
     "InvalidKey",

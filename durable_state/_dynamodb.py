@@ -31,9 +31,13 @@ The storage changes a snapshot item only with ``UpdateItem`` ``SET``/``REMOVE``
 of its own attributes, so attributes it does not know (a lease) survive every
 save; an item with lease attributes but no ``version`` holds no value.
 
-Lock keys never contain NUL and have at most 1024 bytes; ``state#`` and
-``due#`` ids are the storage's. A lock manager sharing the table must not be
-asked for a lock key starting with ``state#`` or ``due#``.
+A lock key may be any string, so one could be spelled like a storage id
+(``"state#o-1"``). Such a key still never meets a value: every write and
+delete of the storage is conditional on ``attribute_not_exists(expireAt)``
+(it refuses to touch a lease item), and the lock manager takes over only an
+item that is absent, released or expired, which an item holding a value
+never is. Keep lock keys out of ``state#`` and ``due#`` all the same: such a
+lease and such a value exclude each other.
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 The contract suite asks for ``storage`` and runs once per backend, the way
 APScheduler v4's ``tests/test_datastores.py`` runs one suite over its data
-stores. S3 runs against the session's moto server over HTTP, with a fresh
-bucket per test.
+stores. S3 and DynamoDB run against the session's moto server over HTTP.
+S3 gets a fresh bucket per test; DynamoDB shares one table and one spill
+bucket between tests, each test under a prefix of its own (which also checks
+that prefixes keep storages apart). DynamoDB runs twice: with the default
+spill threshold (only the 1 MiB value goes to S3) and with a tiny one (nearly
+every value does), so the contract also holds for spilled values.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from typing import Any
 
 import pytest
 
-from durable_state.storage import LocalFileStorage, MemoryStorage, S3Storage, Storage
+from durable_state.storage import (
+    DynamoDBStorage,
+    LocalFileStorage,
+    MemoryStorage,
+    S3Storage,
+    Storage,
+)
 
-BACKENDS = ("memory", "local", "s3")
+BACKENDS = ("memory", "local", "s3", "dynamodb", "dynamodb-spill")
+
+#: The spill threshold of the "dynamodb-spill" backend: nearly every value spills.
+TINY_SPILL_THRESHOLD = 8
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +46,42 @@ async def create_bucket(moto_server: Any, aws_session: Any) -> str:
     async with aws_session.client("s3", **moto_server.client_kwargs()) as client:
         await client.create_bucket(Bucket=name)
     return name
+
+
+async def create_table(moto_server: Any, aws_session: Any) -> str:
+    """Create a new table with the due index on the moto server and return its name."""
+    name = f"ds-{uuid.uuid4().hex[:24]}"
+    async with DynamoDBStorage(name, session=aws_session, **moto_server.client_kwargs()) as maker:
+        await maker.create_table()
+    return name
+
+
+@pytest.fixture
+async def dynamodb_table(moto_server: Any, aws_session: Any) -> str:
+    """A new table (lock manager's shape plus the due index) on the moto server."""
+    return await create_table(moto_server, aws_session)
+
+
+@pytest.fixture
+async def dynamodb_client(moto_server: Any, aws_session: Any) -> AsyncIterator[Any]:
+    """A raw aiobotocore DynamoDB client, for looking behind the storage's back."""
+    async with aws_session.client("dynamodb", **moto_server.client_kwargs()) as client:
+        yield client
+
+
+@pytest.fixture
+def make_dynamodb(moto_server: Any, aws_session: Any) -> Iterator[Any]:
+    """Build DynamoDBStorage instances on the moto server; they are closed afterwards."""
+    made: list[DynamoDBStorage] = []
+
+    def make(table: str, **kwargs: Any) -> DynamoDBStorage:
+        kwargs = {"session": aws_session, **moto_server.client_kwargs(), **kwargs}
+        storage = DynamoDBStorage(table, **kwargs)
+        made.append(storage)
+        return storage
+
+    yield make
+    assert all(s._aws.current is None for s in made), "a DynamoDBStorage was left open"
 
 
 @pytest.fixture
@@ -69,6 +118,20 @@ def local_root(tmp_path: Path) -> Path:
     return tmp_path / "root"
 
 
+#: (moto endpoint) -> (table, bucket) shared by the contract runs on DynamoDB.
+_SHARED_TABLES: dict[str, tuple[str, str]] = {}
+
+
+async def shared_table_and_bucket(moto_server: Any, aws_session: Any) -> tuple[str, str]:
+    """One table and one spill bucket for every DynamoDB contract run of the session."""
+    shared = _SHARED_TABLES.get(moto_server.url)
+    if shared is None:
+        table = await create_table(moto_server, aws_session)
+        bucket = await create_bucket(moto_server, aws_session)
+        shared = _SHARED_TABLES[moto_server.url] = (table, bucket)
+    return shared
+
+
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest, local_root: Path) -> AsyncIterator[Storage]:
     """Each backend in turn, empty."""
@@ -81,7 +144,19 @@ async def storage(request: pytest.FixtureRequest, local_root: Path) -> AsyncIter
         # Sync fixtures only: an async fixture cannot be requested from here.
         moto = request.getfixturevalue("moto_server")
         session = request.getfixturevalue("aws_session")
-        bucket = await create_bucket(moto, session)
-        backend = S3Storage(bucket, session=session, **moto.client_kwargs())
+        if request.param == "s3":
+            bucket = await create_bucket(moto, session)
+            backend = S3Storage(bucket, session=session, **moto.client_kwargs())
+        else:
+            table, bucket = await shared_table_and_bucket(moto, session)
+            threshold = {"dynamodb-spill": TINY_SPILL_THRESHOLD}.get(request.param)
+            backend = DynamoDBStorage(
+                table,
+                prefix=f"{uuid.uuid4().hex}/",
+                session=session,
+                spill=bucket,
+                **({} if threshold is None else {"spill_threshold": threshold}),
+                **moto.client_kwargs(),
+            )
     async with backend:
         yield backend

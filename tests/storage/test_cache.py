@@ -1,4 +1,4 @@
-"""The version cache of S3Storage (``cache=``), and its bounds."""
+"""The version cache of S3Storage and DynamoDBStorage (``cache=``), and its bounds."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import anyio
 import pytest
 
 from durable_state.errors import StorageUnavailable, VersionConflict
-from durable_state.storage import S3Storage, Stored
+from durable_state.storage import DynamoDBStorage, S3Storage, Stored
 from durable_state.storage._cache import VersionCache, make_cache
 from durable_state.testing import FaultProxy
 
-from .conftest import create_bucket
+from .conftest import create_bucket, create_table
 
 # --------------------------------------------------------------------------- #
 # VersionCache on its own
@@ -80,17 +80,22 @@ def proxy(moto_server: Any) -> Iterator[FaultProxy]:
 Make = Callable[..., Any]
 
 
-@pytest.fixture(params=["s3"])
+@pytest.fixture(params=["s3", "dynamodb"])
 async def make(
     request: pytest.FixtureRequest, moto_server: Any, aws_session: Any, proxy: FaultProxy
 ) -> AsyncIterator[Make]:
     """Build storages of one backend over one bucket or table, through the proxy."""
     bucket = await create_bucket(moto_server, aws_session)
+    table = await create_table(moto_server, aws_session) if request.param == "dynamodb" else ""
     made: list[Any] = []
 
     def build(*, cache: bool | int = True) -> Any:
         where = {"endpoint_url": proxy.url, "region_name": moto_server.region}
-        storage: Any = S3Storage(bucket, session=aws_session, cache=cache, **where)
+        storage: Any
+        if request.param == "s3":
+            storage = S3Storage(bucket, session=aws_session, cache=cache, **where)
+        else:
+            storage = DynamoDBStorage(table, session=aws_session, cache=cache, **where)
         made.append(storage)
         return storage
 

@@ -12,6 +12,7 @@ import pytest
 from durable_state.errors import InvalidKey, StorageError, VersionConflict
 from durable_state.storage import (
     DueEntry,
+    DynamoDBStorage,
     LocalFileStorage,
     MemoryStorage,
     S3Storage,
@@ -51,7 +52,12 @@ INVALID_KEYS: list[Any] = ["", "\x00", "a\x00b", "k" * 1025, "é" * 513, "\ud800
 
 
 def _kind(storage: Storage) -> str:
-    return {MemoryStorage: "memory", LocalFileStorage: "local", S3Storage: "s3"}[type(storage)]
+    return {
+        MemoryStorage: "memory",
+        LocalFileStorage: "local",
+        S3Storage: "s3",
+        DynamoDBStorage: "dynamodb",
+    }[type(storage)]
 
 
 async def _keys(storage: Storage, prefix: str = "") -> list[str]:
