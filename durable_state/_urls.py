@@ -6,7 +6,11 @@ Storage URLs:
   (``file:///srv/state`` is absolute, ``file://.durable-state`` relative to the
   working directory, ``file://~/state`` under the home directory);
 * ``s3://BUCKET/PREFIX`` -- an :class:`~durable_state.storage.S3Storage`; the
-  path is the key prefix, a trailing ``/`` is added when it lacks one.
+  path is the key prefix, a trailing ``/`` is added when it lacks one;
+* ``dynamodb://TABLE/PREFIX`` -- a :class:`~durable_state.storage.DynamoDBStorage`
+  in ``TABLE`` (the lock table can hold it); the path is the key prefix, as
+  for ``s3://``. ``spill=BUCKET`` or ``spill=BUCKET/PREFIX`` names where
+  values too large for an item go.
 
 Lock URLs:
 
@@ -16,7 +20,8 @@ Lock URLs:
 
 ``s3://`` and ``dynamodb://`` take the query parameters ``region`` and
 ``endpoint_url`` (another endpoint: DynamoDB Local, MinIO, a moto server);
-``s3://`` also takes ``sse`` and ``kms_key_id``. An endpoint given by the
+``s3://`` also takes ``sse`` and ``kms_key_id``, a ``dynamodb://`` storage
+``spill`` (its S3 client uses the same region and endpoint). An endpoint given by the
 ``DURABLE_STATE_ENDPOINT_URL`` environment variable applies when the URL
 names none.
 
@@ -75,10 +80,11 @@ ENV_ENDPOINT = "DURABLE_STATE_ENDPOINT_URL"
 #: Attempts per S3 or DynamoDB request when ``open`` is given a timeout (one retry).
 ATTEMPTS: Final = 2
 
-_STORAGE_FORMS = "file://DIR or s3://BUCKET/PREFIX"
+_STORAGE_FORMS = "file://DIR, s3://BUCKET/PREFIX or dynamodb://TABLE/PREFIX"
 _LOCK_FORMS = "file://DIR, dynamodb://TABLE or none"
 _AWS_PARAMS = frozenset({"region", "endpoint_url"})
 _S3_PARAMS = _AWS_PARAMS | {"sse", "kms_key_id"}
+_DYNAMODB_STORAGE_PARAMS = _AWS_PARAMS | {"spill"}
 # S3's naming rules for new buckets (3-63 characters, lower case, digits, dots, hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # DynamoDB's table name rules.
@@ -90,14 +96,15 @@ class StorageSpec:
     """A parsed storage URL.
 
     Attributes:
-        scheme: ``"file"`` or ``"s3"``.
-        location: the directory (``file``) or the bucket (``s3``).
-        prefix: the key prefix (``s3`` only).
-        options: the query parameters (``region``, ``endpoint_url``, ``sse``,
-            ``kms_key_id``).
+        scheme: ``"file"``, ``"s3"`` or ``"dynamodb"``.
+        location: the directory (``file``), the bucket (``s3``) or the table
+            (``dynamodb``).
+        prefix: the key prefix (``s3`` and ``dynamodb``).
+        options: the query parameters (``region``, ``endpoint_url``; ``sse``,
+            ``kms_key_id`` for ``s3``; ``spill`` for ``dynamodb``).
     """
 
-    scheme: Literal["file", "s3"]
+    scheme: Literal["file", "s3", "dynamodb"]
     location: str
     prefix: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
@@ -105,27 +112,39 @@ class StorageSpec:
     def __str__(self) -> str:
         if self.scheme == "file":
             return f"file://{self.location}"
-        return f"s3://{self.location}/{self.prefix}"
+        return f"{self.scheme}://{self.location}/{self.prefix}"
 
     def open(self, *, timeout: float | None = None) -> Storage:
         """Build the storage this URL names.
 
         Args:
-            timeout: for ``s3://``, the connect and read timeout of each
-                attempt of a request, in seconds (at most :data:`ATTEMPTS`
-                attempts); ``None`` keeps botocore's defaults.
+            timeout: for ``s3://`` and ``dynamodb://`` (and its spill
+                bucket), the connect and read timeout of each attempt of a
+                request, in seconds (at most :data:`ATTEMPTS` attempts);
+                ``None`` keeps botocore's defaults.
 
         Returns:
             A new, unopened storage (use it with ``async with``).
 
         Raises:
-            MissingDependency: ``s3://`` without the ``aws`` extra.
+            MissingDependency: ``s3://`` or ``dynamodb://`` without the ``aws`` extra.
             ValueError: an option the backend rejects (e.g. an unknown ``sse``).
         """
         if self.scheme == "file":
             from .storage.local import LocalFileStorage
 
             return LocalFileStorage(self.location)
+        if self.scheme == "dynamodb":
+            from .storage.dynamodb import DynamoDBStorage
+
+            return DynamoDBStorage(
+                self.location,
+                prefix=self.prefix,
+                session=_session_with_timeout("DynamoDBStorage", timeout),
+                region_name=self.options.get("region"),
+                endpoint_url=self.options.get("endpoint_url"),
+                spill=self.options.get("spill"),
+            )
         from .storage.s3 import S3Storage
 
         return S3Storage(
@@ -227,11 +246,11 @@ def _session_with_timeout(feature: str, timeout: float | None) -> Any:
 
 
 def parse_storage_url(url: str, *, endpoint_url: str | None = None) -> StorageSpec:
-    """Parse ``file://DIR`` or ``s3://BUCKET/PREFIX``.
+    """Parse ``file://DIR``, ``s3://BUCKET/PREFIX`` or ``dynamodb://TABLE/PREFIX``.
 
     Args:
         url: the URL.
-        endpoint_url: an endpoint for ``s3://`` when the URL names none
+        endpoint_url: an endpoint for ``s3://`` and ``dynamodb://`` when the URL names none
             (the ``DURABLE_STATE_ENDPOINT_URL`` variable, for instance).
 
     Returns:
@@ -248,19 +267,19 @@ def parse_storage_url(url: str, *, endpoint_url: str | None = None) -> StorageSp
         bucket = parts.netloc
         if not bucket:
             raise BackendURLError(url, f"no bucket name (expected {_STORAGE_FORMS})")
-        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-            raise BackendURLError(
-                url,
-                f"{bucket!r} is not a valid S3 bucket name "
-                "(3-63 characters: lower-case letters, digits, dots, hyphens)",
-            )
-        prefix = unquote(parts.path.lstrip("/"))
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-        if "\x00" in prefix:
-            raise BackendURLError(url, "the prefix must not contain NUL")
+        _bucket(url, bucket)
+        prefix = _prefix(url, parts.path)
         options = _options(url, parts.query, _S3_PARAMS, endpoint_url)
         return StorageSpec("s3", bucket, prefix, options)
+    if scheme == "dynamodb":
+        parts = urlsplit(url)
+        table = _table(url, parts.netloc, _STORAGE_FORMS)
+        prefix = _prefix(url, parts.path)
+        options = _options(url, parts.query, _DYNAMODB_STORAGE_PARAMS, endpoint_url)
+        spill = options.get("spill")
+        if spill is not None:
+            _bucket(url, spill.partition("/")[0])
+        return StorageSpec("dynamodb", table, prefix, options)
     raise BackendURLError(url, f"unknown storage scheme {scheme!r} (expected {_STORAGE_FORMS})")
 
 
@@ -284,17 +303,9 @@ def parse_lock_url(url: str, *, endpoint_url: str | None = None) -> LockSpec:
         return LockSpec("file", _directory(url, rest))
     if scheme == "dynamodb":
         parts = urlsplit(url)
-        table = parts.netloc
-        if not table:
-            raise BackendURLError(url, f"no table name (expected {_LOCK_FORMS})")
+        table = _table(url, parts.netloc, _LOCK_FORMS)
         if parts.path not in ("", "/"):
             raise BackendURLError(url, "a DynamoDB lock URL has no path: dynamodb://TABLE")
-        if not _TABLE.fullmatch(table):
-            raise BackendURLError(
-                url,
-                f"{table!r} is not a valid DynamoDB table name "
-                "(3-255 characters: letters, digits, '_', '-', '.')",
-            )
         options = _options(url, parts.query, _AWS_PARAMS, endpoint_url)
         return LockSpec("dynamodb", table, options)
     raise BackendURLError(url, f"unknown lock scheme {scheme!r} (expected {_LOCK_FORMS})")
@@ -313,8 +324,9 @@ def resolve_backends(
     (``--dir DIR`` means ``file://DIR`` for both), then the environment
     variable, then the default. The default storage is ``file://.durable-state``;
     the default lock is ``file://`` of the storage's directory for a file
-    storage and ``none`` for an S3 storage (give ``--lock dynamodb://TABLE`` to
-    lock S3 actors).
+    storage, ``dynamodb://TABLE`` of the storage's own table for a DynamoDB
+    storage, and ``none`` for an S3 storage (give ``--lock dynamodb://TABLE``
+    to lock S3 actors).
 
     Args:
         storage: the ``--storage`` option, if given.
@@ -338,6 +350,9 @@ def resolve_backends(
         lock_spec = parse_lock_url(lock_url, endpoint_url=endpoint)
     elif storage_spec.scheme == "file":
         lock_spec = LockSpec("file", storage_spec.location)
+    elif storage_spec.scheme == "dynamodb":
+        options = {k: v for k, v in storage_spec.options.items() if k in _AWS_PARAMS}
+        lock_spec = LockSpec("dynamodb", storage_spec.location, options)
     else:
         lock_spec = LockSpec("none")
     return storage_spec, lock_spec
@@ -350,6 +365,38 @@ def _split_scheme(url: str, forms: str) -> tuple[str, str]:
     if not sep or not scheme:
         raise BackendURLError(url, f"not a URL (expected {forms})")
     return scheme.lower(), rest
+
+
+def _bucket(url: str, bucket: str) -> str:
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise BackendURLError(
+            url,
+            f"{bucket!r} is not a valid S3 bucket name "
+            "(3-63 characters: lower-case letters, digits, dots, hyphens)",
+        )
+    return bucket
+
+
+def _table(url: str, table: str, forms: str) -> str:
+    if not table:
+        raise BackendURLError(url, f"no table name (expected {forms})")
+    if not _TABLE.fullmatch(table):
+        raise BackendURLError(
+            url,
+            f"{table!r} is not a valid DynamoDB table name "
+            "(3-255 characters: letters, digits, '_', '-', '.')",
+        )
+    return table
+
+
+def _prefix(url: str, path: str) -> str:
+    """A key prefix from a URL path: unquoted, ending with ``/`` unless empty."""
+    prefix = unquote(path.lstrip("/"))
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    if "\x00" in prefix:
+        raise BackendURLError(url, "the prefix must not contain NUL")
+    return prefix
 
 
 def _directory(url: str, rest: str) -> str:

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from durable_state import _dynamodb as layout
+from durable_state._urls import LockSpec, StorageSpec, parse_storage_url, resolve_backends
 from durable_state.errors import (
+    BackendURLError,
     LockTimeout,
     SnapshotCorrupt,
     StorageUnavailable,
@@ -617,7 +619,7 @@ async def test_list_due_with_a_limit_breaks_ties_by_key(
 
 
 # --------------------------------------------------------------------------- #
-# Lifetime, optional dependency
+# Lifetime, optional dependency, URL
 # --------------------------------------------------------------------------- #
 
 
@@ -662,3 +664,64 @@ def test_missing_aws_extra_is_named() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert 'pip install "durable-state[aws]"' in done.stdout
+
+
+def test_storage_urls() -> None:
+    spec = parse_storage_url("dynamodb://orders-state")
+    assert spec == StorageSpec("dynamodb", "orders-state", "")
+    spec = parse_storage_url(
+        "dynamodb://orders-state/actors?region=eu-west-1&spill=big-snapshots",
+        endpoint_url="http://127.0.0.1:5000",
+    )
+    assert (spec.location, spec.prefix) == ("orders-state", "actors/")
+    assert dict(spec.options) == {
+        "region": "eu-west-1",
+        "spill": "big-snapshots",
+        "endpoint_url": "http://127.0.0.1:5000",
+    }
+    assert str(spec) == "dynamodb://orders-state/actors/"
+    spill = parse_storage_url("dynamodb://t-1/?spill=big-snapshots/over/").options["spill"]
+    assert spill == "big-snapshots/over/"
+    for bad, message in [
+        ("dynamodb://", "no table name"),
+        ("dynamodb://ab", "not a valid DynamoDB table name"),
+        ("dynamodb://t-1?spill=Bad_Bucket", "not a valid S3 bucket name"),
+        ("dynamodb://t-1?sse=AES256", "unknown parameter 'sse'"),
+    ]:
+        with pytest.raises(BackendURLError, match=message):
+            parse_storage_url(bad)
+
+
+def test_a_dynamodb_storage_is_locked_on_its_own_table_by_default() -> None:
+    storage, lock = resolve_backends(
+        "dynamodb://orders-state/p?region=eu-west-1&spill=big-snapshots", None, environ={}
+    )
+    assert storage.scheme == "dynamodb"
+    assert lock == LockSpec("dynamodb", "orders-state", {"region": "eu-west-1"})
+    assert resolve_backends("dynamodb://orders-state", "none", environ={})[1] == LockSpec("none")
+
+
+async def test_a_url_opens_the_storage(
+    moto_server: Any, dynamodb_table: str, s3_bucket: str
+) -> None:
+    spec = parse_storage_url(
+        f"dynamodb://{dynamodb_table}/p/?spill={s3_bucket}/big/&region={moto_server.region}",
+        endpoint_url=moto_server.url,
+    )
+    async with spec.open() as storage:
+        assert isinstance(storage, DynamoDBStorage)
+        assert (storage.table, storage.prefix) == (dynamodb_table, "p/")
+        assert storage.spill is not None
+        assert (storage.spill.bucket, storage.spill.prefix) == (s3_bucket, "big/")
+        version = await storage.write("k", b"x" * 500_000)
+        assert await storage.read("k") == Stored(b"x" * 500_000, version)
+
+
+def test_the_url_timeout_reaches_both_clients() -> None:
+    storage: Any = parse_storage_url("dynamodb://orders-state?spill=big-snapshots").open(
+        timeout=1.5
+    )
+    config = storage._aws._session.config
+    assert (config.connect_timeout, config.read_timeout) == (1.5, 1.5)
+    assert storage.spill._aws._session.config.read_timeout == 1.5
+    assert parse_storage_url("dynamodb://orders-state").open()._aws._session is None  # type: ignore[attr-defined]
