@@ -1,6 +1,6 @@
 # Storage and locks for durable_state: an S3 bucket for snapshots, a DynamoDB
-# table for leases, and a least-privilege IAM policy for the processes that
-# run persisted actors.
+# table for leases (and for DynamoDBStorage's snapshots, if used), and a
+# least-privilege IAM policy for the processes that run persisted actors.
 
 data "aws_region" "current" {}
 
@@ -8,18 +8,32 @@ locals {
   policy_name = coalesce(var.policy_name, "${var.bucket_name}-durable-state")
 
   # Exactly the API calls durable_state makes (tests/test_infra.py derives the
-  # list from durable_state/storage/s3.py and durable_state/locks/dynamodb.py
-  # and fails when they differ):
+  # list from durable_state/storage/s3.py, durable_state/storage/dynamodb.py
+  # and durable_state/locks/dynamodb.py and fails when they differ):
   #   S3Storage: GetObject (read), HeadObject (exists; authorised as
   #   s3:GetObject), PutObject (write), DeleteObject (delete) and
   #   ListObjectsV2 (list; authorised as s3:ListBucket).
   #   DynamoDBLockManager: UpdateItem (acquire, renew, release) and GetItem.
-  # DynamoDBLockManager.create_table() is a development helper: the table
-  # comes from here, so CreateTable and UpdateTimeToLive are not granted.
+  #   DynamoDBStorage: GetItem (read, exists), UpdateItem (write, add a due
+  #   entry), DeleteItem (delete, remove a due entry), Query on the due index
+  #   (list_due) and Scan (list, an administrative call); values too large
+  #   for an item go through S3Storage's calls on the bucket.
+  # The create_table() helpers are for development: the table comes from
+  # here, so CreateTable, UpdateTable and UpdateTimeToLive are not granted.
   s3_object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
   s3_bucket_actions = ["s3:ListBucket"]
-  dynamodb_actions  = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
-  kms_actions       = ["kms:Decrypt", "kms:GenerateDataKey"]
+  dynamodb_actions = [
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+  ]
+  kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+
+  # DynamoDBStorage's due index (durable_state/_dynamodb.py): a sparse GSI
+  # over due entries only, read with dueAt <= now in ascending order.
+  due_index_name = "dueIndex"
 
   # Listing is limited to the prefix with StringLike, not StringLikeIfExists:
   # IfExists also allows a ListObjectsV2 that sends no prefix at all, i.e. a
@@ -52,10 +66,13 @@ locals {
     ],
     [
       {
-        Sid      = "Leases"
-        Effect   = "Allow"
-        Action   = local.dynamodb_actions
-        Resource = aws_dynamodb_table.locks.arn
+        Sid    = "Leases"
+        Effect = "Allow"
+        Action = local.dynamodb_actions
+        Resource = [
+          aws_dynamodb_table.locks.arn,
+          "${aws_dynamodb_table.locks.arn}/index/${local.due_index_name}",
+        ]
       },
     ],
     var.kms_key_arn == null ? [] : [
@@ -183,7 +200,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 # --------------------------------------------------------------------------- #
 
 # durable-x-state's table: hash key "id" (S), TTL on "expireAt". TTL only
-# collects garbage; the library never relies on it to expire a lease.
+# collects garbage; the library never relies on it to expire a lease, and only
+# lease items carry expireAt. DynamoDBStorage keeps snapshots ("state#..."
+# items) and due entries ("due#..." items) in the same table; the due entries
+# alone carry the keys of the dueIndex GSI.
 resource "aws_dynamodb_table" "locks" {
   name                        = var.table_name
   billing_mode                = "PAY_PER_REQUEST"
@@ -194,6 +214,23 @@ resource "aws_dynamodb_table" "locks" {
   attribute {
     name = "id"
     type = "S"
+  }
+
+  attribute {
+    name = "dueShard"
+    type = "S"
+  }
+
+  attribute {
+    name = "dueAt"
+    type = "N"
+  }
+
+  global_secondary_index {
+    name            = local.due_index_name
+    hash_key        = "dueShard"
+    range_key       = "dueAt"
+    projection_type = "KEYS_ONLY"
   }
 
   ttl {
@@ -220,7 +257,7 @@ resource "aws_dynamodb_table" "locks" {
 
 resource "aws_iam_policy" "this" {
   name        = local.policy_name
-  description = "durable_state: snapshots in s3://${var.bucket_name}/${var.prefix}, leases in ${var.table_name}"
+  description = "durable_state: snapshots in s3://${var.bucket_name}/${var.prefix}, leases and DynamoDB snapshots in ${var.table_name}"
   policy      = jsonencode({ Version = "2012-10-17", Statement = local.policy_statements })
   tags        = var.tags
 }

