@@ -354,9 +354,11 @@ class DynamoDBStorage(CachingStorage):
 
     async def _read(self, key: str) -> Stored | None:
         # A spilled value's object is deleted when the value is replaced: a
-        # reader that was shown the old pointer reads the item again. The
-        # same pointer to a missing object twice means the object was lost.
-        missing = None
+        # reader that was shown the old pointer finds it gone (404, or 403
+        # where the role may not list the bucket without a prefix) and reads
+        # the item again. The same pointer failing twice is the answer.
+        tried: str | None = None
+        failure: StorageError | None = None
         for _ in range(_SPILL_READ_ATTEMPTS):
             item = await self._get_item("read", key)
             if item is None or VERSION not in item:
@@ -364,13 +366,22 @@ class DynamoDBStorage(CachingStorage):
             version = _str(item, VERSION)
             if not version:
                 raise SnapshotCorrupt(key, "the item's version is not a string")
-            data = await self._value(key, item)
+            s3_key = _spilled_key(item)
+            if s3_key is not None and s3_key == tried:
+                if failure is not None:
+                    raise failure
+                raise SnapshotCorrupt(key, f"the spilled object {s3_key!r} is missing")
+            try:
+                data = await self._value(key, item)
+            except StorageUnavailable as exc:
+                if s3_key is None:
+                    raise
+                data, failure = None, exc
+            else:
+                failure = None
             if data is not None:
                 return Stored(data, version)
-            s3_key = _str(item[SPILL]["M"], "key")
-            if s3_key == missing:
-                raise SnapshotCorrupt(key, f"the spilled object {s3_key!r} is missing")
-            missing = s3_key
+            tried = s3_key
         raise StorageUnavailable(
             "read", key, "the spilled value kept being replaced while it was read"
         )
@@ -718,6 +729,13 @@ class DynamoDBStorage(CachingStorage):
         if error_code(exc) == "ResourceNotFoundException":
             detail += f" [table {self.table!r}]"
         return StorageUnavailable(operation, key, detail)
+
+
+def _spilled_key(item: Mapping[str, Any]) -> str | None:
+    """The S3 key an item's spill pointer names, or ``None`` if it has none."""
+    pointer = item.get(SPILL)
+    fields = pointer.get("M") if isinstance(pointer, Mapping) else None
+    return (_str(fields, "key") or None) if isinstance(fields, Mapping) else None
 
 
 def _str(item: Mapping[str, Any], name: str) -> str:

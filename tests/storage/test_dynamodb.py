@@ -476,11 +476,32 @@ async def test_a_spilled_object_that_does_not_match_is_corrupt(
             await storage.read("k")
 
 
+def _deny_missing_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a missing S3 object answer 403, as S3 does for a role that may not
+    list the bucket without a prefix (the infra module's policy)."""
+    original = S3Storage._get
+
+    async def get(self: S3Storage, key: str | None, s3_key: str, **kwargs: Any) -> Any:
+        got = await original(self, key, s3_key, **kwargs)
+        if got is None:
+            raise StorageUnavailable("read", key, "AccessDenied (HTTP 403): Access Denied")
+        return got
+
+    monkeypatch.setattr(S3Storage, "_get", get)
+
+
+@pytest.mark.parametrize("missing", ["404", "403"])
 async def test_a_reader_shown_a_replaced_pointer_reads_again(
-    make_dynamodb: Any, dynamodb_table: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    make_dynamodb: Any,
+    dynamodb_table: str,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    missing: str,
 ) -> None:
     """The object of a replaced value is deleted; a reader that got the old
     pointer just before finds it gone and reads the item again."""
+    if missing == "403":
+        _deny_missing_objects(monkeypatch)
     async with (
         make_dynamodb(dynamodb_table, spill=s3_bucket, spill_threshold=4) as reader,
         make_dynamodb(dynamodb_table, spill=s3_bucket, spill_threshold=4) as writer,
@@ -502,6 +523,24 @@ async def test_a_reader_shown_a_replaced_pointer_reads_again(
         assert stored is not None
         assert stored.data == b"second value"
         assert calls == 2  # the old pointer's object was gone: the item was read again
+
+
+async def test_a_lost_spilled_object_is_reported_when_s3_denies_it(
+    make_dynamodb: Any,
+    dynamodb_table: str,
+    dynamodb_client: Any,
+    s3_bucket: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _deny_missing_objects(monkeypatch)
+    async with make_dynamodb(dynamodb_table, spill=s3_bucket, spill_threshold=4) as storage:
+        await storage.write("k", b"too large")
+        item = await _item(dynamodb_client, dynamodb_table, "state#k")
+        assert item is not None
+        await s3_client.delete_object(Bucket=s3_bucket, Key=item["spill"]["M"]["key"]["S"])
+        with pytest.raises(StorageUnavailable, match="AccessDenied"):
+            await storage.read("k")
 
 
 # --------------------------------------------------------------------------- #
