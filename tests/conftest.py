@@ -29,12 +29,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, TypeVar
 
 import pytest
 
 #: Set to 1 for the slow checks: the tests marked ``long``, full soak counts.
 SLOW_ENV = "DURABLE_STATE_SLOW"
+
+T = TypeVar("T")
 
 
 def slow_checks_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -213,31 +215,40 @@ def unique_name() -> str:
 # --------------------------------------------------------------------------- #
 
 
-def _server_unavailable(reason: str) -> NoReturn:
-    """Skip, or fail in the slow run: CI must never pass by skipping a server."""
-    if slow_checks_enabled():
-        pytest.fail(f"{reason} ({SLOW_ENV}=1: every server must run here)", pytrace=False)
-    pytest.skip(reason)
+def _server_step(step: Callable[[], T], failure: str) -> T:
+    """Run a step of setting a server up; report why it cannot run, or why it failed.
+
+    A server that cannot run here (``ServerUnavailable``: no binary, node or
+    npm) skips its tests, or fails them in the slow run, so that CI never
+    passes by skipping a server; one that is there but failed fails them.
+    """
+    from servers._process import ServerFailed, ServerUnavailable
+
+    try:
+        return step()
+    except ServerUnavailable as exc:
+        unavailable, message = True, str(exc)
+    except ServerFailed as exc:
+        unavailable, message = False, f"{failure}: {exc}"
+    # Reported outside the handlers: pytest then shows no chained traceback.
+    if unavailable and not slow_checks_enabled():
+        pytest.skip(message)
+    if unavailable:
+        message += f" ({SLOW_ENV}=1: every server must run here)"
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
     """SeaweedFS's S3 gateway (``weed mini``) on 127.0.0.1 for the whole session."""
     pytest.importorskip("botocore", reason="botocore comes with the aws extra")
-    from servers._process import ServerFailed, ServerUnavailable
     from servers._seaweedfs import SeaweedFS, fits_socket_paths
 
     directory = tmp_path_factory.mktemp("seaweedfs")
     if not fits_socket_paths(directory):  # a long --basetemp
         directory = Path(tempfile.mkdtemp(prefix="ds-weed-"))
-    try:
-        server = SeaweedFS(directory)
-    except ServerUnavailable as exc:
-        _server_unavailable(str(exc))
-    try:
-        endpoint = server.start()
-    except ServerFailed as exc:
-        pytest.fail(f"SeaweedFS {server.version} did not start: {exc}", pytrace=False)
+    server = _server_step(lambda: SeaweedFS(directory), "SeaweedFS cannot run")
+    endpoint = _server_step(server.start, f"SeaweedFS {server.version} did not start")
     try:
         yield AwsEndpoint(
             url=endpoint.url,
@@ -254,18 +265,10 @@ def dynalite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEnd
     """dynalite (DynamoDB in node, in memory) on 127.0.0.1 for the whole session."""
     pytest.importorskip("botocore", reason="botocore comes with the aws extra")
     from servers._dynalite import CREDENTIALS, Dynalite
-    from servers._process import ServerFailed, ServerUnavailable
 
-    try:
-        server = Dynalite(tmp_path_factory.mktemp("dynalite"))
-    except ServerUnavailable as exc:
-        _server_unavailable(str(exc))
-    except ServerFailed as exc:
-        pytest.fail(f"dynalite could not be installed: {exc}", pytrace=False)
-    try:
-        endpoint = server.start()
-    except ServerFailed as exc:
-        pytest.fail(f"dynalite {server.version} did not start: {exc}", pytrace=False)
+    directory = tmp_path_factory.mktemp("dynalite")
+    server = _server_step(lambda: Dynalite(directory), "dynalite could not be installed")
+    endpoint = _server_step(server.start, f"dynalite {server.version} did not start")
     try:
         yield AwsEndpoint(
             url=endpoint.url,
