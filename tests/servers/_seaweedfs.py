@@ -40,6 +40,9 @@ MIN_VERSION = (4, 17)
 REGION = "us-east-1"
 #: Tries with fresh ports, in case another process took one before weed bound it.
 ATTEMPTS = 3
+#: Volumes the volume server may create: at least one per bucket written to
+#: (a run of every 'servers' test creates about 170).
+MAX_VOLUMES = 1000
 
 
 _DOT_SEGMENT = "SeaweedFS refuses keys with '.' or '..' path segments (400 InvalidRequest)"
@@ -198,6 +201,12 @@ class SeaweedFS:
             # AWS answers NoSuchBucket for a write to a missing bucket; mini's
             # default is to create the bucket on the fly.
             "-s3.autoCreateBucket=false",
+            # Each bucket is a collection with volumes of its own, and the tests
+            # make a bucket each: mini's default (free disk / 1 GiB) runs out
+            # after ~80 buckets with "No writable volumes" (500 InternalError).
+            # Volumes are not preallocated: an empty one is two small files.
+            f"-volume.max={MAX_VOLUMES}",
+            "-master.volumeSizeLimitMB=64",
             f"-admin.port={ports['admin']}",
             f"-admin.port.grpc={ports['admin.grpc']}",
             "-admin.ui=false",
