@@ -139,6 +139,7 @@ class SeaweedFS:
         self.access_key = "ds-" + uuid.uuid4().hex[:12]
         self.secret_key = uuid.uuid4().hex
         self._child: ChildServer | None = None
+        self._grpc_ports: list[int] = []
 
     def start(self) -> SeaweedEndpoint:
         """Start the gateway and wait until it stores and deletes an object.
@@ -219,6 +220,7 @@ class SeaweedFS:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "TMPDIR": str(run),
         }
+        self._grpc_ports = [port for name, port in ports.items() if name.endswith(".grpc")]
         self._child = ChildServer(args, log_path=run / "weed.log", env=env, cwd=run)
         url = f"http://127.0.0.1:{ports['s3']}"
         self._child.wait_until(lambda: self._serves(url), "weed mini", READY_TIMEOUT_S)
@@ -252,6 +254,13 @@ class SeaweedFS:
         if self._child is not None:
             self._child.stop()
             self._child = None
+        # Each gRPC server also listens on /tmp/seaweedfs-<component>-grpc-<port>.sock
+        # (a fixed directory, whatever TMPDIR says); a clean shutdown removes them,
+        # a killed process does not. The ports were ours, so are the sockets.
+        for port in self._grpc_ports:
+            for stale in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                stale.unlink(missing_ok=True)
+        self._grpc_ports = []
 
     def log_tail(self) -> str:
         return self._child.log_tail() if self._child is not None else ""
