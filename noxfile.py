@@ -5,8 +5,11 @@
   Like a plain ``pytest``, it skips the tests marked ``long``.
 * ``slow``: the slow checks as CI runs them (``DURABLE_STATE_SLOW=1``): the
   tests marked ``long`` (minutes each: the README's commands in a fresh
-  virtualenv, the sdist's own test run, the terraform apply), which the
-  default run skips, and those marked ``slow``, soaks at their full rounds.
+  virtualenv, the sdist's own test run, the terraform apply) and ``servers``,
+  which the default run skips, and those marked ``slow``, soaks at their full rounds.
+* ``servers``: only the tests against SeaweedFS and dynalite (``tests/servers``,
+  the ``s3-seaweedfs`` and ``dynamodb-dynalite`` contract backends); needs
+  node and npm for dynalite, which is installed on first use.
 * ``lint``: ``ruff check`` and ``ruff format --check``.
 * ``typecheck``: ``mypy --strict`` on the package.
 * ``docs``: ``mkdocs build --strict``.
@@ -91,14 +94,29 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def slow(session: nox.Session) -> None:
-    """The tests marked ``long`` or ``slow``, with ``DURABLE_STATE_SLOW=1`` as in CI."""
+    """The tests marked ``long``, ``servers`` or ``slow``, with ``DURABLE_STATE_SLOW=1`` as in CI."""
     session.install("-e", ".[test]")
     session.run(
         "python",
         "-m",
         "pytest",
         "-m",
-        "long or slow",
+        "long or servers or slow",
+        *session.posargs,
+        env={"DURABLE_STATE_SLOW": "1"},
+    )
+
+
+@nox.session
+def servers(session: nox.Session) -> None:
+    """The tests against SeaweedFS (S3) and dynalite (DynamoDB), as CI runs them."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-m",
+        "servers",
         *session.posargs,
         env={"DURABLE_STATE_SLOW": "1"},
     )

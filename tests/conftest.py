@@ -6,27 +6,37 @@ through aioboto3 with ``endpoint_url`` and dummy credentials, exactly as they
 would reach AWS. (moto's in-process ``mock_aws`` patches botocore and does not
 work with aiobotocore, so it is never used.)
 
+Beside moto, two independent implementations run as child processes on
+127.0.0.1 with ephemeral ports, one each per session: SeaweedFS's S3 gateway
+(``seaweedfs_server``) and dynalite (``dynalite_server``); see
+``tests/servers``. The tests that use them are marked ``servers``.
+
 ``DURABLE_STATE_SLOW=1`` asks for the slow checks, as ``.ci/run`` and ``nox -s
 slow`` do: tests marked ``long`` (minutes each: a fresh virtualenv, the
-sdist's own test run, a terraform apply) are skipped without it, so that the
-default ``pytest`` stays fast, and soak tests read it to run their full
-number of rounds.
+sdist's own test run, a terraform apply) or ``servers`` are skipped without
+it, so that the default ``pytest`` stays fast, and soak tests read it to run
+their full number of rounds. In that mode a server that cannot run here
+(no ``weed`` binary, no node or npm) fails its tests instead of skipping them.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 #: Set to 1 for the slow checks: the tests marked ``long``, full soak counts.
 SLOW_ENV = "DURABLE_STATE_SLOW"
+
+T = TypeVar("T")
 
 
 def slow_checks_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -34,27 +44,56 @@ def slow_checks_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(SLOW_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+#: Markers whose tests run only when the slow checks are switched on, and why.
+SLOW_ONLY = {
+    "long": "long test",
+    "servers": "needs SeaweedFS or dynalite (tests/servers)",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the ``long`` tests unless the environment switches them on."""
+    """Skip the ``long`` and ``servers`` tests unless the environment switches them on."""
     if slow_checks_enabled():
         return
-    skip = pytest.mark.skip(
-        reason=f"long test: set {SLOW_ENV}=1 to run it (.ci/run and nox -s slow do)"
-    )
+    skips = {
+        name: pytest.mark.skip(
+            reason=f"{why}: set {SLOW_ENV}=1 to run it (.ci/run and nox -s slow do)"
+        )
+        for name, why in SLOW_ONLY.items()
+    }
     for item in items:
-        if item.get_closest_marker("long") is not None:
-            item.add_marker(skip)
+        for name, skip in skips.items():
+            if item.get_closest_marker(name) is not None:
+                item.add_marker(skip)
+                break
 
 
 @dataclass(frozen=True)
 class AwsEndpoint:
-    """Where the moto server listens, plus the settings a client needs."""
+    """Where an AWS-compatible server listens, plus the settings a client needs.
+
+    ``access_key``/``secret_key`` are the server's own keys (SeaweedFS checks
+    signatures); ``None`` leaves credentials to botocore's provider chain (the
+    dummy ones the moto fixture puts in the environment).
+    """
 
     url: str
     region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    name: str = "moto"
 
     def client_kwargs(self) -> dict[str, str]:
         return {"endpoint_url": self.url, "region_name": self.region}
+
+    def session(self) -> Any:
+        """An aioboto3 session carrying this server's keys (if it has its own)."""
+        aioboto3 = pytest.importorskip("aioboto3")
+        if self.access_key is None:
+            return aioboto3.Session()
+        return aioboto3.Session(
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key
+        )
 
 
 @pytest.fixture(scope="session")
@@ -169,3 +208,85 @@ _AWS_ENV = {
 def unique_name() -> str:
     """A fresh name for a bucket, table or key prefix (lowercase, S3-safe)."""
     return f"t-{uuid.uuid4().hex[:20]}"
+
+
+# --------------------------------------------------------------------------- #
+# Independent servers (tests/servers): SeaweedFS for S3, dynalite for DynamoDB
+# --------------------------------------------------------------------------- #
+
+
+def _server_step(step: Callable[[], T], failure: str) -> T:
+    """Run a step of setting a server up; report why it cannot run, or why it failed.
+
+    A server that cannot run here (``ServerUnavailable``: no binary, node or
+    npm) skips its tests, or fails them in the slow run, so that CI never
+    passes by skipping a server; one that is there but failed fails them.
+    """
+    from servers._process import ServerFailed, ServerUnavailable
+
+    try:
+        return step()
+    except ServerUnavailable as exc:
+        unavailable, message = True, str(exc)
+    except ServerFailed as exc:
+        unavailable, message = False, f"{failure}: {exc}"
+    # Reported outside the handlers: pytest then shows no chained traceback.
+    if unavailable and not slow_checks_enabled():
+        pytest.skip(message)
+    if unavailable:
+        message += f" ({SLOW_ENV}=1: every server must run here)"
+    pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
+    """SeaweedFS's S3 gateway (``weed mini``) on 127.0.0.1 for the whole session."""
+    pytest.importorskip("botocore", reason="botocore comes with the aws extra")
+    from servers._seaweedfs import SeaweedFS, fits_socket_paths
+
+    directory = tmp_path_factory.mktemp("seaweedfs")
+    if not fits_socket_paths(directory):  # a long --basetemp
+        directory = Path(tempfile.mkdtemp(prefix="ds-weed-"))
+    server = _server_step(lambda: SeaweedFS(directory), "SeaweedFS cannot run")
+    endpoint = _server_step(server.start, f"SeaweedFS {server.version} did not start")
+    try:
+        yield AwsEndpoint(
+            url=endpoint.url,
+            access_key=endpoint.access_key,
+            secret_key=endpoint.secret_key,
+            name=f"seaweedfs-{endpoint.version}",
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynalite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
+    """dynalite (DynamoDB in node, in memory) on 127.0.0.1 for the whole session."""
+    pytest.importorskip("botocore", reason="botocore comes with the aws extra")
+    from servers._dynalite import CREDENTIALS, Dynalite
+
+    directory = tmp_path_factory.mktemp("dynalite")
+    server = _server_step(lambda: Dynalite(directory), "dynalite could not be installed")
+    endpoint = _server_step(server.start, f"dynalite {server.version} did not start")
+    try:
+        yield AwsEndpoint(
+            url=endpoint.url,
+            access_key=CREDENTIALS["aws_access_key_id"],
+            secret_key=CREDENTIALS["aws_secret_access_key"],
+            name=f"dynalite-{endpoint.version}",
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_session(seaweedfs_server: AwsEndpoint) -> Any:
+    """An aioboto3 session signing with SeaweedFS's keys."""
+    return seaweedfs_server.session()
+
+
+@pytest.fixture(scope="session")
+def dynalite_session(dynalite_server: AwsEndpoint) -> Any:
+    """An aioboto3 session for dynalite (which checks no signature)."""
+    return dynalite_server.session()

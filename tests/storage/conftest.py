@@ -8,6 +8,8 @@ bucket between tests, each test under a prefix of its own (which also checks
 that prefixes keep storages apart). DynamoDB runs twice: with the default
 spill threshold (only the 1 MiB value goes to S3) and with a tiny one (nearly
 every value does), so the contract also holds for spilled values.
+``s3-seaweedfs`` runs the same S3Storage against SeaweedFS (marked
+``servers``: only with ``DURABLE_STATE_SLOW=1``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from durable_state.storage import (
     Storage,
 )
 
-BACKENDS = ("memory", "local", "s3", "dynamodb", "dynamodb-spill")
+BACKENDS = (
+    "memory",
+    "local",
+    "s3",
+    "dynamodb",
+    "dynamodb-spill",
+    pytest.param("s3-seaweedfs", marks=pytest.mark.servers),
+)
 
 #: The spill threshold of the "dynamodb-spill" backend: nearly every value spills.
 TINY_SPILL_THRESHOLD = 8
@@ -41,7 +50,7 @@ def aws_session(moto_server: Any) -> Any:
 
 
 async def create_bucket(moto_server: Any, aws_session: Any) -> str:
-    """Create a new, empty bucket on the moto server and return its name."""
+    """Create a new, empty bucket on the server (moto, or another) and return its name."""
     name = f"ds-{uuid.uuid4().hex[:24]}"
     async with aws_session.client("s3", **moto_server.client_kwargs()) as client:
         await client.create_bucket(Bucket=name)
@@ -142,12 +151,20 @@ async def storage(request: pytest.FixtureRequest, local_root: Path) -> AsyncIter
         backend = LocalFileStorage(local_root)
     else:
         # Sync fixtures only: an async fixture cannot be requested from here.
-        moto = request.getfixturevalue("moto_server")
-        session = request.getfixturevalue("aws_session")
-        if request.param == "s3":
-            bucket = await create_bucket(moto, session)
-            backend = S3Storage(bucket, session=session, **moto.client_kwargs())
+        if request.param in ("s3", "s3-seaweedfs"):
+            names = (
+                ("seaweedfs_server", "seaweedfs_session")
+                if request.param == "s3-seaweedfs"
+                else ("moto_server", "aws_session")
+            )
+            endpoint, session = (request.getfixturevalue(name) for name in names)
+            if request.param == "s3-seaweedfs":
+                _expect_seaweedfs_key_divergences(request)
+            bucket = await create_bucket(endpoint, session)
+            backend = S3Storage(bucket, session=session, **endpoint.client_kwargs())
         else:
+            moto = request.getfixturevalue("moto_server")
+            session = request.getfixturevalue("aws_session")
             table, bucket = await shared_table_and_bucket(moto, session)
             threshold = {"dynamodb-spill": TINY_SPILL_THRESHOLD}.get(request.param)
             backend = DynamoDBStorage(
@@ -160,3 +177,21 @@ async def storage(request: pytest.FixtureRequest, local_root: Path) -> AsyncIter
             )
     async with backend:
         yield backend
+
+
+def _expect_seaweedfs_key_divergences(request: pytest.FixtureRequest) -> None:
+    """Mark the contract tests that use a key SeaweedFS does not keep as S3 does."""
+    from servers._seaweedfs import KEY_DIVERGENCES, KEYS_LISTED_WITHOUT_BODY
+
+    callspec = getattr(request.node, "callspec", None)
+    key = callspec.params.get("key") if callspec is not None else None
+    reads_back = not request.node.name.startswith("test_due_entries")
+    if isinstance(key, str) and key in KEY_DIVERGENCES:
+        if key in KEYS_LISTED_WITHOUT_BODY and not reads_back:
+            return
+        reason = KEY_DIVERGENCES[key]
+    elif request.node.name.startswith("test_distinct_keys_stay_distinct"):
+        reason = "writes every odd key, some of which SeaweedFS refuses or aliases"
+    else:
+        return
+    request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
