@@ -265,7 +265,10 @@ class DynamoDBLockManager(BaseLockManager):
         )
         if isinstance(outcome, _Rejected):
             raise LockLost(
-                lease.key, owner=lease.owner, token=lease.token, reason=_stale(outcome.item, lease)
+                lease.key,
+                owner=lease.owner,
+                token=lease.token,
+                reason=_stale(await self._old_item(outcome, lease.key), lease),
             )
         return Lease(lease.key, lease.owner, lease.token, float(expires), lease.ttl)
 
@@ -284,7 +287,9 @@ class DynamoDBLockManager(BaseLockManager):
                 ":now": {"N": _number(now)},
             },
         )
-        return _stale(outcome.item, lease) if isinstance(outcome, _Rejected) else None
+        if isinstance(outcome, _Rejected):
+            return _stale(await self._old_item(outcome, lease.key), lease)
+        return None
 
     async def _abandon(self, key: str, owner: str, now: float) -> None:
         await self._update(
@@ -337,6 +342,12 @@ class DynamoDBLockManager(BaseLockManager):
             raise LockUnavailable(operation, key, describe(exc)) from exc
         attributes: Mapping[str, Any] = response.get("Attributes") or {}
         return attributes
+
+    async def _old_item(self, rejected: _Rejected, key: str) -> Mapping[str, Any] | None:
+        """The item a refused write found: from the refusal, else read (emulators omit it)."""
+        if rejected.item is not None:
+            return rejected.item
+        return await self._read(key, operation="renew")
 
     async def _peek(self, key: str, now: float) -> Lease | None:
         item = await self._read(key, operation="peek")

@@ -252,15 +252,40 @@ class S3Storage(CachingStorage):
 
     async def _delete(self, key: str, if_version: str | None) -> None:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + key}
-        if if_version is not None:
-            params["IfMatch"] = if_version
-        await self._conditional(
-            "delete",
-            key,
-            ANY_VERSION if if_version is None else if_version,
-            "delete_object",
-            params,
-        )
+        if if_version is None:
+            await self._conditional("delete", key, ANY_VERSION, "delete_object", params)
+            return
+        # A conditional delete whose answer is lost is resent (by botocore or
+        # by aiohttp, which retries an idempotent request on a dropped
+        # connection without telling botocore) and the resend finds the key
+        # gone: S3 answers 404, some servers 412. So the version is checked
+        # first (one HEAD: deletes are rare), and a refusal of a key that
+        # was at that version a moment ago and is gone now is a success: the
+        # version to delete is gone, whoever deleted it.
+        current = await self._head(key)
+        if current != if_version:
+            raise VersionConflict(key, expected=if_version, actual=current)
+        params["IfMatch"] = if_version
+        try:
+            await self._conditional("delete", key, if_version, "delete_object", params)
+        except VersionConflict:
+            if await self._head(key) is None:
+                return
+            raise
+
+    async def _head(self, key: str) -> str | None:
+        """The ETag stored at ``key`` (a HeadObject request), or ``None``."""
+        client = await self._get_client("exists", key)
+        try:
+            response = await client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self._client_error as exc:
+            if http_status(exc) == 404:
+                return None
+            raise self._unavailable("exists", key, exc) from exc
+        except self._driver_errors as exc:
+            raise self._unavailable("exists", key, exc) from exc
+        etag: str = response["ETag"]
+        return etag
 
     async def _exists(self, key: str) -> bool:
         # A HEAD response has no error body, so a missing bucket also reads as

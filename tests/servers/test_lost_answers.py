@@ -21,7 +21,6 @@ import pytest
 from locks.conftest import create_lock_table, create_plain_lock_table
 from storage.conftest import create_bucket
 
-from durable_state.errors import VersionConflict
 from durable_state.locks import DynamoDBLockManager
 from durable_state.storage import S3Storage, Stored
 from durable_state.testing import FaultProxy, Request
@@ -126,15 +125,6 @@ async def test_a_conditional_delete_whose_request_was_cut_is_sent_again(s3: Behi
         assert not await storage.exists("k")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=VersionConflict,
-    reason=(
-        "library: a conditional delete whose answer was lost raises VersionConflict though it "
-        "deleted the key: botocore's resend finds the key gone (moto and AWS: 404 NoSuchKey, "
-        "SeaweedFS: 412) and delete() has no lost-answer check, unlike write()"
-    ),
-)
 async def test_a_conditional_delete_whose_answer_was_lost_is_not_a_conflict(s3: Behind) -> None:
     async with s3.s3() as storage:
         version = await storage.write("k", b"v1")
