@@ -91,6 +91,13 @@ class LoopBoundClient:
         return self._user_client is None
 
     @property
+    def target(self) -> tuple[object, ...]:
+        """What the requests reach: the user's client, or (endpoint, region)."""
+        if self._user_client is not None:
+            return ("client", id(self._user_client))
+        return ("endpoint", self._endpoint_url, self._region_name)
+
+    @property
     def current(self) -> Any:
         """The client created here and not yet closed, or ``None``."""
         return self._client

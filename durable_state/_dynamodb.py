@@ -14,7 +14,8 @@ item live in it, told apart by their ``id``::
                 data    B      the value, when it is stored in the item
                 spill   M      {bucket S, key S, sha256 S, size N}: where the
                                value is in S3, when it is too large for an item
-                lease*  ...    reserved: a lease kept in the snapshot's own item
+                lease*  ...    a lease kept in the snapshot's own item (leaseOwner,
+                               leaseToken, leaseUntil, leaseReleased, leaseTtl)
 
     due entry   id = "due#" + <due ms, 15 digits> + "#" + <storage prefix> + <key>
                 dueShard S     "due#" + <storage prefix>  (the index's partition key)
@@ -53,6 +54,7 @@ __all__ = (
     "LEASE_OWNER",
     "LEASE_RELEASED",
     "LEASE_TOKEN",
+    "LEASE_TTL",
     "LEASE_UNTIL",
     "PARTITION_KEY",
     "SPILL",
@@ -92,6 +94,8 @@ LEASE_TOKEN: Final = "leaseToken"
 LEASE_UNTIL: Final = "leaseUntil"
 #: Reserved: whether that lease was given back (a Boolean).
 LEASE_RELEASED: Final = "leaseReleased"
+#: Reserved: that lease's duration in seconds (a Number), for ``peek``.
+LEASE_TTL: Final = "leaseTtl"
 
 # -- due entries ----------------------------------------------------------------- #
 

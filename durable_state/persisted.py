@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .locks._hold import HeldLease
     from .locks._lease import Lease
     from .locks._protocol import LockManager
-    from .storage._protocol import Storage
+    from .storage._protocol import Storage, Stored
 
 __all__ = (
     "Locking",
@@ -153,7 +153,13 @@ class PersistedActor:
             raise ValueError("a PersistedActor needs a machine, or machines to choose from")
         self.actor_id = actor_id
         self.storage = storage
-        self.lock = lock
+        # With DynamoDB for both, the lease lives in the snapshot's item, and
+        # a locked step is two requests: take the lease and read, write and
+        # release (see durable_state._item_leases).
+        self.lock = _lock_for(storage, lock)
+        self._fused = getattr(self.lock, "storage", None) is storage and hasattr(
+            self.lock, "taken_item"
+        )
         self.options = opts
         self.locking: Locking = opts.locking if lock is not None else None
         self.lock_ttl = opts.lock_ttl
@@ -188,6 +194,8 @@ class PersistedActor:
         self._listeners: dict[str, list[Listener]] = {}
         self._created = False
         self._closed = False
+        # Read through the storage's version cache (optimistic steps).
+        self._from_cache = False
 
     def __repr__(self) -> str:
         machine = self._machine.id if self._machine is not None else None
@@ -337,7 +345,7 @@ class PersistedActor:
             raise
 
     async def _load(self) -> None:
-        stored = await self.storage.read(self.actor_id)
+        stored = await self._read()
         snapshot: Snapshot | None = None
         if stored is None:
             if not self._create or self._machine is None:
@@ -387,6 +395,31 @@ class PersistedActor:
             "created" if self._created else "restored",
             self.lease.token if self.lease else None,
         )
+
+    async def _read(self) -> Stored | None:
+        """The stored snapshot; without a lease, from the storage's version cache if it has one.
+
+        Optimistic and ``"write"`` steps end with a compare-and-set on the
+        version read, which checks whatever the cache cannot know: a stale
+        entry costs a ``VersionConflict`` (and the entry), never a lost
+        update. With ``cache=True`` on the storage, such a step is then one
+        request. A leased step reads the backend.
+        """
+        if self._held is not None and self._fused:
+            item = self.lock.taken_item(self._held.lease)  # type: ignore[union-attr]
+            if item is not None:
+                # The request that took the lease brought the snapshot along.
+                found: Stored | None = await self.storage.stored_from_item(  # type: ignore[attr-defined]
+                    self.actor_id, item
+                )
+                return found
+        if self.locking != "read-write":
+            cached_read = getattr(self.storage, "cached_read", None)
+            if cached_read is not None:
+                stored: Stored | None = await cached_read(self.actor_id)
+                self._from_cache = True
+                return stored
+        return await self.storage.read(self.actor_id)
 
     def _choose_machine(self, data: Mapping[str, Any]) -> Machine:
         machine_id = data[DURABLE_KEY].get("machine")
@@ -554,6 +587,11 @@ class PersistedActor:
             StorageError: the storage failed.
             RuntimeError: before :meth:`init`.
         """
+        return await self._save(release=False)
+
+    async def _save(self, *, release: bool) -> str | None:
+        """:meth:`save`; with ``release``, a lease kept in the snapshot's item is given
+        back by the write itself (the session's last save: one request, not two)."""
         actor = self._live()
         if not self.changed:
             return None
@@ -587,7 +625,10 @@ class PersistedActor:
                     # the holder can see for itself into LockLost without a
                     # round trip.
                     held_now.check("before saving")
-                version = await self._write(payload, held_now.token if held_now else None)
+                if release and held_now is not None and self._fused:
+                    version = await self._write_and_release(payload, held_now)
+                else:
+                    version = await self._write(payload, held_now.token if held_now else None)
         except BaseException:
             # Not delivered: the save failed. Kept (in order) for a retry.
             self._emitted[:0] = emitted
@@ -632,6 +673,28 @@ class PersistedActor:
                 if inspect.isawaitable(result):
                     pending.append(result)
         return pending
+
+    async def _write_and_release(self, payload: bytes, held: HeldLease) -> str:
+        """Save and give back the lease kept in the snapshot's item, in one request."""
+        lease = held.lease
+        assert self.lock is not None
+        version: str = await self.storage.write_and_release(  # type: ignore[attr-defined]
+            self.actor_id,
+            payload,
+            if_version=self._version,
+            owner=lease.owner,
+            token=lease.token,
+            now=self.lock.clock(),
+        )
+        held.released_elsewhere()
+        logger.info(
+            "saved actor %s: version %s -> %s, lease token %s released",
+            self.actor_id,
+            self._version,
+            version,
+            lease.token,
+        )
+        return version
 
     async def _write(self, payload: bytes, token: int | None) -> str:
         expected = self._version
@@ -720,6 +783,11 @@ class PersistedActor:
             An async context manager yielding this actor (single use).
         """
         return _session(self)
+
+    @property
+    def read_cached(self) -> bool:
+        """Whether the snapshot came through the storage's version cache (it may be stale)."""
+        return self._from_cache
 
     @property
     def stored_due(self) -> int | None:
@@ -858,7 +926,7 @@ async def _session(pa: PersistedActor) -> AsyncIterator[PersistedActor]:
         body_done = True
         # Still inside the body's cancel scope: a loss found while the write
         # is in flight cancels it.
-        version = await pa.save()
+        version = await pa._save(release=True)
     except BaseException as exc:
         if pa._exit_scope(type(exc), exc, exc.__traceback__):
             # Cancelled by the loss of the lease: the loss is the error.
@@ -969,6 +1037,16 @@ async def fire_due_timers(
     kwargs.setdefault("create", False)
     async with persisted_actor(actor_id, machine, storage=storage, lock=lock, **kwargs) as actor:
         return actor.next_timer_at
+
+
+def _lock_for(storage: Storage, lock: LockManager | None) -> LockManager | None:
+    """The lock manager for ``storage``: with DynamoDB for both, leases in the snapshot items."""
+    if lock is None or type(storage).__name__ != "DynamoDBStorage":
+        return lock
+    from ._item_leases import leases_for
+
+    managed: LockManager = leases_for(storage, lock)
+    return managed
 
 
 def _due_of(snapshot: Snapshot, mailbox: Mailbox) -> int | None:

@@ -45,6 +45,7 @@ from .errors import (
     SnapshotIncompatible,
     StatechartError,
     UnknownMachine,
+    VersionConflict,
 )
 from .persisted import Outcome, PersistedActor
 from .statechart import Machine, Snapshot, to_event
@@ -466,34 +467,37 @@ class ActorSystem:
         events = [r for r in batch if r.kind in ("send", "message")]
         # A waker's visit never waits for a busy actor: it comes back later.
         overrides: SessionArgs = {} if events else {"lock_wait": None}
-        pa, delivered = self._open(
-            actor_id,
-            machine,
-            input=creator.input if creator is not None else None,
-            create=creator is not None and machine is not None,
-            options=self.options.merged(**overrides),
-        )
-        answers: list[tuple[Outcome, Snapshot] | Exception] = []
-        stepped = False
-        try:
-            async with pa.session():
-                stepped = pa.changed
-                for request in events:
-                    answers.append(await self._apply(pa, request))
-                stepped = stepped or pa.changed
-        except BaseException as exc:
-            # Nothing of the batch was saved: every caller gets the reason.
-            failure = exc if isinstance(exc, Exception) else None
-            for request in batch:
-                if request.future.done():
+        for attempt in (1, 2):
+            pa, delivered = self._open(
+                actor_id,
+                machine,
+                input=creator.input if creator is not None else None,
+                create=creator is not None and machine is not None,
+                options=self.options.merged(**overrides),
+            )
+            answers: list[tuple[Outcome, Snapshot] | Exception] = []
+            stepped = False
+            try:
+                async with pa.session():
+                    stepped = pa.changed
+                    for request in events:
+                        answers.append(await self._apply(pa, request))
+                    stepped = stepped or pa.changed
+            except VersionConflict as conflict:
+                if attempt == 1 and pa.read_cached:
+                    # Started from the version cache and somebody else wrote
+                    # meanwhile: the failed write dropped the entry; once more
+                    # from the backend (custom actions of the first try have
+                    # run, as for any optimistic step that lost its race).
                     continue
-                if failure is None:
-                    request.future.cancel()
-                else:
-                    request.future.set_exception(failure)
-            if failure is None:
-                raise
-            return
+                self._fail(batch, conflict)
+                return
+            except BaseException as exc:
+                self._fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            break
         self._committed(pa, delivered)
         version = pa.version
         for request, answer in zip(events, answers, strict=True):
@@ -507,6 +511,17 @@ class ActorSystem:
         for request in batch:
             if request.kind == "tick" and not request.future.done():
                 request.future.set_result(tick)
+
+    @staticmethod
+    def _fail(batch: list[_Request], exc: BaseException | None) -> None:
+        """Nothing of the batch was saved: every caller gets the reason (or is cancelled)."""
+        for request in batch:
+            if request.future.done():
+                continue
+            if isinstance(exc, Exception):
+                request.future.set_exception(exc)
+            else:
+                request.future.cancel()
 
     def _open(
         self,

@@ -6,7 +6,8 @@ From the bottom up::
                 _dynamodb, _retry, _shield, _await, _options, _posix
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
-    shell       actor, persisted, system, _mailbox         runs the core on the backends
+    shell       actor, persisted, system, _mailbox,        runs the core on the backends
+                _item_leases
     surface     cli, __main__, integrations/, testing/,    what users touch
                 _demo, _diagram, _urls, _format
     top         durable_state/__init__.py                  re-exports
@@ -56,7 +57,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "core": ("statechart",),
     "backends": ("storage", "locks"),
-    "shell": ("actor", "persisted", "system", "_mailbox"),
+    "shell": ("actor", "persisted", "system", "_mailbox", "_item_leases"),
     "surface": (
         "cli",
         "__main__",

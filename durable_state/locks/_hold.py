@@ -233,6 +233,20 @@ class HeldLease:
         self._arm(self._interval(self._lease))
         return self
 
+    def released_elsewhere(self) -> None:
+        """Record that the lease was given back by another request (a save that released it).
+
+        Renewing stops at once, a renewal in flight is ignored, and
+        :meth:`stop` sends no release of its own.
+        """
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None:
+            renewal.cancel()
+
     async def stop(self) -> None:
         """Stop renewing and release the lease; failures are logged, never raised.
 
@@ -240,7 +254,7 @@ class HeldLease:
         meanwhile (the cancellation is delivered afterwards).
         """
         if self._stopped or self._lease is None:
-            return
+            return  # stopped before, or released by a save
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()

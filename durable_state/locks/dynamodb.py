@@ -155,6 +155,11 @@ class DynamoDBLockManager(BaseLockManager):
             endpoint_url=endpoint_url,
         )
 
+    @property
+    def endpoint(self) -> tuple[object, ...]:
+        """What this instance's requests reach (a client passed in, or endpoint and region)."""
+        return self._aws.target
+
     def __repr__(self) -> str:
         return (
             f"DynamoDBLockManager({self.table_name!r}, default_ttl={self.default_ttl!r}, "

@@ -85,6 +85,10 @@ from .._dynamodb import (
     DUE_INDEX,
     DUE_PREFIX,
     DUE_SHARD,
+    LEASE_OWNER,
+    LEASE_RELEASED,
+    LEASE_TOKEN,
+    LEASE_UNTIL,
     PARTITION_KEY,
     SPILL,
     STATE_PREFIX,
@@ -96,12 +100,14 @@ from .._dynamodb import (
     state_id,
 )
 from ..errors import (
+    LockLost,
     MissingDependency,
     SnapshotCorrupt,
     StorageError,
     StorageUnavailable,
     VersionConflict,
 )
+from ._base import new_write_id
 from ._cache import CachingStorage, make_cache
 from ._keys import MAX_KEY_BYTES
 from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
@@ -251,6 +257,11 @@ class DynamoDBStorage(CachingStorage):
         else:
             raise TypeError(f"spill must be an S3Storage or a bucket name, not {spill!r}")
 
+    @property
+    def endpoint(self) -> tuple[object, ...]:
+        """What this instance's requests reach (a client passed in, or endpoint and region)."""
+        return self._aws.target
+
     def __repr__(self) -> str:
         spill = f", spill={self._spill.bucket!r}" if self._spill is not None else ""
         return f"DynamoDBStorage(table={self.table!r}, prefix={self.prefix!r}{spill})"
@@ -269,6 +280,99 @@ class DynamoDBStorage(CachingStorage):
         await self._get_client("connect", None)
         if self._spill is not None:
             await self._spill.connect()
+
+    # ------------------------------------------------------------------ #
+    # A lease kept in the snapshot's own item
+    # ------------------------------------------------------------------ #
+
+    async def client(self) -> Any:
+        """The aiobotocore DynamoDB client this storage uses (made on first use).
+
+        For code that keeps leases in this storage's items (see
+        :meth:`item_key`); everything else goes through the storage's methods.
+
+        Raises:
+            StorageUnavailable: the client could not be created.
+        """
+        return await self._get_client("connect", None)
+
+    def item_key(self, key: str) -> dict[str, Any]:
+        """The DynamoDB ``Key`` of the item holding ``key`` (``{"id": {"S": ...}}``).
+
+        Raises:
+            InvalidKey: the key is not acceptable.
+        """
+        self._check_key(key)
+        return self._key(key)
+
+    async def stored_from_item(self, key: str, item: Mapping[str, Any]) -> Stored | None:
+        """The value an item (as DynamoDB returned it) holds, or ``None`` if it holds none.
+
+        For a read that came with another request (an ``UpdateItem`` that
+        took a lease kept in the item and returned it). A spilled value is
+        fetched from S3; if it was replaced meanwhile, the item is read again.
+
+        Raises:
+            SnapshotCorrupt: the item is malformed.
+            StorageUnavailable: the backend failed.
+        """
+        if VERSION not in item:
+            return None
+        version = _str(item, VERSION)
+        if not version:
+            raise SnapshotCorrupt(key, "the item's version is not a string")
+        data = await self._value(key, item)
+        if data is None:  # the spilled object was replaced: read the item again
+            return await self.read(key)
+        stored = Stored(data, version)
+        if self._cache is not None:
+            self._cache.put(key, stored)
+        return stored
+
+    async def write_and_release(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_version: IfVersion,
+        owner: str,
+        token: int,
+        now: float,
+    ) -> str:
+        """Write ``data`` and give back the lease kept in the item, in one request.
+
+        The write is conditional on ``if_version`` (as :meth:`write`) and on
+        the item's lease still being ``owner``'s with fencing token ``token``,
+        unreleased; it then marks the lease released (``leaseUntil = now``).
+
+        Returns:
+            The new version.
+
+        Raises:
+            VersionConflict: the version condition did not hold; nothing was
+                written and the lease is still held.
+            LockLost: the lease is not ``owner``'s any more; nothing was written.
+            StorageUnavailable: the backend failed; the item holds its old or
+                its new value.
+        """
+        self._check_key(key)
+        write_id = new_write_id()
+        try:
+            version = await self._write(key, data, if_version, write_id, (owner, token, now))
+        except (VersionConflict, StorageUnavailable) as exc:
+            landed = await self._recognise(key, write_id, exc)
+            if landed is None:
+                if self._cache is not None:
+                    self._cache.drop(key)
+                raise
+            version = landed
+        except BaseException:
+            if self._cache is not None:
+                self._cache.drop(key)
+            raise
+        if self._cache is not None:
+            self._cache.put(key, Stored(data, version))
+        return version
 
     # ------------------------------------------------------------------ #
     # Development helper
@@ -386,32 +490,55 @@ class DynamoDBStorage(CachingStorage):
             "read", key, "the spilled value kept being replaced while it was read"
         )
 
-    async def _write(self, key: str, data: bytes, if_version: IfVersion, write_id: str) -> str:
+    async def _write(
+        self,
+        key: str,
+        data: bytes,
+        if_version: IfVersion,
+        write_id: str,
+        release: tuple[str, int, float] | None = None,
+    ) -> str:
         pointer = await self._spill_out(key, data, write_id) if self._spills(key, data) else None
         values: dict[str, Any] = {":version": {"S": write_id}}
+        names = {"#data": DATA, "#version": VERSION, "#spill": SPILL, "#ttl": TTL_ATTRIBUTE}
         if pointer is None:
-            update = "SET #data = :data, #version = :version REMOVE #spill"
+            update = "SET #data = :data, #version = :version"
             values[":data"] = {"B": data}
+            remove = " REMOVE #spill"
         else:
-            update = "SET #spill = :spill, #version = :version REMOVE #data"
+            update = "SET #spill = :spill, #version = :version"
             values[":spill"] = {"M": pointer}
+            remove = " REMOVE #data"
         condition = _NOT_A_LEASE
         if if_version is None:
             condition += " AND attribute_not_exists(#version)"
         elif if_version != ANY_VERSION:
             condition += " AND #version = :expected"
             values[":expected"] = {"S": if_version}
+        if release is not None:
+            # The lease kept in this item is checked and given back in the
+            # same request (see write_and_release).
+            owner, token, now = release
+            update += ", #lr = :true, #lu = :now"
+            condition += " AND #lo = :owner AND #lt = :token AND #lr = :false"
+            names.update(
+                {"#lo": LEASE_OWNER, "#lt": LEASE_TOKEN, "#lu": LEASE_UNTIL, "#lr": LEASE_RELEASED}
+            )
+            values.update(
+                {
+                    ":owner": {"S": owner},
+                    ":token": {"N": str(token)},
+                    ":true": {"BOOL": True},
+                    ":false": {"BOOL": False},
+                    ":now": {"N": f"{now:.6f}"},
+                }
+            )
         params: dict[str, Any] = {
             "TableName": self.table,
             "Key": self._key(key),
-            "UpdateExpression": update,
+            "UpdateExpression": update + remove,
             "ConditionExpression": condition,
-            "ExpressionAttributeNames": {
-                "#data": DATA,
-                "#version": VERSION,
-                "#spill": SPILL,
-                "#ttl": TTL_ATTRIBUTE,
-            },
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
@@ -433,6 +560,23 @@ class DynamoDBStorage(CachingStorage):
                 await self._discard(pointer)
             if old is not None and TTL_ATTRIBUTE in old:
                 raise self._lease_there("write", key) from exc
+            actual_now = (_str(old, VERSION) or None) if old is not None else None
+            newer = if_version != ANY_VERSION and actual_now != if_version
+            if (
+                release is not None
+                and old is not None
+                and not newer
+                and _lease_of(old) != release[:2]
+            ):
+                # The version still matches: only the lease failed the check.
+                owner, token, _ = release
+                holder = _str(old, LEASE_OWNER) or None
+                raise LockLost(
+                    key,
+                    owner=owner,
+                    token=token,
+                    reason=f"the lease is now held by {holder!r}, or was released, before saving",
+                ) from exc
             actual = (_str(old, VERSION) or None) if old is not None else None
             raise VersionConflict(key, expected=if_version, actual=actual) from exc
         except self._driver_errors as exc:
@@ -729,6 +873,17 @@ class DynamoDBStorage(CachingStorage):
         if error_code(exc) == "ResourceNotFoundException":
             detail += f" [table {self.table!r}]"
         return StorageUnavailable(operation, key, detail)
+
+
+def _lease_of(item: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The unreleased lease an item holds: ``(owner, token)``, or ``None``."""
+    released = item.get(LEASE_RELEASED, {})
+    if isinstance(released, Mapping) and released.get("BOOL") is True:
+        return None
+    token = item.get(LEASE_TOKEN, {})
+    raw = token.get("N") if isinstance(token, Mapping) else None
+    owner = _str(item, LEASE_OWNER)
+    return (owner, int(raw)) if owner and raw is not None else None
 
 
 def _spilled_key(item: Mapping[str, Any]) -> str | None:

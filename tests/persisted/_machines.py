@@ -194,13 +194,21 @@ def open_backend(spec: Mapping[str, Any]) -> tuple[Any, Any]:
             skew_margin=spec.get("skew", 0.2),
         )
         return storage, lock
+    if spec["kind"] == "dynamodb":
+        from durable_state.locks.dynamodb import DynamoDBLockManager
+        from durable_state.storage import DynamoDBStorage
+
+        kwargs = {"endpoint_url": spec["endpoint"], "region_name": spec["region"]}
+        storage = DynamoDBStorage(spec["table"], prefix=spec["prefix"], **kwargs)
+        lock = DynamoDBLockManager(spec["table"], skew_margin=spec.get("skew", 0.2), **kwargs)
+        return storage, lock
     raise ValueError(f"unknown backend kind {spec['kind']!r}")
 
 
 def child_env(spec: Mapping[str, Any]) -> dict[str, str]:
     """The environment for a child process: this one's, with dummy AWS credentials."""
     env = dict(os.environ)
-    if spec["kind"] == "aws":
+    if spec["kind"] in ("aws", "dynamodb"):
         env.update(
             {
                 "AWS_ACCESS_KEY_ID": "testing",

@@ -33,7 +33,7 @@ from durable_state.locks.file import FileLockManager
 from durable_state.locks.memory import MemoryLockManager
 from durable_state.storage import LocalFileStorage, MemoryStorage, S3Storage
 
-BACKENDS = ("memory", "file", "aws")
+BACKENDS = ("memory", "file", "aws", "dynamodb")
 
 #: The takeover margin of the DynamoDB managers in these tests (seconds).
 DYNAMO_SKEW = 0.2
@@ -111,6 +111,25 @@ def aws_names(moto_server: Any) -> tuple[str, str]:
     return bucket, table
 
 
+@pytest.fixture(scope="session")
+def dynamodb_table(moto_server: Any) -> str:
+    """One table for snapshots and leases (DynamoDBStorage + DynamoDBLockManager), for the run."""
+    import aioboto3
+
+    from durable_state.storage import DynamoDBStorage
+
+    table = f"state-{uuid.uuid4().hex[:12]}"
+    session = aioboto3.Session()
+
+    async def create() -> None:
+        async with DynamoDBStorage(table, session=session, **moto_server.client_kwargs()) as s:
+            await s.create_table()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+    return table
+
+
 @pytest.fixture
 def aws_endpoint(moto_server: Any) -> Any:
     """The moto endpoint the ``aws`` backend talks to (a module may override it)."""
@@ -131,11 +150,16 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             yield _memory_backend(stack)
         elif request.param == "file":
             yield _file_backend(stack, tmp_path / "state")
-        else:
+        elif request.param == "aws":
             moto = request.getfixturevalue("aws_endpoint")
             session = request.getfixturevalue("aws_session")
             names = request.getfixturevalue("aws_names")
             yield await _aws_backend(stack, moto, session, names)
+        else:
+            moto = request.getfixturevalue("aws_endpoint")
+            session = request.getfixturevalue("aws_session")
+            table = request.getfixturevalue("dynamodb_table")
+            yield await _dynamodb_backend(stack, moto, session, table)
 
 
 def _memory_backend(stack: AsyncExitStack) -> Backend:
@@ -223,3 +247,49 @@ async def _aws_backend(
         "skew": DYNAMO_SKEW,
     }
     return Backend("aws", storage, make_lock(), make_lock, expire, delete, spec=spec)
+
+
+async def _dynamodb_backend(stack: AsyncExitStack, moto: Any, session: Any, table: str) -> Backend:
+    """Snapshots and leases in one DynamoDB table: leases live in the snapshot items."""
+    from durable_state._item_leases import leases_for
+    from durable_state.locks.dynamodb import DynamoDBLockManager
+    from durable_state.storage import DynamoDBStorage
+
+    kwargs = moto.client_kwargs()
+    prefix = f"t-{uuid.uuid4().hex[:12]}/"
+    storage = DynamoDBStorage(table, prefix=prefix, session=session, **kwargs)
+    stack.push_async_callback(storage.aclose)
+
+    def raw_lock() -> DynamoDBLockManager:
+        other = DynamoDBLockManager(table, session=session, skew_margin=DYNAMO_SKEW, **kwargs)
+        stack.push_async_callback(other.aclose)
+        return other
+
+    def make_lock() -> Any:
+        # What a session of another process uses: the leases in the items.
+        return leases_for(storage, raw_lock())
+
+    async def update(key: str, expression: str, values: dict[str, Any] | None = None) -> None:
+        async with session.client("dynamodb", **kwargs) as dynamo:
+            await dynamo.update_item(
+                TableName=table,
+                Key=storage.item_key(key),
+                UpdateExpression=expression,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+
+    async def expire(key: str) -> None:
+        await update(key, "SET leaseUntil = :zero", {":zero": {"N": "0"}})
+
+    async def delete(key: str) -> None:
+        await update(key, "REMOVE leaseOwner, leaseToken, leaseUntil, leaseReleased, leaseTtl")
+
+    spec = {
+        "kind": "dynamodb",
+        "table": table,
+        "prefix": prefix,
+        "endpoint": moto.url,
+        "region": moto.region,
+        "skew": DYNAMO_SKEW,
+    }
+    return Backend("dynamodb", storage, make_lock(), make_lock, expire, delete, spec=spec)
