@@ -81,7 +81,7 @@ async def setup(name: str, url: str) -> AsyncIterator[dict[str, Any]]:
             client = await s3._aws.get()
             try:
                 await client.create_bucket(Bucket=bucket)
-            except Exception:  # noqa: BLE001 - made by an earlier run
+            except Exception:
                 pass
             await lock.create_table()
             yield {"storage": s3, "lock": lock}
