@@ -261,3 +261,32 @@ resource "aws_iam_policy" "this" {
   policy      = jsonencode({ Version = "2012-10-17", Statement = local.policy_statements })
   tags        = var.tags
 }
+
+# --------------------------------------------------------------------------- #
+# The waker (optional): a schedule rule that invokes a Lambda function running
+# make_schedule_handler(system). The function's role needs the policy above
+# (it reads the due index, loads, saves and removes index entries).
+# --------------------------------------------------------------------------- #
+
+resource "aws_cloudwatch_event_rule" "waker" {
+  count               = var.waker_function_arn == null ? 0 : 1
+  name                = "${local.policy_name}-waker"
+  description         = "durable_state: fire the timers that are due (${var.waker_schedule})"
+  schedule_expression = var.waker_schedule
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "waker" {
+  count = var.waker_function_arn == null ? 0 : 1
+  rule  = aws_cloudwatch_event_rule.waker[0].name
+  arn   = var.waker_function_arn
+}
+
+resource "aws_lambda_permission" "waker" {
+  count         = var.waker_function_arn == null ? 0 : 1
+  statement_id  = "durable-state-waker"
+  action        = "lambda:InvokeFunction"
+  function_name = var.waker_function_arn
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.waker[0].arn
+}

@@ -51,3 +51,8 @@ output "lambda_environment" {
     LOCK_TABLE   = aws_dynamodb_table.locks.name
   }
 }
+
+output "waker_rule_arn" {
+  description = "ARN of the EventBridge rule that runs the waker, or null without waker_function_arn."
+  value       = var.waker_function_arn == null ? null : aws_cloudwatch_event_rule.waker[0].arn
+}

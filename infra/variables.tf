@@ -82,3 +82,20 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "waker_function_arn" {
+  description = "ARN of a Lambda function whose handler is make_schedule_handler(system): an EventBridge rule then invokes it on waker_schedule to fire due timers. null: no schedule (run a waker elsewhere)."
+  type        = string
+  default     = null
+}
+
+variable "waker_schedule" {
+  description = "How often the waker runs, as an EventBridge schedule expression."
+  type        = string
+  default     = "rate(1 minute)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.waker_schedule))
+    error_message = "waker_schedule must be an EventBridge schedule expression: rate(...) or cron(...)."
+  }
+}

@@ -21,6 +21,12 @@ mock_provider "aws" {
     }
   }
 
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = {
+      arn = "arn:aws:events:eu-west-1:123456789012:rule/orders-state-durable-state-waker"
+    }
+  }
+
   mock_resource "aws_iam_policy" {
     defaults = {
       arn = "arn:aws:iam::123456789012:policy/orders-state-durable-state"
@@ -136,6 +142,52 @@ run "defaults" {
     ]
     error_message = "the policy must grant exactly the library's calls on the prefix and the table"
   }
+}
+
+run "no_waker_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_cloudwatch_event_rule.waker) == 0 && output.waker_rule_arn == null
+    error_message = "without waker_function_arn there is no schedule"
+  }
+}
+
+run "waker_schedule" {
+  command = apply
+
+  variables {
+    waker_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:orders-waker"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_rule.waker[0].schedule_expression == "rate(1 minute)"
+    error_message = "the waker runs every minute by default"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_target.waker[0].arn == "arn:aws:lambda:eu-west-1:123456789012:function:orders-waker"
+    error_message = "the rule must target the waker function"
+  }
+
+  assert {
+    condition = (
+      aws_lambda_permission.waker[0].principal == "events.amazonaws.com" &&
+      aws_lambda_permission.waker[0].action == "lambda:InvokeFunction"
+    )
+    error_message = "EventBridge must be allowed to invoke the waker"
+  }
+}
+
+run "rejects_a_bad_schedule" {
+  command = plan
+
+  variables {
+    waker_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:orders-waker"
+    waker_schedule     = "every minute"
+  }
+
+  expect_failures = [var.waker_schedule]
 }
 
 run "whole_bucket" {
