@@ -50,12 +50,19 @@ class SystemClock:
     """Wall-clock time; callbacks are scheduled on the running asyncio loop."""
 
     def now_ms(self) -> float:
+        """The wall-clock time in epoch milliseconds."""
         return time.time() * 1000.0
 
     def time(self) -> float:
+        """The wall-clock time in epoch seconds (:func:`time.time`)."""
         return time.time()
 
     def call_at(self, due_ms: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` on the running loop once the wall clock reaches ``due_ms``.
+
+        Raises:
+            RuntimeError: no asyncio event loop is running.
+        """
         loop = asyncio.get_running_loop()
         delay = max(0.0, (due_ms - self.now_ms()) / 1000.0)
         return loop.call_later(delay, callback)
@@ -99,12 +106,18 @@ class ManualClock:
         self._seq = itertools.count()
 
     def now_ms(self) -> float:
+        """The clock's time in epoch milliseconds."""
         return self._now
 
     def time(self) -> float:
+        """The clock's time in epoch seconds."""
         return self._now / 1000.0
 
     def call_at(self, due_ms: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` when :meth:`advance` or :meth:`set` reaches ``due_ms``.
+
+        A callback already due fires on the next ``advance`` or ``set``.
+        """
         timer = _ManualTimer(float(due_ms), next(self._seq), callback)
         heapq.heappush(self._heap, timer)
         return timer

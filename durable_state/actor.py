@@ -37,7 +37,7 @@ from .statechart import (
 
 __all__ = ("Actor", "Listener", "Subscription")
 
-logger = logging.getLogger("durable_state.actor")
+logger: logging.Logger = logging.getLogger("durable_state.actor")
 
 Listener = Callable[[Mapping[str, Any]], Any]
 """A listener of emitted events: ``fn(event)``; may be a coroutine function."""
@@ -121,9 +121,9 @@ class Actor:
         id: str | None = None,
         emit: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
-        self.machine = machine
+        self.machine: Machine = machine
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.id = id or machine.id
+        self.id: str = id or machine.id
         self._input = input
         self._snapshot: Snapshot | None
         if snapshot is None:

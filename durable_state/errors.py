@@ -133,7 +133,7 @@ class NotSerializable(StatechartError, TypeError):
     def __init__(self, path: str, value_type: str, reason: str = "") -> None:
         self.path = path
         self.value_type = value_type
-        self.reason = reason or f"a {value_type} cannot be stored as JSON"
+        self.reason: str = reason or f"a {value_type} cannot be stored as JSON"
         super().__init__(f"{path}: {self.reason}")
 
 

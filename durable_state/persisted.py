@@ -57,7 +57,7 @@ __all__ = (
     "with_persisted_actor",
 )
 
-logger = logging.getLogger("durable_state.persisted")
+logger: logging.Logger = logging.getLogger("durable_state.persisted")
 
 T = TypeVar("T")
 
@@ -156,14 +156,14 @@ class PersistedActor:
         # With DynamoDB for both, the lease lives in the snapshot's item, and
         # a locked step is two requests: take the lease and read, write and
         # release (see durable_state._item_leases).
-        self.lock = _lock_for(storage, lock)
+        self.lock: LockManager | None = _lock_for(storage, lock)
         self._fused = getattr(self.lock, "storage", None) is storage and hasattr(
             self.lock, "taken_item"
         )
         self.options = opts
         self.locking: Locking = opts.locking if lock is not None else None
-        self.lock_ttl = opts.lock_ttl
-        self.lock_wait = opts.lock_wait
+        self.lock_ttl: float = opts.lock_ttl
+        self.lock_wait: float | None = opts.lock_wait
         self._machine = machine
         self._machines = machines or {}
         self._input = input
@@ -182,7 +182,7 @@ class PersistedActor:
         self._processed_changes = 0
         self._saved_processed_changes = 0
         # Outbox, inbox and dead letters (see durable_state._mailbox).
-        self.mailbox = Mailbox()
+        self.mailbox: Mailbox = Mailbox()
         self._saved_mailbox_changes = 0
         self._delivered = delivered
         # How many sends in a row led to the event being processed now.

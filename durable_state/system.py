@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ("ActorSystem", "SendResult", "WakerStats")
 
-logger = logging.getLogger("durable_state.system")
+logger: logging.Logger = logging.getLogger("durable_state.system")
 
 #: The message that makes a child actor (its parent's first message to it).
 SPAWN = "$spawn"
@@ -285,8 +285,8 @@ class ActorSystem:
     ) -> None:
         self.storage = storage
         self.lock = lock
-        self.options = (options or SessionOptions()).merged(**overrides)
-        self.stats = WakerStats()
+        self.options: SessionOptions = (options or SessionOptions()).merged(**overrides)
+        self.stats: WakerStats = WakerStats()
         self._machines: dict[str, Machine] = {}
         self._lanes: dict[str, _Lane] = {}
         # Outbox messages delivered (or buried) but not yet settled in their

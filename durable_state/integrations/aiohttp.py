@@ -44,8 +44,8 @@ from ..errors import MissingDependency
 
 try:
     from aiohttp import web
-except ImportError as exc:  # the extra is not installed
-    raise MissingDependency("durable_state.integrations.aiohttp", "aiohttp") from exc
+except ImportError as _missing:  # the extra is not installed
+    raise MissingDependency("durable_state.integrations.aiohttp", "aiohttp") from _missing
 
 from ..persisted import SessionArgs, SessionOptions
 
@@ -69,7 +69,7 @@ __all__ = (
     "make_error_middleware",
 )
 
-logger = logging.getLogger("durable_state.integrations")
+logger: logging.Logger = logging.getLogger("durable_state.integrations")
 
 
 @asynccontextmanager

@@ -98,7 +98,7 @@ __all__ = (
     "sync_handler",
 )
 
-logger = logging.getLogger("durable_state.integrations.aws_lambda")
+logger: logging.Logger = logging.getLogger("durable_state.integrations.aws_lambda")
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -59,8 +59,8 @@ from ..errors import MissingDependency
 try:
     import fastapi
     from fastapi.responses import JSONResponse
-except ImportError as exc:  # the extra is not installed
-    raise MissingDependency("durable_state.integrations.fastapi", "fastapi") from exc
+except ImportError as _missing:  # the extra is not installed
+    raise MissingDependency("durable_state.integrations.fastapi", "fastapi") from _missing
 
 from ..persisted import SessionArgs, SessionOptions
 
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ("actor_dependency", "durable_state_error_handler", "install_error_handlers")
 
-logger = logging.getLogger("durable_state.integrations")
+logger: logging.Logger = logging.getLogger("durable_state.integrations")
 
 
 def actor_dependency(

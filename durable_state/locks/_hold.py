@@ -43,15 +43,23 @@ class _LeaseOps(Protocol):
     """What :class:`HeldLease` needs from a manager."""
 
     @property
-    def clock(self) -> Callable[[], float]: ...
+    def clock(self) -> Callable[[], float]:
+        """The time source (epoch seconds) the lease's expiry is on."""
+        ...
 
     async def acquire(
         self, key: str, *, ttl: float | None = None, wait: float | None = None
-    ) -> Lease: ...
+    ) -> Lease:
+        """Take a lease on ``key`` (see :meth:`LockManager.acquire`)."""
+        ...
 
-    async def renew(self, lease: Lease) -> Lease: ...
+    async def renew(self, lease: Lease) -> Lease:
+        """Extend ``lease`` or raise :class:`LockLost` (see :meth:`LockManager.renew`)."""
+        ...
 
-    async def release(self, lease: Lease) -> None: ...
+    async def release(self, lease: Lease) -> None:
+        """Give ``lease`` back (see :meth:`LockManager.release`)."""
+        ...
 
 
 class HeldLease:
@@ -126,7 +134,7 @@ class HeldLease:
             ValueError: ``renew_interval`` or ``release_timeout`` is not positive.
         """
         self._manager = manager
-        self.key = key
+        self.key: str = key
         self._ttl = ttl
         self._wait = wait
         self._renew_interval = (

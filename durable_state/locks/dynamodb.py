@@ -143,7 +143,7 @@ class DynamoDBLockManager(BaseLockManager):
         if not math.isfinite(skew_margin) or skew_margin < 0:
             raise ValueError(f"skew_margin must be a finite number >= 0, not {skew_margin!r}")
         self.table_name = table_name
-        self.skew_margin = float(skew_margin)
+        self.skew_margin: float = float(skew_margin)
         self._client_error: type[Exception] = ClientError
         self._botocore_error: type[Exception] = BotoCoreError
         self._aws = LoopBoundClient(

@@ -69,7 +69,7 @@ from ._lease import DEFAULT_TTL, Busy, Lease, stale_reason
 
 __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "FileLockManager")
 
-logger = logging.getLogger("durable_state.locks")
+logger: logging.Logger = logging.getLogger("durable_state.locks")
 
 _SESSION_ID: Final = re.compile(r"[0-9a-f]{32}")
 _RECORD_VERSION: Final = 1
@@ -353,8 +353,8 @@ class FileLockManager(BaseLockManager):
         if sys.platform == "win32":
             raise NotImplementedError("FileLockManager needs POSIX flock(); it is not on Windows")
         super().__init__(default_ttl=default_ttl, clock=clock)
-        self.contention_timeout = _posix.check_contention_timeout(contention_timeout)
-        self.root = os.path.abspath(os.fspath(root))
+        self.contention_timeout: float = _posix.check_contention_timeout(contention_timeout)
+        self.root: str = os.path.abspath(os.fspath(root))
         self._store = _Store(self.root)
 
     def __repr__(self) -> str:

@@ -66,8 +66,8 @@ class VersionCache:
                 raise ValueError(f"{name} must be a positive int, not {bound!r}")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.hits = 0
-        self.misses = 0
+        self.hits: int = 0
+        self.misses: int = 0
         self._entries: OrderedDict[str, Stored] = OrderedDict()
         self._bytes = 0
 

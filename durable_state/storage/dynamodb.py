@@ -115,7 +115,7 @@ from .s3 import RESERVED_PREFIX, S3Storage, unwrap
 
 __all__ = ("DEFAULT_SPILL_THRESHOLD", "MAX_PREFIX_BYTES", "DynamoDBStorage")
 
-logger = logging.getLogger("durable_state.storage")
+logger: logging.Logger = logging.getLogger("durable_state.storage")
 
 #: Values larger than this many bytes go to S3: the 400 KB (409,600-byte)
 #: item limit less room for the id (up to 1,542 bytes), the version, attribute

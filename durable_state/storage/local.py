@@ -70,7 +70,7 @@ from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
 __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "LocalFileStorage")
 
-logger = logging.getLogger("durable_state.storage")
+logger: logging.Logger = logging.getLogger("durable_state.storage")
 
 _SUFFIX: Final = ".state"
 _LOCK_DIR: Final = ".storage-locks"
@@ -388,9 +388,9 @@ class LocalFileStorage(BaseStorage):
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover - POSIX-only backend
             raise NotImplementedError("LocalFileStorage needs POSIX flock (not Windows)")
-        self.contention_timeout = _posix.check_contention_timeout(contention_timeout)
+        self.contention_timeout: float = _posix.check_contention_timeout(contention_timeout)
         # Fixed now, so that a later chdir() cannot move the store.
-        self.root = os.path.abspath(os.fspath(root))
+        self.root: str = os.path.abspath(os.fspath(root))
         # Due entries whose directory fsync has not run yet (event loop only).
         self._due_syncs: list[_DueSync] = []
 

@@ -69,7 +69,7 @@ from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
 
 __all__ = ("ENVELOPE_MAGIC", "S3Storage")
 
-logger = logging.getLogger("durable_state.storage")
+logger: logging.Logger = logging.getLogger("durable_state.storage")
 
 #: First bytes of every object this class writes (NUL never starts a text document).
 ENVELOPE_MAGIC: Final = b"\x00dsenv1\x00"

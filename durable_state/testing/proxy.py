@@ -80,7 +80,7 @@ class FaultProxy:
     """
 
     def __init__(self, host: str, port: int, *, latency: float = 0.0, record: bool = False) -> None:
-        self.target = (host, port)
+        self.target: tuple[str, int] = (host, port)
         self.latency = latency
         self._record = record
         self._rules: list[_Rule] = []
