@@ -8,7 +8,7 @@ command pays only for the parts it touches.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._clock import Clock as Clock
@@ -125,13 +125,24 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def _load(name: str) -> object:
+    """Import the exported ``name`` from the module it lives in (PEP 562's hook).
+
+    Raises:
+        AttributeError: ``name`` is not one of the package's names.
+    """
     source = _SOURCES.get(name)
     if source is None:
         raise AttributeError(f"module 'durable_state' has no attribute {name!r}")
-    value = getattr(importlib.import_module(source, __name__), name)
+    value: object = getattr(importlib.import_module(source, __name__), name)
     globals()[name] = value  # the next access is a plain lookup
     return value
+
+
+# Hidden from type checkers: they see the names imported above, and a
+# module-level __getattr__ would make every misspelt name type-check (as Any).
+if not TYPE_CHECKING:
+    __getattr__ = _load
 
 
 def __dir__() -> list[str]:

@@ -2,7 +2,8 @@
 
 One snippet of user code goes through mypy --strict (and pyright --strict
 when it is installed): the lines marked ``# error`` must be reported, every
-other line must pass. The checkers are development tools, so the test is
+other line must pass. A misspelt name of the package is one of them: the
+package's lazy ``__getattr__`` must stay hidden from type checkers. The checkers are development tools, so the test is
 skipped where they are not installed.
 """
 
@@ -20,6 +21,7 @@ import pytest
 SNIPPET = """\
 from typing import Any
 
+import durable_state
 from durable_state import Machine, Snapshot, assign, emit, raise_event, state_in
 from durable_state.statechart import Effect, TimerQueue
 
@@ -62,6 +64,7 @@ bad_delay = Machine({"id": "m"}, delays={"d": "later"})  # error
 bad_action = Machine({"id": "m"}, actions={"a": 42})  # error
 bad_assign = assign(lambda context, event: 3)  # error
 bad_actor = Machine({"id": "m"}, actors={"a": lambda: None})  # error
+misspelt = durable_state.Machien  # error
 """
 
 ERROR = re.compile(r"#\s*error\s*$")
