@@ -59,6 +59,8 @@ from ..system import ActorSystem
 from . import HANDLED_ERRORS, http_error, system_of
 
 if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler, Middleware
+
     from ..locks import LockManager
     from ..storage import Storage
 
@@ -135,7 +137,7 @@ async def actor_for_request(
         yield actor
 
 
-def make_error_middleware(*, unhandled_status: int = 409) -> Any:
+def make_error_middleware(*, unhandled_status: int = 409) -> Middleware:
     """An :func:`error_middleware` with another status for unhandled events.
 
     Args:
@@ -147,14 +149,14 @@ def make_error_middleware(*, unhandled_status: int = 409) -> Any:
     """
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await _answer(request, handler, unhandled_status)
 
     return middleware
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer durable_state errors with their status and JSON body.
 
     See :mod:`durable_state.integrations` for the table (404 for a missing
@@ -172,7 +174,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     return await _answer(request, handler, 409)
 
 
-async def _answer(request: web.Request, handler: Any, unhandled_status: int) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, handler: Handler, unhandled_status: int
+) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
     except HANDLED_ERRORS as exc:
