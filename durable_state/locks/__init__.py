@@ -17,17 +17,21 @@ if the lease is lost.
 """
 
 from ._hold import HeldLease as HeldLease
+from ._lease import DEFAULT_TTL as DEFAULT_TTL
 from ._lease import Lease as Lease
+from ._lease import LeaseRecord as LeaseRecord
 from ._protocol import LockManager as LockManager
 from .dynamodb import DynamoDBLockManager as DynamoDBLockManager
 from .file import FileLockManager as FileLockManager
 from .memory import MemoryLockManager as MemoryLockManager
 
 __all__ = (
+    "DEFAULT_TTL",
     "DynamoDBLockManager",
     "FileLockManager",
     "HeldLease",
     "Lease",
+    "LeaseRecord",
     "LockManager",
     "MemoryLockManager",
 )

@@ -22,6 +22,7 @@ __all__ = (
     "MAX_KEY_BYTES",
     "Busy",
     "Lease",
+    "LeaseRecord",
     "check_key",
     "check_ttl",
     "check_wait",
@@ -63,6 +64,26 @@ class Lease:
     token: int
     expires_at: float
     ttl: float
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """The last lease taken on a key, as a backend keeps it.
+
+    Backends keep the record after release and expiry, so that fencing
+    tokens keep increasing; :meth:`LockManager.peek` shows only a live one.
+
+    Attributes:
+        owner: the owner id of the lease (:attr:`Lease.owner`).
+        token: its fencing token.
+        expires_at: when it runs out, in epoch seconds.
+        released: whether it was released.
+    """
+
+    owner: str
+    token: int
+    expires_at: float
+    released: bool = False
 
 
 @dataclass(frozen=True)

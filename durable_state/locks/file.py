@@ -65,7 +65,7 @@ from .._keys import MAX_PLAIN_NAME, key_file_stem
 from .._posix import DEFAULT_CONTENTION_TIMEOUT as DEFAULT_CONTENTION_TIMEOUT
 from ..errors import LockLost, LockUnavailable
 from ._base import BaseLockManager
-from ._lease import DEFAULT_TTL, Busy, Lease, stale_reason
+from ._lease import DEFAULT_TTL, Busy, Lease, check_key, stale_reason
 
 __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "FileLockManager")
 
@@ -360,8 +360,18 @@ class FileLockManager(BaseLockManager):
     def __repr__(self) -> str:
         return f"FileLockManager({self.root!r}, default_ttl={self.default_ttl!r})"
 
-    def _record_path(self, key: str) -> str:
-        """Where the lease record of ``key`` lives (for diagnostics and tests)."""
+    def record_path(self, key: str) -> str:
+        """Where the lease record of ``key`` lives, whether or not it exists yet.
+
+        The record is a JSON object with (among others) ``owner``, ``token``,
+        ``expires_at`` and ``released``; it is replaced atomically, never
+        edited in place. For diagnostics and tests: the managers read and
+        write it only inside the key's critical section.
+
+        Raises:
+            InvalidKey: ``key`` is not a valid key.
+        """
+        check_key(key, max_bytes=self._max_key_bytes)
         return self._store.record_path(file_name(key.encode("utf-8")))
 
     async def _locked(self, operation: str, key: str, step: Callable[..., _T], *args: object) -> _T:

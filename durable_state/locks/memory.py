@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import LockLost
 from ._base import BaseLockManager
-from ._lease import DEFAULT_TTL, Busy, Lease, stale_reason
+from ._lease import DEFAULT_TTL, Busy, Lease, LeaseRecord, check_key, stale_reason
 
 __all__ = ("MemoryLockManager",)
 
@@ -70,15 +70,69 @@ class MemoryLockManager(BaseLockManager):
     def __repr__(self) -> str:
         return f"MemoryLockManager(default_ttl={self.default_ttl!r})"
 
-    def sibling(self) -> MemoryLockManager:
-        """A new manager sharing this one's lease table, default TTL and clock.
+    def sibling(
+        self, *, default_ttl: float | None = None, clock: Callable[[], float] | None = None
+    ) -> MemoryLockManager:
+        """A new manager sharing this one's lease table.
+
+        Args:
+            default_ttl: the sibling's default TTL (default: this manager's).
+            clock: the sibling's clock (default: this manager's); siblings on
+                different clocks act like processes whose clocks disagree.
 
         Returns:
             The sibling; closing either leaves the other usable.
+
+        Raises:
+            TypeError: ``default_ttl`` is not a number or ``clock`` is not callable.
+            ValueError: ``default_ttl`` is not positive.
         """
-        other = MemoryLockManager(default_ttl=self.default_ttl, clock=self.clock)
+        other = MemoryLockManager(
+            default_ttl=self.default_ttl if default_ttl is None else default_ttl,
+            clock=self.clock if clock is None else clock,
+        )
         other._table = self._table
         return other
+
+    def record(self, key: str) -> LeaseRecord | None:
+        """The last lease recorded for ``key`` in the shared table, whatever its state.
+
+        Unlike :meth:`peek`, a released or expired lease is a record too. For
+        tests that look behind the managers' backs.
+
+        Raises:
+            InvalidKey: ``key`` is not a valid key.
+        """
+        check_key(key, max_bytes=self._max_key_bytes)
+        with self._table.lock:
+            record = self._table.records.get(key)
+            if record is None:
+                return None
+            return LeaseRecord(record.owner, record.token, record.expires_at, record.released)
+
+    def set_record(self, key: str, record: LeaseRecord | None) -> None:
+        """Replace the record of ``key`` in the shared table, or remove it (``None``).
+
+        For tests that play an operator or another holder: a lease whose
+        record is rewritten or removed here is lost to its holder at its next
+        renewal. The TTL that :meth:`peek` reports is kept (0 for a new record).
+
+        Raises:
+            InvalidKey: ``key`` is not a valid key.
+        """
+        check_key(key, max_bytes=self._max_key_bytes)
+        with self._table.lock:
+            if record is None:
+                self._table.records.pop(key, None)
+                return
+            old = self._table.records.get(key)
+            self._table.records[key] = _Record(
+                record.owner,
+                record.token,
+                record.expires_at,
+                record.released,
+                ttl=0.0 if old is None else old.ttl,
+            )
 
     _never_suspends = True
 

@@ -1,12 +1,12 @@
 """Fixtures for the lock tests: every backend behind one parametrized fixture.
 
-The contract suite asks for ``backend`` and runs once per lock backend. A
-:class:`LockBackend` makes any number of managers over the same shared store
-(what several processes would see), and can look at or change the stored
-lease records behind the managers' backs. DynamoDB runs against the session's
-moto server over HTTP, with a fresh table per test; ``dynamodb-dynalite`` runs
-the same manager against dynalite (marked ``servers``: only with
-``DURABLE_STATE_SLOW=1``).
+The contract suite (durable_state.testing.locks) asks for ``lock_backend``
+and runs once per lock backend. A :class:`LockBackend` makes any number of
+managers over the same shared store (what several processes would see), and
+can look at or change the stored lease records behind the managers' backs.
+DynamoDB runs against the session's moto server over HTTP, with a fresh table
+per test; ``dynamodb-dynalite`` runs the same manager against dynalite (marked
+``servers``: only with ``DURABLE_STATE_SLOW=1``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,9 @@ from durable_state.locks import (
     DynamoDBLockManager,
     FileLockManager,
     LockManager,
-    MemoryLockManager,
 )
-from durable_state.locks.memory import _Record
+from durable_state.testing.locks import FakeClock as FakeClock
+from durable_state.testing.locks import LeaseRecord, LockBackend, MemoryLockBackend
 
 BACKENDS = (
     "memory",
@@ -36,52 +35,6 @@ BACKENDS = (
     "dynamodb",
     pytest.param("dynamodb-dynalite", marks=pytest.mark.servers),
 )
-
-
-class FakeClock:
-    """A clock that moves only when told to (epoch seconds)."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class StoredLease:
-    """A lease record as the backend stores it, read behind the managers' backs."""
-
-    owner: str | None
-    token: int | None
-    expires_at: float | None
-    released: bool
-
-
-@dataclass
-class LockBackend:
-    """Managers over one shared store, plus raw access to that store."""
-
-    name: str
-    _make: Callable[[Callable[[], float] | None, float], Any]
-    read: Callable[[str], Awaitable[StoredLease | None]]
-    delete: Callable[[str], Awaitable[None]]
-    overwrite: Callable[[str, str, int, float], Awaitable[None]]
-    made: list[Any] = field(default_factory=list)
-
-    def make(
-        self, *, clock: Callable[[], float] | None = None, default_ttl: float = 900.0
-    ) -> LockManager:
-        manager = self._make(clock, default_ttl)
-        self.made.append(manager)
-        return manager  # type: ignore[no-any-return]
-
-    async def close_all(self) -> None:
-        for manager in self.made:
-            await manager.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -98,96 +51,85 @@ async def dynamo_client(moto_server: Any, aws_session: Any) -> AsyncIterator[Any
         yield client
 
 
-def memory_backend() -> LockBackend:
-    root = MemoryLockManager()
-    table = root._table
+class FileLockBackend(LockBackend):
+    """Managers over one root; the lease records are JSON files under it."""
 
-    def make(clock: Callable[[], float] | None, default_ttl: float) -> MemoryLockManager:
-        manager = MemoryLockManager(clock=clock, default_ttl=default_ttl)
-        manager._table = table  # share the store, as sibling() does
-        return manager
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._probe = FileLockManager(root)
 
-    async def read(key: str) -> StoredLease | None:
-        record = table.records.get(key)
-        if record is None:
-            return None
-        return StoredLease(record.owner, record.token, record.expires_at, record.released)
+    def new_manager(self, *, clock: Callable[[], float], default_ttl: float) -> LockManager:
+        return FileLockManager(self.root, clock=clock, default_ttl=default_ttl)
 
-    async def delete(key: str) -> None:
-        table.records.pop(key, None)
-
-    async def overwrite(key: str, owner: str, token: int, expires_at: float) -> None:
-        table.records[key] = _Record(owner, token, expires_at, released=False)
-
-    return LockBackend("memory", make, read, delete, overwrite)
-
-
-def file_backend(root: Path) -> LockBackend:
-    probe = FileLockManager(root)
-
-    def make(clock: Callable[[], float] | None, default_ttl: float) -> FileLockManager:
-        return FileLockManager(root, clock=clock, default_ttl=default_ttl)
-
-    async def read(key: str) -> StoredLease | None:
+    async def read_record(self, key: str) -> LeaseRecord | None:
         try:
-            data = json.loads(await anyio.Path(probe._record_path(key)).read_text())
+            data = json.loads(await anyio.Path(self._probe.record_path(key)).read_text())
         except FileNotFoundError:
             return None
-        return StoredLease(data["owner"], data["token"], data["expires_at"], data["released"])
+        return LeaseRecord(data["owner"], data["token"], data["expires_at"], data["released"])
 
-    async def delete(key: str) -> None:
-        await anyio.Path(probe._record_path(key)).unlink()
+    async def delete_record(self, key: str) -> None:
+        await anyio.Path(self._probe.record_path(key)).unlink()
 
-    async def overwrite(key: str, owner: str, token: int, expires_at: float) -> None:
-        path = anyio.Path(probe._record_path(key))
+    async def write_record(self, key: str, record: LeaseRecord) -> None:
+        path = anyio.Path(self._probe.record_path(key))
         data = json.loads(await path.read_text())
-        data.update(owner=owner, token=token, expires_at=expires_at, released=False)
+        data.update(
+            owner=record.owner,
+            token=record.token,
+            expires_at=record.expires_at,
+            released=record.released,
+        )
         await path.write_text(json.dumps(data))
 
-    return LockBackend("file", make, read, delete, overwrite)
 
+class DynamoDBLockBackend(LockBackend):
+    """Managers over one table; the records are read and written with a raw client."""
 
-def dynamodb_backend(moto: Any, session: Any, table: str, client: Any) -> LockBackend:
-    def make(clock: Callable[[], float] | None, default_ttl: float) -> DynamoDBLockManager:
+    def __init__(self, endpoint: Any, session: Any, table: str, client: Any) -> None:
+        self.endpoint = endpoint
+        self.session = session
+        self.table = table
+        self.client = client
+
+    def new_manager(self, *, clock: Callable[[], float], default_ttl: float) -> LockManager:
         return DynamoDBLockManager(
-            table,
-            session=session,
+            self.table,
+            session=self.session,
             clock=clock,
             default_ttl=default_ttl,
             skew_margin=0.0,
-            **moto.client_kwargs(),
+            **self.endpoint.client_kwargs(),
         )
 
-    async def read(key: str) -> StoredLease | None:
-        response = await client.get_item(
-            TableName=table, Key={"id": {"S": key}}, ConsistentRead=True
+    async def read_record(self, key: str) -> LeaseRecord | None:
+        response = await self.client.get_item(
+            TableName=self.table, Key={"id": {"S": key}}, ConsistentRead=True
         )
         item = response.get("Item")
         if item is None:
             return None
-        return StoredLease(
+        return LeaseRecord(
             item["owner"]["S"],
             int(item["token"]["N"]),
             float(item["expireAt"]["N"]),
             item["released"]["BOOL"],
         )
 
-    async def delete(key: str) -> None:
-        await client.delete_item(TableName=table, Key={"id": {"S": key}})
+    async def delete_record(self, key: str) -> None:
+        await self.client.delete_item(TableName=self.table, Key={"id": {"S": key}})
 
-    async def overwrite(key: str, owner: str, token: int, expires_at: float) -> None:
-        await client.put_item(
-            TableName=table,
+    async def write_record(self, key: str, record: LeaseRecord) -> None:
+        await self.client.put_item(
+            TableName=self.table,
             Item={
                 "id": {"S": key},
-                "owner": {"S": owner},
-                "token": {"N": str(token)},
-                "expireAt": {"N": f"{expires_at:.6f}"},
-                "released": {"BOOL": False},
+                "owner": {"S": record.owner},
+                "token": {"N": str(record.token)},
+                "expireAt": {"N": f"{record.expires_at:.6f}"},
+                "released": {"BOOL": record.released},
             },
         )
-
-    return LockBackend("dynamodb", make, read, delete, overwrite)
 
 
 async def create_lock_table(moto: Any, session: Any) -> str:
@@ -226,34 +168,28 @@ async def lock_table(moto_server: Any, aws_session: Any) -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LockBackend]:
+async def lock_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LockBackend]:
     """Each lock backend in turn, over an empty store."""
     if request.param == "memory":
-        made = memory_backend()
-    elif request.param == "file":
-        made = file_backend(tmp_path / "root")
-    else:
-        # Sync fixtures only: an async fixture cannot be requested from here.
-        if request.param == "dynamodb-dynalite":
-            endpoint = request.getfixturevalue("dynalite_server")
-            session = request.getfixturevalue("dynalite_session")
-            table = await create_plain_lock_table(endpoint, session)
-            _expect_dynalite_failures(request)
-        else:
-            endpoint = request.getfixturevalue("moto_server")
-            session = request.getfixturevalue("aws_session")
-            table = await create_lock_table(endpoint, session)
-        async with session.client("dynamodb", **endpoint.client_kwargs()) as client:
-            made = dynamodb_backend(endpoint, session, table, client)
-            try:
-                yield made
-            finally:
-                await made.close_all()
+        yield MemoryLockBackend()
         return
-    try:
-        yield made
-    finally:
-        await made.close_all()
+    if request.param == "file":
+        yield FileLockBackend(tmp_path / "root")
+        return
+    # Sync fixtures only: an async fixture cannot be requested from here.
+    if request.param == "dynamodb-dynalite":
+        endpoint = request.getfixturevalue("dynalite_server")
+        session = request.getfixturevalue("dynalite_session")
+        table = await create_plain_lock_table(endpoint, session)
+        _expect_dynalite_failures(request)
+    else:
+        endpoint = request.getfixturevalue("moto_server")
+        session = request.getfixturevalue("aws_session")
+        table = await create_lock_table(endpoint, session)
+    async with session.client("dynamodb", **endpoint.client_kwargs()) as client:
+        yield DynamoDBLockBackend(endpoint, session, table, client)
 
 
 def _expect_dynalite_failures(request: pytest.FixtureRequest) -> None:

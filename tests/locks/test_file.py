@@ -65,7 +65,7 @@ async def test_no_key_escapes_the_root(tmp_path: Path, key: str) -> None:
     root = tmp_path / "root"
     async with FileLockManager(root) as manager:
         lease = await manager.acquire(key, ttl=60)
-        assert Path(manager._record_path(key)).parent == root / ".locks" / "keys"
+        assert Path(manager.record_path(key)).parent == root / ".locks" / "keys"
         await manager.release(lease)
     assert [p.name async for p in anyio.Path(tmp_path).iterdir()] == ["root"]
     assert [p.name async for p in anyio.Path(root).iterdir()] == [".locks"]
@@ -184,7 +184,7 @@ from durable_state.locks import FileLockManager
 
 async def acquire(manager, key):
     await manager.acquire(key, ttl=60)
-    with open(manager._record_path(key)) as f:
+    with open(manager.record_path(key)) as f:
         return json.load(f)["session"]
 
 manager = FileLockManager(sys.argv[1])
@@ -237,7 +237,7 @@ async def test_stale_session_files_are_swept(tmp_path: Path) -> None:
 async def test_a_corrupt_record_is_reported_not_overwritten(tmp_path: Path) -> None:
     async with FileLockManager(tmp_path) as manager:
         lease = await manager.acquire("k", ttl=60)
-        path = anyio.Path(manager._record_path("k"))
+        path = anyio.Path(manager.record_path("k"))
         await path.write_text("{not json")
         with pytest.raises(LockUnavailable, match="corrupt") as info:
             await manager.acquire("k")
@@ -266,7 +266,7 @@ class CriticalSections:
         self.fds: list[int] = []
 
     def hold(self, manager: FileLockManager, key: str) -> None:
-        fd = os.open(Path(manager._record_path(key)).with_suffix(".lock"), os.O_RDWR)
+        fd = os.open(Path(manager.record_path(key)).with_suffix(".lock"), os.O_RDWR)
         self.fds.append(fd)
         fcntl.flock(fd, fcntl.LOCK_EX)
 
@@ -304,7 +304,7 @@ async def test_a_cancelled_wait_for_a_critical_section_changes_nothing(
     """The wait is on the event loop: a cancel ends it, and no attempt runs later."""
     async with FileLockManager(tmp_path) as manager:
         lease = await manager.acquire("k", ttl=60)
-        record = anyio.Path(manager._record_path("k"))
+        record = anyio.Path(manager.record_path("k"))
         before = await record.read_bytes()
         sections.hold(manager, "k")
         with anyio.move_on_after(0.2) as scope:

@@ -187,13 +187,13 @@ def _file_backend(stack: AsyncExitStack, root: Path) -> Backend:
         return other
 
     async def expire(key: str) -> None:
-        path = anyio.Path(lock._record_path(key))
+        path = anyio.Path(lock.record_path(key))
         record = json.loads(await path.read_bytes())
         record["expires_at"] = 0.0
         await path.write_text(json.dumps(record))
 
     async def delete(key: str) -> None:
-        await anyio.Path(lock._record_path(key)).unlink()
+        await anyio.Path(lock.record_path(key)).unlink()
 
     return Backend(
         "file",
