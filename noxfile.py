@@ -11,7 +11,8 @@
   the ``s3-seaweedfs`` and ``dynamodb-dynalite`` contract backends); needs
   node and npm for dynalite, which is installed on first use.
 * ``lint``: ``ruff check`` and ``ruff format --check``.
-* ``typecheck``: ``mypy --strict`` on the package.
+* ``typecheck``: ``mypy --strict`` on the package, and ``pyright --verifytypes``
+  (the type completeness users see; it must score 100%).
 * ``docs``: ``mkdocs build --strict``.
 * ``compat``: the differential suite against xstate on node, with more cases
   (``DURABLE_STATE_COMPAT_CASES``, default here 2000).
@@ -132,9 +133,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package, with the optional dependencies installed."""
-    session.install("-e", ".[test]", "mypy>=1.10")
+    """mypy --strict over the package, and pyright's type completeness score for its users.
+
+    ``pyright --verifytypes`` finds the package through the ``python`` first
+    on ``PATH``, which in a session is the session's own.
+    """
+    session.install("-e", ".[test]", "mypy>=1.10", "pyright>=1.1.390")
     session.run("mypy", "--strict", *(session.posargs or ["durable_state"]))
+    session.run("pyright", "--verifytypes", "durable_state", "--ignoreexternal")
 
 
 @nox.session
