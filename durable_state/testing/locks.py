@@ -168,9 +168,11 @@ class MemoryLockBackend(LockBackend):
         """Start with an empty lease table."""
         self._root = MemoryLockManager()
 
-    def new_manager(self, *, clock: Callable[[], float], default_ttl: float) -> LockManager:
-        """A sibling over the shared lease table."""
-        return self._root.sibling(clock=clock, default_ttl=default_ttl)
+    def new_manager(
+        self, *, clock: Callable[[], float] | None = None, default_ttl: float = DEFAULT_TTL
+    ) -> MemoryLockManager:
+        """A sibling over the shared lease table (by default on :func:`time.time`)."""
+        return self._root.sibling(clock=clock or time.time, default_ttl=default_ttl)
 
     async def read_record(self, key: str) -> LeaseRecord | None:
         """The record in the shared table (:meth:`MemoryLockManager.record`)."""

@@ -21,7 +21,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +169,12 @@ def _memory_backend(stack: AsyncExitStack) -> Backend:
         return lock.sibling()
 
     async def expire(key: str) -> None:
-        lock._table.records[key].expires_at = 0.0
+        record = lock.record(key)
+        assert record is not None
+        lock.set_record(key, replace(record, expires_at=0.0))
 
     async def delete(key: str) -> None:
-        del lock._table.records[key]
+        lock.set_record(key, None)
 
     return Backend("memory", MemoryStorage(), lock, make_lock, expire, delete)
 
