@@ -21,24 +21,47 @@ Status = Literal["active", "done", "error", "stopped"]
 
 
 class ChildRecord:
-    """An invoked child that is running: its source name and input."""
+    """A child of a machine that is running: invoked async work or a child machine.
 
-    __slots__ = ("input", "src")
+    Attributes:
+        src: its name in the machine's ``actors=``.
+        input: the input it was started with.
+        system_id: the ``systemId`` it is registered under, if any.
+        snapshot: for a restored child machine, its own persisted snapshot
+            (the dict a shell restores the child from); ``None`` for a child
+            started in this process, or one whose snapshot was not nested in
+            the parent's. Not part of equality: two records of the same child
+            are equal whether or not they carry it.
+    """
 
-    def __init__(self, src: str, input: Any) -> None:
+    __slots__ = ("input", "snapshot", "src", "system_id")
+
+    def __init__(
+        self,
+        src: str,
+        input: Any,
+        system_id: str | None = None,
+        snapshot: Mapping[str, Any] | None = None,
+    ) -> None:
         self.src: str = src
         self.input: Any = input
+        self.system_id: str | None = system_id
+        self.snapshot: Mapping[str, Any] | None = snapshot
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, ChildRecord) and other.src == self.src and other.input == self.input
+            isinstance(other, ChildRecord)
+            and other.src == self.src
+            and other.input == self.input
+            and other.system_id == self.system_id
         )
 
     def __hash__(self) -> int:
         return hash(self.src)
 
     def __repr__(self) -> str:
-        return f"ChildRecord(src={self.src!r}, input={self.input!r})"
+        sid = f", system_id={self.system_id!r}" if self.system_id is not None else ""
+        return f"ChildRecord(src={self.src!r}, input={self.input!r}{sid})"
 
 
 class Snapshot:
@@ -203,8 +226,8 @@ class Snapshot:
             and self.output == other.output
             and self.error == other.error
             and dict(self._history) == dict(other._history)
-            and [(t.id, t.event, t.due_ms) for t in self.timers]
-            == [(t.id, t.event, t.due_ms) for t in other.timers]
+            and [(t.id, t.event, t.due_ms, t.send) for t in self.timers]
+            == [(t.id, t.event, t.due_ms, t.send) for t in other.timers]
             and dict(self.children) == dict(other.children)
         )
 
