@@ -139,17 +139,38 @@ class _System:
 class _Plan:
     """How the child effects of one step play out (see :meth:`Actor._plan`).
 
-    ``stillborn``: spawns whose child is stopped again in the same step, and
-    those stops; xstate starts a spawned child only after the macrostep, and
-    a child stopped before it started never runs. ``early``: events sent to a
-    child before the spawn that starts it, by the spawn's position.
+    Positions are indexes in the step's effects. ``stillborn``: spawns whose
+    child is stopped again in the same step, and those stops; xstate starts a
+    spawned child only after the macrostep, and a child stopped before it
+    started never runs. ``targets``: for each send to a child, which one it
+    is: the position of the spawn that started it in this step, ``-1`` for a
+    child that was running before the step, ``None`` for one that is gone
+    (as xstate resolves the target when the send action runs, or, from the
+    entry actions of a state, the child that state invokes next). ``early``:
+    events for a child sent before its spawn, by the spawn's position.
     """
 
-    __slots__ = ("early", "stillborn")
+    __slots__ = ("early", "stillborn", "targets")
 
     def __init__(self) -> None:
         self.stillborn: set[int] = set()
+        self.targets: dict[int, int | None] = {}
         self.early: dict[int, list[Mapping[str, Any]]] = {}
+
+
+class _Early:
+    """A child started by an actor's initial step before that step's other effects."""
+
+    __slots__ = ("child", "error", "initial")
+
+    def __init__(
+        self, child: Actor, initial: tuple[Snapshot, list[Effect]] | None, error: Exception | None
+    ) -> None:
+        self.child = child
+        # Its initial step, when it finished in it: it starts at its place.
+        self.initial = initial
+        # Its failure (raised by its initial step, or by the effects of it).
+        self.error = error
 
 
 class Subscription:
@@ -367,24 +388,33 @@ class Actor:
             raise
         await _await_all(pending, error)
 
-    def _start_now(self, pending: list[Awaitable[Any]]) -> Exception | None:
+    def _initial(self) -> tuple[Snapshot, list[Effect]]:
+        """The initial step, refused as a step would be (see :meth:`_check`)."""
+        snap, effects = self.machine.initial_transition(self._input, now_ms=self.clock.now_ms())
+        if effects and self._relay is None:
+            self._check(snap, effects)
+        return snap, effects
+
+    def _start_now(
+        self,
+        pending: list[Awaitable[Any]],
+        initial: tuple[Snapshot, list[Effect]] | None = None,
+    ) -> Exception | None:
         """Start synchronously; coroutines to await go to ``pending``.
 
-        Returns the first failure of a custom action or listener; a failure
-        of the machine itself propagates (and a fresh actor stays not started).
+        ``initial`` is the initial step when it was taken already. Returns
+        the first failure of a custom action or listener; a failure of the
+        machine itself propagates (and a fresh actor stays not started).
         """
         self._status = "running"
         error: Exception | None = None
         self._processing = True
         try:
             if self._snapshot is None:
-                snap, effects = self.machine.initial_transition(
-                    self._input, now_ms=self.clock.now_ms()
-                )
-                if effects and self._relay is None:
-                    self._check(snap, effects)
+                snap, effects = initial if initial is not None else self._initial()
                 self._snapshot = snap
-                error = self._carry_out(effects, pending)
+                early = self._start_children_first(effects, pending) if effects else None
+                error = self._carry_out(effects, pending, early)
             else:
                 # Restored: as xstate, the children start before the parent
                 # fires anything.
@@ -597,21 +627,34 @@ class Actor:
                 now = self.clock.now_ms()
                 try:
                     if kind == "due":
-                        # Deliver the earliest due timer, then look again: all
-                        # timers due by now go in the snapshot's order (due time,
-                        # then scheduling order), whichever clock callback woke
-                        # us. A callback that came early finds nothing due and
-                        # the timer is simply armed again.
+                        # Deliver the earliest due timer, then look again: the
+                        # timers due by the one whose clock callback woke us go
+                        # in the snapshot's order (due time, then scheduling
+                        # order). Later ones wait for their own callbacks, so
+                        # that the timers of the actors of a tree fire in one
+                        # due order, as in xstate. A callback that came early
+                        # finds nothing due and the timer is simply armed again.
+                        bound = now if item is None else min(now, item)
                         first = snap.timers[0] if snap.timers else None
-                        if first is None or first.due_ms > now or snap.status != "active":
+                        if first is None or first.due_ms > bound or snap.status != "active":
                             self._reconcile()
                             continue
                         nxt, effects = self.machine.fire_timer(snap, first.id, now_ms=now)
-                        self._mailbox.insert(0, ("due", None, None))
+                        self._mailbox.insert(0, ("due", item, None))
                         # A delayed send was checked when it was scheduled;
                         # a receiver gone since is the receiver's business.
                         checked = first.send is not None
                     else:
+                        if kind == "report":
+                            item, child = item
+                            current = self._children.get(child.id)
+                            if current is not None and current is not child:
+                                # A child that finished before its parent
+                                # replaced it: the parent takes its event (as
+                                # in xstate), but the record under its id is
+                                # the new child's, which the event must not
+                                # mark finished: it goes without its actorId.
+                                item = {k: v for k, v in item.items() if k != "actorId"}
                         nxt, effects = self.machine.transition(snap, item, now_ms=now)
                         checked = False
                     if effects and not checked and self._relay is None:
@@ -702,7 +745,9 @@ class Actor:
                 "error": snap.error,
                 "actorId": self.id,
             }
-        parent._receive(event, pending)
+        parent._mailbox.append(("report", (event, self), None))
+        if parent._status == "running" and not parent._processing:
+            parent._drain_detached(pending)
 
     def _receive(self, event: Mapping[str, Any], pending: list[Awaitable[Any]]) -> None:
         """An event from another actor of the tree: processed now unless this actor is busy."""
@@ -786,7 +831,51 @@ class Actor:
         elif eff.target not in names:
             raise UnknownActor(eff.target, self.machine.id, eff.event["type"])
 
-    def _carry_out(self, effects: list[Effect], pending: list[Awaitable[Any]]) -> Exception | None:
+    def _start_children_first(
+        self, effects: list[Effect], pending: list[Awaitable[Any]]
+    ) -> dict[int, _Early] | None:
+        """Start the child machines of the initial step that are active once started.
+
+        As in xstate, an actor that starts first starts the children its
+        initial step left running, then carries out that step's effects (the
+        messages to them, custom actions). A child that finished or failed
+        in its own initial step starts (and reports) only at its place among
+        those effects. Returns what is left to do at each spawn's place.
+        """
+        if self._relay is not None or not any(type(e) is SpawnEffect for e in effects):
+            return None
+        plan = self._plan(effects)
+        early: dict[int, _Early] = {}
+        for i, eff in enumerate(effects):
+            if type(eff) is not SpawnEffect or i in plan.stillborn:
+                continue
+            assert isinstance(eff, SpawnEffect)
+            child = self._new_child(
+                eff.child_id,
+                eff.machine,
+                eff.input,
+                eff.system_id,
+                None,
+                self.snapshot.children.get(eff.child_id),
+            )
+            try:
+                initial = child._initial()
+            except Exception as exc:  # noqa: BLE001 - the child's failure, reported at its place
+                early[i] = _Early(child, None, exc)
+                continue
+            if initial[0].status == "active":
+                error = child._start_now(pending, initial)
+                early[i] = _Early(child, None, error)
+            else:
+                early[i] = _Early(child, initial, None)
+        return early
+
+    def _carry_out(
+        self,
+        effects: list[Effect],
+        pending: list[Awaitable[Any]],
+        early: dict[int, _Early] | None = None,
+    ) -> Exception | None:
         """Carry out the effects of a step, in order.
 
         Custom actions run, emitted events are delivered, timers armed and
@@ -828,6 +917,8 @@ class Actor:
                     assert isinstance(eff, SendEffect | SpawnEffect | StopChildEffect)
                     if self._relay is not None:
                         self._relay(eff)
+                    elif early is not None and i in early:
+                        self._resume_child(early[i], pending)
                     else:
                         if plan is None:
                             plan = self._plan(effects)
@@ -842,16 +933,38 @@ class Actor:
 
     def _plan(self, effects: list[Effect]) -> _Plan:
         plan = _Plan()
-        spawned: dict[str, int] = {}
+        # Per child id, as the effects go: the spawn position of the child
+        # running there (-1: started before this step), or None when gone.
+        current: dict[str, int | None] = dict.fromkeys(self._children, -1)
+        forward: list[tuple[int, str]] = []
         for i, eff in enumerate(effects):
-            if type(eff) is SpawnEffect:
+            kind = type(eff)
+            if kind is SpawnEffect:
                 assert isinstance(eff, SpawnEffect)
-                spawned[eff.child_id] = i
-            elif type(eff) is StopChildEffect:
+                current[eff.child_id] = i
+            elif kind is StopChildEffect:
                 assert isinstance(eff, StopChildEffect)
-                j = spawned.pop(eff.child_id, None)
-                if j is not None:
+                j = current.get(eff.child_id)
+                current[eff.child_id] = None
+                if j is not None and j >= 0:
                     plan.stillborn.update((i, j))
+            elif kind is SendEffect:
+                assert isinstance(eff, SendEffect)
+                if eff.to_child:
+                    j = current.get(eff.target)
+                    plan.targets[i] = j
+                    if j is None:
+                        forward.append((i, eff.target))
+        for i, cid in forward:
+            # Sent before the child it names was started: the next spawn of it.
+            plan.targets[i] = next(
+                (
+                    j
+                    for j in range(i + 1, len(effects))
+                    if isinstance(effects[j], SpawnEffect) and effects[j].child_id == cid  # type: ignore[union-attr]
+                ),
+                None,
+            )
         return plan
 
     def _message(
@@ -866,19 +979,23 @@ class Actor:
         if isinstance(eff, SendEffect):
             event = eff.event
             if eff.to_child:
-                child = self._children.get(eff.target)
-                if child is not None and child._status != "not-started":
-                    child._receive(event, pending)
-                    return
-                # A child started later in this step (xstate queues the event
-                # in the child's mailbox until the child starts).
-                for j in range(i + 1, len(effects)):
-                    later = effects[j]
-                    if isinstance(later, SpawnEffect) and later.child_id == eff.target:
-                        if j not in plan.stillborn:
-                            plan.early.setdefault(j, []).append(event)
+                j = plan.targets.get(i)
+                child = None
+                if j is not None and j not in plan.stillborn:
+                    child = self._children.get(eff.target)
+                    if j > i and child is None:
+                        # Its child starts later in this step (xstate queues
+                        # the event until the child starts).
+                        plan.early.setdefault(j, []).append(event)
                         return
-                logger.debug("actor %s: child %s is gone: dropped %s", self.id, eff.target, event)
+                if child is None:
+                    logger.debug(
+                        "actor %s: child %s is gone: dropped %s", self.id, eff.target, event
+                    )
+                elif child._status == "not-started":
+                    child._mailbox.append(("event", event, None))  # taken once it starts
+                else:
+                    child._receive(event, pending)
                 return
             receiver = self._parent if eff.to_parent else self.find(eff.target)
             if receiver is None:
@@ -919,6 +1036,25 @@ class Actor:
         old = self._children.pop(cid, None)
         if old is not None:
             pending.extend(_gathered(old._halt()))
+        child = self._new_child(cid, machine, child_input, system_id, nested, record)
+        for event in early:
+            child._mailbox.append(("event", event, None))
+        try:
+            error = child._start_now(pending)
+        except Exception as exc:  # noqa: BLE001 - a child that cannot start has failed
+            error = exc
+        child._settle_start(error, pending)
+
+    def _new_child(
+        self,
+        cid: str,
+        machine: Machine,
+        child_input: Any,
+        system_id: str | None,
+        nested: Mapping[str, Any] | None,
+        record: ChildRecord | None,
+    ) -> Actor:
+        """A child actor of this one, registered, not started."""
         child = Actor(machine, snapshot=nested, clock=self.clock, input=child_input, id=cid)
         child._parent = self
         child._system = self._sys()
@@ -927,18 +1063,31 @@ class Actor:
             child._system.register(system_id, child)
         self._children[cid] = child
         self._child_records[cid] = record
-        for event in early:
-            child._mailbox.append(("event", event, None))
-        try:
-            error = child._start_now(pending)
-        except Exception as exc:  # noqa: BLE001 - a child that cannot start has failed
-            if child._snapshot is None:
-                # Not even an initial state (xstate's snapshot of such a child
-                # is status "error" and nothing else).
-                child._snapshot = machine._failed_start(exc)
-            error = exc
-        if error is not None and not child._reported:
-            child._fail(error, pending)
+        return child
+
+    def _settle_start(self, error: Exception | None, pending: list[Awaitable[Any]]) -> None:
+        """A child whose start failed has failed: its parent hears of it."""
+        if error is None or self._reported:
+            return
+        if self._snapshot is None:
+            # Not even an initial state (xstate's snapshot of such a child is
+            # status "error" and nothing else).
+            self._snapshot = self.machine._failed_start(error)
+        self._status = "running"
+        self._fail(error, pending)
+
+    def _resume_child(self, early: _Early, pending: list[Awaitable[Any]]) -> None:
+        """At its spawn's place: start a child the initial step left for later (see above)."""
+        child = early.child
+        if child._status == "stopped" or self._children.get(child.id) is not child:
+            return  # stopped meanwhile
+        error = early.error
+        if early.initial is not None:
+            try:
+                error = child._start_now(pending, early.initial)
+            except Exception as exc:  # noqa: BLE001 - a child that cannot start has failed
+                error = exc
+        child._settle_start(error, pending)
 
     def _stop_child(self, cid: str, pending: list[Awaitable[Any]]) -> None:
         child = self._children.pop(cid, None)
@@ -958,10 +1107,16 @@ class Actor:
         snap = self.snapshot
         for cid in [c for c, rec in self._child_records.items() if snap.children.get(c) is not rec]:
             self._stop_child(cid, pending)
+        if snap.status != "active":
+            return  # a machine that finished runs no children (xstate may still list them)
         actors = self.machine.actors
         for cid, rec in snap.children.items():
             child_machine = actors.get(rec.src)
-            if isinstance(child_machine, Machine) and cid not in self._children:
+            if (
+                isinstance(child_machine, Machine)
+                and rec.status == "active"
+                and cid not in self._children
+            ):
                 self._start_child(
                     cid, child_machine, rec.input, rec.system_id, rec.snapshot, rec, (), pending
                 )
@@ -1023,7 +1178,7 @@ class Actor:
         if armed is None or armed[0] is not timer:
             return
         del self._armed[timer_id]
-        self._mailbox.append(("due", None, None))
+        self._mailbox.append(("due", timer.due_ms, None))
         self._drain_in_background()
 
     async def _run_child(self, cid: str, fn: Callable[..., Any], child_input: Any) -> None:

@@ -55,6 +55,7 @@ from ._machine import DURABLE_KEY as DURABLE_KEY
 from ._machine import Machine as Machine
 from ._machine import to_event as to_event
 from ._snapshot import ChildRecord as ChildRecord
+from ._snapshot import ChildStatus as ChildStatus
 from ._snapshot import Snapshot as Snapshot
 from ._snapshot import Status as Status
 from ._timers import TimerQueue as TimerQueue
@@ -71,6 +72,7 @@ __all__ = (
     "Cancel",
     "CancelTimerEffect",
     "ChildRecord",
+    "ChildStatus",
     "Context",
     "DelayImpl",
     "Effect",

@@ -704,9 +704,12 @@ class SendEffect:
             to resolve.
         event: the event to deliver.
         to_parent: the event goes to this actor's parent.
-        to_child: ``target`` is one of this actor's children: one running
-            when the action ran, or started later in the same macrostep (as
-            xstate resolves a send to a child the entered state invokes).
+        to_child: ``target`` is one of this actor's children, as xstate
+            resolves it: a child running when the action ran, or one that
+            the state being entered invokes (an entry action may send to it
+            before it starts: this effect then comes before its
+            :class:`SpawnEffect`, and the event is the child's first after
+            its initial state).
         machine: the receiver's machine id, for a receiver the message may
             create (``send_to(..., machine=...)``).
     """

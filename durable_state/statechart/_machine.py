@@ -71,7 +71,7 @@ from ._nodes import (
     Transition,
     build_tree,
 )
-from ._snapshot import ChildRecord, Snapshot, Status
+from ._snapshot import ChildRecord, ChildStatus, Snapshot, Status
 from ._timers import EMPTY as EMPTY_TIMERS
 from ._timers import TimerQueue
 
@@ -83,6 +83,8 @@ DURABLE_KEY = "$durable"
 _INIT = "xstate.init"
 _STATUSES = frozenset({"active", "done", "error", "stopped"})
 _CACHE_LIMIT = 4096
+#: The statuses a child machine's record keeps (a stopped child is dropped).
+_CHILD_STATUSES: dict[Any, ChildStatus] = {"active": "active", "done": "done", "error": "error"}
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -292,7 +294,7 @@ class Machine:
         )
         run.execute(plan, init_event)
         run.settle(init_event)
-        return run.snapshot(), run.finish()
+        return run.snapshot(), run.effects
 
     def initial_snapshot(self, input: Any = None, *, now_ms: float = 0.0) -> Snapshot:
         """The initial snapshot (the effects of starting are discarded).
@@ -331,7 +333,7 @@ class Machine:
             return snapshot, []
         run = _Run.resume(snapshot, snapshot.timers, now_ms)
         run.macrostep(ev)
-        return run.snapshot(snapshot), run.finish()
+        return run.snapshot(snapshot), run.effects
 
     def fail(self, snapshot: Snapshot, error: BaseException) -> Snapshot:
         """The snapshot of a machine that failed outside any caller's ``transition``.
@@ -397,7 +399,7 @@ class Machine:
         send = timer.send
         if send is None:
             run.macrostep(timer.event)
-            return run.snapshot(), run.finish()
+            return run.snapshot(), run.effects
         # A delayed send: no step of this machine, only the message. A send
         # to a child goes to the child running now; one to a child that is
         # gone is dropped (xstate delivers it to the stopped actor, which
@@ -494,7 +496,7 @@ class Machine:
         if isinstance(self.actors.get(child.src), Machine):
             entry["input"] = child.input
             entry["snapshot"] = (
-                child.snapshot if child.snapshot is not None else {"status": "active"}
+                child.snapshot if child.snapshot is not None else {"status": child.status}
             )
         else:
             entry["snapshot"] = {"status": "active", "input": child.input}
@@ -626,26 +628,26 @@ class Machine:
                 raise SnapshotIncompatible(f"child {cid!r} has unknown source {src!r}", key=key)
             assert isinstance(c, Mapping)
             snap = c.get("snapshot")
-            if isinstance(snap, Mapping) and snap.get("status", "active") != "active":
-                continue
+            raw_status = snap.get("status", "active") if isinstance(snap, Mapping) else "active"
+            is_machine = isinstance(self.actors[src], Machine)
+            child_status = _CHILD_STATUSES.get(raw_status) if is_machine else None
+            if raw_status != "active" and child_status is None:
+                continue  # finished work is not restarted (stopped machines neither)
+            child_status = child_status or "active"
             system_id = c.get("systemId")
             if system_id is not None and (not isinstance(system_id, str) or not system_id):
                 raise SnapshotIncompatible(f"child {cid!r} has a malformed systemId", key=key)
             # A child machine's own persisted snapshot (it has a state value),
             # for the shell to restore the child from.
             nested: Mapping[str, Any] | None = None
-            if (
-                isinstance(self.actors[src], Machine)
-                and isinstance(snap, Mapping)
-                and "value" in snap
-            ):
+            if is_machine and isinstance(snap, Mapping) and "value" in snap:
                 nested = snap
             child_input = (
                 c["input"]
                 if "input" in c
                 else (snap.get("input") if isinstance(snap, Mapping) else None)
             )
-            children[cid] = ChildRecord(src, child_input, system_id, nested)
+            children[cid] = ChildRecord(src, child_input, system_id, nested, child_status)
         info = self._configs.intern(nodes)
         order = self._restore_order(data.get("value"), info, meta.get("entered"), key)
         return Snapshot(
@@ -792,18 +794,19 @@ class _Run:
         "changed",
         "children",
         "context",
+        "deferred",
         "effects",
         "error",
         "history",
         "info",
         "machine",
+        "micro_nodes",
         "now_ms",
         "order",
         "output",
         "queue",
         "status",
         "timers",
-        "unresolved",
     )
 
     def __init__(
@@ -831,10 +834,14 @@ class _Run:
         self.effects: list[Effect] = []
         self.queue: deque[Mapping[str, Any]] = deque()
         self.changed = False
-        # Positions in ``effects`` of sends whose target was no child when
-        # they were sent: a child started later in the step makes them
-        # sends to that child (see finish()).
-        self.unresolved: list[int] | None = None
+        # While the entry actions of a state that invokes children run: the
+        # ids of those children, which a send may already name although they
+        # start after the entry actions (xstate's deferred actor ids).
+        self.deferred: frozenset[str] = frozenset()
+        # The configuration when the current microstep began: what q.check
+        # of enqueue_actions sees while the microstep's actions run (xstate
+        # updates a snapshot's states only at the end of the microstep).
+        self.micro_nodes: frozenset[StateNode] = info.nodes
 
     @classmethod
     def resume(cls, snapshot: Snapshot, timers: TimerQueue, now_ms: float) -> _Run:
@@ -849,23 +856,6 @@ class _Run:
             now_ms,
             snapshot._order,
         )
-
-    def finish(self) -> list[Effect]:
-        """The effects of the step, with every send to a child marked as one.
-
-        A send whose target was no child when it ran, but names a child that
-        the step started after it (as xstate resolves a send to a child
-        that the entered state invokes), goes to that child.
-        """
-        effects = self.effects
-        if self.unresolved:
-            children = self.children
-            for i in self.unresolved:
-                eff = effects[i]
-                assert isinstance(eff, SendEffect)
-                if eff.target in children:
-                    effects[i] = replace(eff, to_child=True)
-        return effects
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
         """The snapshot reached; ``previous`` itself when nothing changed."""
@@ -932,11 +922,20 @@ class _Run:
         etype = event["type"]
         if self.children and etype.startswith(("xstate.done.actor.", "xstate.error.actor.")):
             # A child that finished is no longer running: it must not be
-            # restarted when the snapshot is restored.
+            # restarted when the snapshot is restored. A child machine stays
+            # listed, finished, until its state exits or it is stopped (as in
+            # xstate: a send to it is dropped, not an error); invoked async
+            # work leaves at once.
             actor_id = event.get("actorId")
-            if isinstance(actor_id, str) and actor_id in self.children:
+            record = self.children.get(actor_id) if isinstance(actor_id, str) else None
+            if record is not None and record.status == "active":
+                assert isinstance(actor_id, str)
                 children = dict(self.children)
-                del children[actor_id]
+                if isinstance(self.machine.actors.get(record.src), Machine):
+                    status: ChildStatus = "done" if etype.startswith("xstate.done.") else "error"
+                    children[actor_id] = record.finished(status)
+                else:
+                    del children[actor_id]
                 self.children = children
         transitions = self.select(event)
         if not transitions and etype.startswith("xstate.error.actor"):
@@ -1011,6 +1010,7 @@ class _Run:
     # -- microstep ------------------------------------------------------ #
 
     def execute(self, plan: MicrostepPlan, event: Mapping[str, Any]) -> None:
+        self.micro_nodes = self.info.nodes
         if plan.history_changed:
             merged = dict(self.history)
             merged.update(plan.history_records)
@@ -1030,10 +1030,14 @@ class _Run:
             self.changed = True
         for step in plan.entries:
             node = step.node
+            if node.invoke:
+                self.deferred = frozenset(inv.id for inv in node.invoke)
             if node.entry:
                 self.run_actions(node.entry, event)
             if step.default and node.initial_actions:
                 self.run_actions(node.initial_actions, event)
+            if node.invoke:
+                self.deferred = frozenset()
             if node.type == FINAL:
                 self._complete(step, event)
         if self.status == "done":
@@ -1190,16 +1194,14 @@ class _Run:
             raw = spec.target
             target = raw if isinstance(raw, str) else _text(self._call(raw, a, event), "target")
         ev = self._event_of_spec(spec.event, a, event)
-        to_child = not spec.to_parent and target in self.children
+        # As xstate resolves it: a child running now, or one the state being
+        # entered invokes (its entry actions run before it starts).
+        to_child = not spec.to_parent and (target in self.children or target in self.deferred)
         eff = SendEffect(target, ev, spec.to_parent, to_child, spec.machine)
         if a.delay is not None:
             timer_id = a.id if a.id is not None else self._fresh_timer_id()
             self._schedule(timer_id, ev, a.delay, event, eff)
             return
-        if not to_child and not spec.to_parent:
-            if self.unresolved is None:
-                self.unresolved = []
-            self.unresolved.append(len(self.effects))
         self.effects.append(eff)
 
     def _event_of_spec(
@@ -1220,9 +1222,10 @@ class _Run:
         spec: EnqueueDef = a.fn
         compiler = self.machine._compiler
         where = spec.where
-        # q.check sees the context as it is when the function runs (xstate).
+        # q.check sees the context as it is when the function runs, and the
+        # states active when the microstep began (as xstate).
         context = self.context
-        nodes = self.info.nodes
+        nodes = self.micro_nodes
 
         def check(guard: Any) -> bool:
             return bool(compiler.guard(guard, f"{where} (q.check)")(context, event, nodes))

@@ -13,15 +13,21 @@ if TYPE_CHECKING:
     from ._machine import Machine
     from ._nodes import StateNode
 
-__all__ = ("ChildRecord", "Snapshot", "Status")
+__all__ = ("ChildRecord", "ChildStatus", "Snapshot", "Status")
 
 _object_setattr = object.__setattr__
 
 Status = Literal["active", "done", "error", "stopped"]
+ChildStatus = Literal["active", "done", "error"]
 
 
 class ChildRecord:
-    """A child of a machine that is running: invoked async work or a child machine.
+    """A child of a machine: invoked async work, or a child machine.
+
+    Invoked async work is listed while it runs. A child machine is listed
+    from its start until it is stopped (its invoking state exits,
+    :func:`stop_child`, the parent finishes): one that finished first stays,
+    with ``status`` ``"done"`` or ``"error"``, as in xstate.
 
     Attributes:
         src: its name in the machine's ``actors=``.
@@ -32,9 +38,12 @@ class ChildRecord:
             started in this process, or one whose snapshot was not nested in
             the parent's. Not part of equality: two records of the same child
             are equal whether or not they carry it.
+        status: ``"active"``, or for a child machine that finished (the
+            parent took its ``xstate.done.actor.<id>`` or
+            ``xstate.error.actor.<id>`` event) ``"done"`` or ``"error"``.
     """
 
-    __slots__ = ("input", "snapshot", "src", "system_id")
+    __slots__ = ("input", "snapshot", "src", "status", "system_id")
 
     def __init__(
         self,
@@ -42,11 +51,17 @@ class ChildRecord:
         input: Any,
         system_id: str | None = None,
         snapshot: Mapping[str, Any] | None = None,
+        status: ChildStatus = "active",
     ) -> None:
         self.src: str = src
         self.input: Any = input
         self.system_id: str | None = system_id
         self.snapshot: Mapping[str, Any] | None = snapshot
+        self.status: ChildStatus = status
+
+    def finished(self, status: ChildStatus) -> ChildRecord:
+        """This record with another status (records are never changed in place)."""
+        return ChildRecord(self.src, self.input, self.system_id, self.snapshot, status)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -54,6 +69,7 @@ class ChildRecord:
             and other.src == self.src
             and other.input == self.input
             and other.system_id == self.system_id
+            and other.status == self.status
         )
 
     def __hash__(self) -> int:
@@ -61,7 +77,8 @@ class ChildRecord:
 
     def __repr__(self) -> str:
         sid = f", system_id={self.system_id!r}" if self.system_id is not None else ""
-        return f"ChildRecord(src={self.src!r}, input={self.input!r}{sid})"
+        status = f", status={self.status!r}" if self.status != "active" else ""
+        return f"ChildRecord(src={self.src!r}, input={self.input!r}{sid}{status})"
 
 
 class Snapshot:
