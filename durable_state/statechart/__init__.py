@@ -39,7 +39,7 @@ from ._builtins import StopChild as StopChild
 from ._builtins import StopChildEffect as StopChildEffect
 from ._builtins import StopInvokeEffect as StopInvokeEffect
 from ._builtins import Timer as Timer
-from ._builtins import ValueFn as ValueFn
+from ._builtins import ValueOrFn as ValueOrFn
 from ._builtins import assign as assign
 from ._builtins import cancel as cancel
 from ._builtins import emit as emit
@@ -101,7 +101,7 @@ __all__ = (
     "StopInvokeEffect",
     "Timer",
     "TimerQueue",
-    "ValueFn",
+    "ValueOrFn",
     "assign",
     "cancel",
     "emit",

@@ -60,7 +60,7 @@ __all__ = (
     "StopChild",
     "StopChildEffect",
     "StopInvokeEffect",
-    "ValueFn",
+    "ValueOrFn",
     "assign",
     "cancel",
     "emit",
@@ -111,9 +111,9 @@ EventFn: TypeAlias = Callable[[Context, Event], Event] | Callable[..., Event]
 
 EventOrFn: TypeAlias = Event | EventFn
 
-ValueFn: TypeAlias = Callable[[Context, Event], Any] | Callable[..., Any]
-"""``fn(context, event, **params) -> value``: how a helper computes a value at run time
-(a target, a child id, a spawn input, a log message)."""
+ValueOrFn: TypeAlias = Callable[[Context, Event], object] | Callable[..., object] | object
+"""A value, or ``fn(context, event, **params) -> value`` that computes it at run time
+(a spawn input, a log message)."""
 
 StrOrFn: TypeAlias = str | Callable[[Context, Event], str] | Callable[..., str]
 
@@ -209,11 +209,11 @@ class SpawnChild:
     __slots__ = ("id", "input", "src", "system_id")
 
     def __init__(
-        self, src: str, *, id: StrOrFn, input: Any = None, system_id: str | None = None
+        self, src: str, *, id: StrOrFn, input: ValueOrFn = None, system_id: str | None = None
     ) -> None:
         self.src: str = src
         self.id: StrOrFn = id
-        self.input: Any = input
+        self.input: ValueOrFn = input
         self.system_id: str | None = system_id
 
     def __repr__(self) -> str:
@@ -249,8 +249,8 @@ class Log:
 
     __slots__ = ("message",)
 
-    def __init__(self, message: Any) -> None:
-        self.message: Any = message
+    def __init__(self, message: ValueOrFn) -> None:
+        self.message: ValueOrFn = message
 
     def __repr__(self) -> str:
         return f"log({self.message!r})"
@@ -326,7 +326,7 @@ class ActionQueue:
         self._items.append(emit(event))
 
     def spawn_child(
-        self, src: str, *, id: StrOrFn, input: Any = None, system_id: str | None = None
+        self, src: str, *, id: StrOrFn, input: ValueOrFn = None, system_id: str | None = None
     ) -> None:
         """Enqueue :func:`spawn_child`."""
         self._items.append(spawn_child(src, id=id, input=input, system_id=system_id))
@@ -339,7 +339,7 @@ class ActionQueue:
         """Enqueue :func:`cancel`."""
         self._items.append(cancel(id))
 
-    def log(self, message: Any = None) -> None:
+    def log(self, message: ValueOrFn = None) -> None:
         """Enqueue :func:`log`."""
         self._items.append(log(message))
 
@@ -528,7 +528,7 @@ def send_parent(
 
 
 def spawn_child(
-    src: str, *, id: StrOrFn, input: Any = None, system_id: str | None = None
+    src: str, *, id: StrOrFn, input: ValueOrFn = None, system_id: str | None = None
 ) -> SpawnChild:
     """Build an action that starts a child machine, as xstate's ``spawnChild``.
 
@@ -582,7 +582,7 @@ def cancel(id: StrOrFn) -> Cancel:
     return Cancel(id)
 
 
-def log(message: Any = None) -> Log:
+def log(message: ValueOrFn = None) -> Log:
     """Build an action that logs, as xstate's ``log``.
 
     The core returns a :class:`LogEffect`; the in-process actor logs it on

@@ -1118,9 +1118,9 @@ FIXED += [
         known_difference="row 2: durable_state's send() raises UnknownActor and keeps the "
         "snapshot; xstate's actor goes to status 'error'",
     ),
-    # Row 15: spawning under the id of a running child.
+    # Row 14: spawning under the id of a running child.
     _actors(
-        "actors-row15-spawn-replaces",
+        "actors-row14-spawn-replaces",
         machine(initial="a", on={"A": {"actions": "spawnA1"}, **_LOG_U}, states={"a": {}}),
         {
             "childA": child(
@@ -1132,13 +1132,13 @@ FIXED += [
         },
         [send("A"), advance(30), send("A"), advance(100)],
         timed=True,
-        known_difference="row 15: durable_state stops the running child first; xstate "
+        known_difference="row 14: durable_state stops the running child first; xstate "
         "leaves it running, out of reach, and its delayed sendParent still arrives",
     ),
-    # Row 16: in its initial step, an actor sends by systemId to a child
+    # Row 15: in its initial step, an actor sends by systemId to a child
     # that step started and stopped again.
     _actors(
-        "actors-row16-stopped-system-id",
+        "actors-row15-stopped-system-id",
         machine(
             initial="a",
             states={
@@ -1151,7 +1151,7 @@ FIXED += [
         ),
         {"childA": _ANSWERING},
         [send("A")],
-        known_difference="row 16: a stopped actor's systemId is free at once: durable_state "
+        known_difference="row 15: a stopped actor's systemId is free at once: durable_state "
         "refuses the send (UnknownActor); xstate's initial step still resolves it and drops "
         "the event",
     ),

@@ -25,9 +25,9 @@ checks that every configuration it reaches is legal and restores. It also
 stops where xstate schedules a delayed event under an id that is already
 pending (it fires both; durable_state keeps one timer per id, row 10), or
 where a spawn reuses the id of a running child (xstate leaves the old one
-running, unreachable; durable_state stops it, row 15), or where an event
+running, unreachable; durable_state stops it, row 14), or where an event
 went by systemId to an actor that had stopped (xstate drops it;
-durable_state fails the send as for an unknown name, row 16). Where xstate's own
+durable_state fails the send as for an unknown name, row 15). Where xstate's own
 step fails because a message has no receiver (or a systemId is taken), the
 top-level actor goes to status "error" in xstate and durable_state refuses
 the step instead (row 2): the comparison stops there, and durable_state must
@@ -202,7 +202,7 @@ async def test_matches_xstate(oracle: dict[str, dict[str, Any]], case: Case, mod
     expected = _expected(oracle, case)
     if persist:
         # Timers of two actors due at the same time fire in the order they
-        # were set; a restore re-arms a tree children first (row 17).
+        # were set; a restore re-arms a tree children first (row 16).
         expected = expected[: next((i for i, r in enumerate(expected) if r["tiedTimers"]), None)]
     try:
         if case.timed or case.actors:

@@ -444,7 +444,7 @@ async def test_row13_xstate_refuses_a_system_id_as_a_string_target() -> None:
             await actor.send("GO")
 
 
-async def test_row15_spawning_a_running_childs_id_stops_it_first() -> None:
+async def test_row14_spawning_a_running_childs_id_stops_it_first() -> None:
     m = _parent(SPAWN={"actions": spawn_child("worker", id="w")})
     clock = ManualClock()
     async with Actor(m, clock=clock) as actor:
@@ -455,8 +455,8 @@ async def test_row15_spawning_a_running_childs_id_stops_it_first() -> None:
         assert actor.snapshot.context["hellos"] == 1  # the new child's only
 
 
-@pytest.mark.xfail(strict=True, reason="row 15: xstate leaves the old child running, unreachable")
-async def test_row15_xstate_keeps_the_replaced_child_running() -> None:
+@pytest.mark.xfail(strict=True, reason="row 14: xstate leaves the old child running, unreachable")
+async def test_row14_xstate_keeps_the_replaced_child_running() -> None:
     m = _parent(SPAWN={"actions": spawn_child("worker", id="w")})
     clock = ManualClock()
     async with Actor(m, clock=clock) as actor:
@@ -481,13 +481,13 @@ def _stale_system_id() -> Machine:
     )
 
 
-async def test_row16_a_stopped_actors_system_id_is_free_at_once() -> None:
+async def test_row15_a_stopped_actors_system_id_is_free_at_once() -> None:
     with pytest.raises(UnknownActor, match="sys-w"):
         await Actor(_stale_system_id()).start()
 
 
-@pytest.mark.xfail(strict=True, reason="row 16: xstate's initial step still resolves it")
-async def test_row16_xstate_drops_the_event_for_the_stopped_child() -> None:
+@pytest.mark.xfail(strict=True, reason="row 15: xstate's initial step still resolves it")
+async def test_row15_xstate_drops_the_event_for_the_stopped_child() -> None:
     async with Actor(_stale_system_id()) as actor:
         assert actor.snapshot.value == "b"
 
@@ -506,7 +506,7 @@ def _tied() -> Machine:
                 "a": {
                     "after": {"100": {"actions": "note"}},
                     "invoke": {"src": "worker", "id": "w"},
-                }
+                },
             },
         },
         actions={"note": assign(lambda context, event: {"log": [*context["log"], event["type"]]})},
@@ -514,7 +514,7 @@ def _tied() -> Machine:
     )
 
 
-async def test_row17_tied_timers_of_a_tree_fire_children_first_after_a_restore() -> None:
+async def test_row16_tied_timers_of_a_tree_fire_children_first_after_a_restore() -> None:
     clock = ManualClock()
     async with Actor(_tied(), clock=clock) as actor:
         await actor.send("GO")
@@ -529,8 +529,8 @@ async def test_row17_tied_timers_of_a_tree_fire_children_first_after_a_restore()
         assert again.snapshot.context["log"] == ["HELLO", "xstate.after.100.m.a"]
 
 
-@pytest.mark.xfail(strict=True, reason="row 17: the order across actors is not persisted")
-async def test_row17_the_order_they_were_set_in_after_a_restore() -> None:
+@pytest.mark.xfail(strict=True, reason="row 16: the order across actors is not persisted")
+async def test_row16_the_order_they_were_set_in_after_a_restore() -> None:
     # xstate has no such order after a restore (it restores no timers, row 4);
     # the uninterrupted order is the one to keep.
     clock = ManualClock()
@@ -558,7 +558,7 @@ def _fails_with_a_child() -> Machine:
     )
 
 
-async def test_row18_a_machine_that_fails_stops_its_children() -> None:
+async def test_row17_a_machine_that_fails_stops_its_children() -> None:
     clock = ManualClock()
     async with Actor(_fails_with_a_child(), clock=clock) as actor:
         w = actor.children["w"]
@@ -567,8 +567,8 @@ async def test_row18_a_machine_that_fails_stops_its_children() -> None:
         assert (actor.snapshot.children, w.status) == ({}, "stopped")
 
 
-@pytest.mark.xfail(strict=True, reason="row 18: xstate leaves them running and listed")
-async def test_row18_xstate_leaves_the_children_of_a_failed_machine_running() -> None:
+@pytest.mark.xfail(strict=True, reason="row 17: xstate leaves them running and listed")
+async def test_row17_xstate_leaves_the_children_of_a_failed_machine_running() -> None:
     clock = ManualClock()
     async with Actor(_fails_with_a_child(), clock=clock) as actor:
         await clock.advance(10)
