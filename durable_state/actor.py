@@ -33,7 +33,6 @@ from ._clock import Clock, SystemClock, TimerHandle
 from .errors import ActorStopped, SnapshotIncompatible, StatechartError
 from .statechart import (
     ActionEffect,
-    CancelTimerEffect,
     ChildRecord,
     Effect,
     EmitEffect,
@@ -288,11 +287,12 @@ class Actor:
         # (kind, item, where to record whether an event was handled)
         self._mailbox: list[tuple[str, Any, list[bool] | None]] = []
         self._processing = False
-        # The snapshot Timer each clock callback was armed for. A timer that
-        # is scheduled again gets a new Timer (even with the same due time):
-        # it is re-armed, so that it fires after the timers scheduled before
-        # it, in the order of the snapshot's (due time, scheduling order).
-        self._armed: dict[str, tuple[Timer, TimerHandle]] = {}
+        # One clock callback, for the earliest timer (the snapshot Timer it was
+        # armed for): when it fires, the timers due by then fire in the
+        # snapshot's order and the next one is armed. The cost per step does
+        # not grow with the timers pending. A timer that is scheduled again
+        # gets a new Timer (even with the same due time), so it is re-armed.
+        self._armed: tuple[Timer, TimerHandle] | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # The snapshot record each child was started for. A state that is
         # re-entered records a new ChildRecord under the same id: the running
@@ -456,9 +456,9 @@ class Actor:
         """Stop synchronously, children first; returns the tasks that were cancelled."""
         self._status = "stopped"
         self._mailbox.clear()
-        for _, handle in self._armed.values():
-            handle.cancel()
-        self._armed.clear()
+        if self._armed is not None:
+            self._armed[1].cancel()
+            self._armed = None
         tasks = [*self._tasks.values(), *(self._background or ())]
         self._tasks.clear()
         self._started.clear()
@@ -901,15 +901,10 @@ class Actor:
                     else:
                         pending.extend(self._deliver(eff.event))
                 elif kind is ScheduleTimerEffect:
-                    assert isinstance(eff, ScheduleTimerEffect)
-                    # Armed in step order, so that timers of different actors
-                    # due at the same time fire in the order they were set.
-                    self._arm(eff.id)
-                elif kind is CancelTimerEffect:
-                    assert isinstance(eff, CancelTimerEffect)
-                    armed = self._armed.pop(eff.id, None)
-                    if armed is not None:
-                        armed[1].cancel()
+                    # Armed at its place in the step when it is the earliest,
+                    # so that the timers of the actors of a tree due at the
+                    # same time mostly fire in the order they were set.
+                    self._arm()
                 elif kind is LogEffect:
                     assert isinstance(eff, LogEffect)
                     logger.info("actor %s: %s", self.id, eff.message)
@@ -1121,18 +1116,18 @@ class Actor:
                     cid, child_machine, rec.input, rec.system_id, rec.snapshot, rec, (), pending
                 )
 
-    def _arm(self, timer_id: str) -> None:
-        """Arm the clock for the snapshot's timer ``timer_id`` (disarm it if it is gone)."""
-        timer = self.snapshot.timers.get(timer_id)
-        armed = self._armed.get(timer_id)
-        if armed is not None:
-            if armed[0] is timer:
-                return
-            del self._armed[timer_id]
-            armed[1].cancel()
-        if timer is not None:
-            handle = self.clock.call_at(timer.due_ms, partial(self._on_timer, timer_id, timer))
-            self._armed[timer_id] = (timer, handle)
+    def _arm(self) -> None:
+        """Arm the clock for the snapshot's earliest timer (disarm it when there is none)."""
+        first = self.snapshot.timers.first
+        armed = self._armed
+        if armed is None or armed[0] is not first:
+            if armed is not None:
+                armed[1].cancel()
+            self._armed = (
+                None
+                if first is None
+                else (first, self.clock.call_at(first.due_ms, partial(self._on_timer, first)))
+            )
 
     def _deliver(self, event: Mapping[str, Any]) -> list[Awaitable[Any]]:
         pending: list[Awaitable[Any]] = []
@@ -1149,13 +1144,7 @@ class Actor:
     def _reconcile(self) -> None:
         """Make armed timers and running invoked work match the snapshot."""
         snap = self.snapshot
-        wanted = {t.id: t for t in snap.timers}
-        for tid in [k for k, (timer, _) in self._armed.items() if wanted.get(k) is not timer]:
-            self._armed.pop(tid)[1].cancel()
-        for tid, timer in wanted.items():  # in due order, ties in scheduling order
-            if tid not in self._armed:
-                handle = self.clock.call_at(timer.due_ms, partial(self._on_timer, tid, timer))
-                self._armed[tid] = (timer, handle)
+        self._arm()
         for cid in [k for k, rec in self._started.items() if snap.children.get(k) is not rec]:
             del self._started[cid]
             task = self._tasks.pop(cid, None)
@@ -1173,11 +1162,11 @@ class Actor:
                 self._tasks[cid] = task
                 self._started[cid] = child
 
-    def _on_timer(self, timer_id: str, timer: Timer) -> None:
-        armed = self._armed.get(timer_id)
+    def _on_timer(self, timer: Timer) -> None:
+        armed = self._armed
         if armed is None or armed[0] is not timer:
             return
-        del self._armed[timer_id]
+        self._armed = None
         self._mailbox.append(("due", timer.due_ms, None))
         self._drain_in_background()
 

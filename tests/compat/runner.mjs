@@ -225,8 +225,8 @@ function isLegal(snapshot) {
 // Marks the actor when a delayed event is scheduled under an id that is
 // already pending (the scheduler keeps both timeouts).
 // Also marks it when two actors have delayed events pending for the same
-// time ("tiedTimers"): they fire in the order they were set, which a
-// persisted snapshot does not record across actors.
+// time ("tiedTimers"): xstate fires them in the order they were set, which
+// durable_state keeps only in part (docs/compatibility.md).
 function watchDoubledTimers(actor) {
   const system = actor.system;
   const scheduler = system.scheduler;
