@@ -950,16 +950,13 @@ class Actor:
                     plan.targets[i] = j
                     if j is None:
                         forward.append((i, eff.target))
-        for i, cid in forward:
-            # Sent before the child it names was started: the next spawn of it.
-            plan.targets[i] = next(
-                (
-                    j
-                    for j in range(i + 1, len(effects))
-                    if isinstance(effects[j], SpawnEffect) and effects[j].child_id == cid  # type: ignore[union-attr]
-                ),
-                None,
-            )
+        if forward:
+            spawns = [
+                (j, eff.child_id) for j, eff in enumerate(effects) if isinstance(eff, SpawnEffect)
+            ]
+            for i, cid in forward:
+                # Sent before the child it names was started: its next spawn.
+                plan.targets[i] = next((j for j, c in spawns if j > i and c == cid), None)
         return plan
 
     def _message(
