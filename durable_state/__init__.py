@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from ._clock import SystemClock as SystemClock
     from ._options import SessionOptions as SessionOptions
     from .actor import Actor as Actor
+    from .actor import SystemIdTaken as SystemIdTaken
+    from .actor import UnknownActor as UnknownActor
     from .errors import ActorNotFound as ActorNotFound
     from .errors import ActorStopped as ActorStopped
     from .errors import BackendURLError as BackendURLError
@@ -52,9 +54,16 @@ if TYPE_CHECKING:
     from .statechart import Machine as Machine
     from .statechart import Snapshot as Snapshot
     from .statechart import assign as assign
+    from .statechart import cancel as cancel
     from .statechart import emit as emit
+    from .statechart import enqueue_actions as enqueue_actions
+    from .statechart import log as log
     from .statechart import raise_event as raise_event
+    from .statechart import send_parent as send_parent
+    from .statechart import send_to as send_to
+    from .statechart import spawn_child as spawn_child
     from .statechart import state_in as state_in
+    from .statechart import stop_child as stop_child
     from .storage import DynamoDBStorage as DynamoDBStorage
     from .storage import LocalFileStorage as LocalFileStorage
     from .storage import MemoryStorage as MemoryStorage
@@ -74,6 +83,8 @@ _SOURCES: dict[str, str] = {
     "SystemClock": "._clock",
     "SessionOptions": "._options",
     "Actor": ".actor",
+    "SystemIdTaken": ".actor",
+    "UnknownActor": ".actor",
     "ActorNotFound": ".errors",
     "ActorStopped": ".errors",
     "BackendURLError": ".errors",
@@ -111,9 +122,16 @@ _SOURCES: dict[str, str] = {
     "Machine": ".statechart",
     "Snapshot": ".statechart",
     "assign": ".statechart",
+    "cancel": ".statechart",
     "emit": ".statechart",
+    "enqueue_actions": ".statechart",
+    "log": ".statechart",
     "raise_event": ".statechart",
+    "send_parent": ".statechart",
+    "send_to": ".statechart",
+    "spawn_child": ".statechart",
     "state_in": ".statechart",
+    "stop_child": ".statechart",
     "LocalFileStorage": ".storage",
     "MemoryStorage": ".storage",
     "S3Storage": ".storage",
@@ -192,15 +210,24 @@ __all__ = (
     "StorageUnavailable",
     "Stored",
     "SystemClock",
+    "SystemIdTaken",
     "UnhandledEvent",
+    "UnknownActor",
     "UnknownMachine",
     "VersionConflict",
     "WakerStats",
     "assign",
+    "cancel",
     "emit",
+    "enqueue_actions",
     "fire_due_timers",
+    "log",
     "persisted_actor",
     "raise_event",
+    "send_parent",
+    "send_to",
+    "spawn_child",
     "state_in",
+    "stop_child",
     "with_persisted_actor",
 )

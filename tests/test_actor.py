@@ -16,9 +16,18 @@ from durable_state import (
     ManualClock,
     Snapshot,
     SystemClock,
+    SystemIdTaken,
+    UnknownActor,
     assign,
+    cancel,
     emit,
+    log,
+    send_parent,
+    send_to,
+    spawn_child,
+    stop_child,
 )
+from durable_state.statechart import SendEffect, SpawnEffect, StopChildEffect
 
 
 def log_action() -> Any:
@@ -774,3 +783,367 @@ async def test_a_restarted_timer_fires_after_timers_scheduled_before_it() -> Non
         await actor.send("E")
         await clock.advance(100)
         assert actor.snapshot.context["log"] == ["q", "p"]
+
+
+# --------------------------------------------------------------------------- #
+# Child machines and messages (the in-process actor system)
+# --------------------------------------------------------------------------- #
+
+
+def note() -> Any:
+    """An assign that appends the event type (and its ``n``, if any) to ``log``."""
+    return assign(
+        lambda context, event: {
+            "log": [
+                *context["log"],
+                f"{event['type']}:{event['n']}" if "n" in event else event["type"],
+            ]
+        }
+    )
+
+
+def worker(*, later: bool = False) -> Machine:
+    """A child: says hello, answers PING with PONG (its count), finishes on STOP."""
+    return Machine(
+        {
+            "id": "worker",
+            "initial": "idle",
+            "context": lambda input: {"n": (input or {}).get("n", 0), "log": []},
+            "entry": "hello",
+            "output": lambda context, event: {"n": context["n"]},
+            "states": {
+                "idle": {
+                    "on": {
+                        "PING": {"actions": ["note", "count", "pong"]},
+                        "STOP": "done",
+                        "FORWARD": {"actions": "forward"},
+                        "LATER": {"actions": "pong_later"},
+                    }
+                },
+                "done": {"type": "final"},
+            },
+        },
+        actions={
+            "note": note(),
+            "hello": send_parent({"type": "HELLO"}),
+            "count": assign(lambda context, event: {"n": context["n"] + 1}),
+            "pong": send_parent(lambda context, event: {"type": "PONG", "n": context["n"]}),
+            "pong_later": send_parent({"type": "PONG", "n": -1}, delay=100, id="later"),
+            "forward": send_to(lambda context, event: event["to"], {"type": "PING"}),
+        },
+    )
+
+
+def boss(**states: Any) -> Machine:
+    """A parent of ``worker`` children that logs what they tell it."""
+    return Machine(
+        {
+            "id": "boss",
+            "initial": "working",
+            "context": {"log": []},
+            "on": {"HELLO": {"actions": "note"}, "PONG": {"actions": "note"}},
+            "states": states
+            or {
+                "working": {
+                    "invoke": {
+                        "src": "worker",
+                        "id": "w",
+                        "input": {"n": 10},
+                        "systemId": "the-worker",
+                        "onDone": {"target": "finished", "actions": "note_output"},
+                    },
+                    "on": {
+                        "PING": {"actions": send_to("w", {"type": "PING"})},
+                        "STOP": {"actions": send_to("w", {"type": "STOP"})},
+                        "SPAWN": {"actions": spawn_child("worker", id="s", input={"n": 100})},
+                        "KILL": {"actions": stop_child("s")},
+                        "PING_S": {"actions": send_to("s", {"type": "PING"})},
+                        "PING_SYS": {"actions": send_to("the-worker", {"type": "PING"})},
+                        "PING_NOBODY": {"actions": send_to("nobody", {"type": "PING"})},
+                        "LATER": {"actions": send_to("w", {"type": "LATER"})},
+                        "RELAY": {"actions": send_to("s", {"type": "FORWARD", "to": "the-worker"})},
+                    },
+                },
+                "finished": {},
+            },
+        },
+        actions={
+            "note": note(),
+            "note_output": assign(
+                lambda context, event: {"log": [*context["log"], f"done:{event['output']['n']}"]}
+            ),
+        },
+        actors={"worker": worker()},
+    )
+
+
+async def test_an_invoked_machine_runs_as_a_child_actor_that_talks() -> None:
+    async with Actor(boss()) as actor:
+        assert actor.snapshot.context["log"] == ["HELLO"]
+        w = actor.children["w"]
+        assert (w.parent, w.id, w.system_id, w.snapshot.context["n"]) == (
+            actor,
+            "w",
+            "the-worker",
+            10,
+        )
+        assert actor.find("the-worker") is w
+        await actor.send("PING")
+        # The child's answer was taken before send() returned.
+        assert actor.snapshot.context["log"] == ["HELLO", "PONG:11"]
+        assert w.snapshot.context == {"n": 11, "log": ["PING"]}
+        await actor.send("STOP")
+        assert actor.snapshot.value == "finished"
+        assert actor.snapshot.context["log"][-1] == "done:11"
+        assert actor.children == {}
+        assert w.status == "stopped"
+        assert actor.find("the-worker") is None
+
+
+async def test_spawned_children_and_system_ids_in_the_tree() -> None:
+    async with Actor(boss()) as actor:
+        await actor.send("SPAWN")
+        s = actor.children["s"]
+        assert s.snapshot.context["n"] == 100
+        await actor.send("PING_S")
+        await actor.send("PING_SYS")  # by systemId
+        await actor.send("RELAY")  # s sends to the invoked child by its systemId
+        assert actor.snapshot.context["log"] == ["HELLO", "HELLO", "PONG:101", "PONG:11", "PONG:12"]
+        await actor.send("KILL")
+        assert "s" not in actor.children
+        assert s.status == "stopped"
+        with pytest.raises(UnknownActor):
+            await actor.send("PING_S")
+
+
+async def test_a_message_for_nobody_is_refused_and_the_step_not_taken() -> None:
+    async with Actor(boss()) as actor:
+        before = actor.snapshot
+        with pytest.raises(UnknownActor) as info:
+            await actor.send("PING_NOBODY")
+        assert (info.value.target, info.value.machine_id, info.value.event_type) == (
+            "nobody",
+            "boss",
+            "PING",
+        )
+        assert actor.snapshot is before
+
+
+async def test_send_parent_from_an_actor_without_a_parent_is_refused() -> None:
+    m = Machine(
+        {"id": "m", "initial": "a", "states": {"a": {"on": {"GO": {"actions": send_parent("UP")}}}}}
+    )
+    async with Actor(m) as actor:
+        with pytest.raises(UnknownActor, match="has no parent"):
+            await actor.send("GO")
+
+
+async def test_a_timer_step_that_sends_to_nobody_fails_the_actor_as_in_xstate() -> None:
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "states": {"a": {"after": {"10": {"actions": send_to("x", "Y")}}}},
+        }
+    )
+    clock = ManualClock()
+    async with Actor(m, clock=clock) as actor:
+        await clock.advance(10)
+        assert actor.snapshot.status == "error"
+        assert isinstance(actor.snapshot.error, UnknownActor)
+
+
+async def test_a_taken_system_id_refuses_the_spawn() -> None:
+    m = Machine(
+        {"id": "m", "initial": "a", "states": {"a": {"on": {"GO": {"actions": "spawn"}}}}},
+        actions={
+            "spawn": spawn_child("worker", id=lambda context, event: event["id"], system_id="one")
+        },
+        actors={"worker": worker()},
+    )
+    async with Actor(m) as actor:
+        await actor.send({"type": "GO", "id": "a"})
+        with pytest.raises(SystemIdTaken, match="'one'"):
+            await actor.send({"type": "GO", "id": "b"})
+        assert set(actor.children) == {"a"}
+
+
+async def test_a_child_that_fails_reports_its_error() -> None:
+    def boom(context: Any, event: Any) -> Any:
+        raise RuntimeError("boom")
+
+    child = Machine(
+        {"id": "c", "initial": "a", "states": {"a": {"on": {"GO": {"actions": "boom"}}}}},
+        actions={"boom": assign(boom)},
+    )
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"log": []},
+            "states": {
+                "a": {
+                    "invoke": {
+                        "src": "c",
+                        "id": "c",
+                        "onError": {"target": "b", "actions": "seen"},
+                    },
+                    "on": {"GO": {"actions": send_to("c", "GO")}},
+                },
+                "b": {},
+            },
+        },
+        actions={"seen": assign(lambda context, event: {"log": [type(event["error"]).__name__]})},
+        actors={"c": child},
+    )
+    async with Actor(m) as actor:
+        c = actor.children["c"]
+        await actor.send("GO")  # the failure is the child's, not the sender's
+        assert actor.snapshot.value == "b"
+        assert actor.snapshot.context["log"] == ["RuntimeError"]
+        assert c.snapshot.status == "error"
+
+
+async def test_a_child_that_cannot_even_start_reports_its_error() -> None:
+    child = Machine(
+        {"id": "c", "initial": "a", "entry": send_to("nobody", "X"), "states": {"a": {}}}
+    )
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "states": {"a": {"invoke": {"src": "c", "id": "c", "onError": "b"}}, "b": {}},
+        },
+        actors={"c": child},
+    )
+    async with Actor(m) as actor:
+        assert actor.snapshot.value == "b"
+
+
+async def test_children_are_nested_in_the_persisted_snapshot_and_restored() -> None:
+    clock = ManualClock(start_ms=1_000)
+    async with Actor(boss(), clock=clock) as actor:
+        await actor.send("SPAWN")
+        await actor.send("PING")
+        await actor.send("LATER")  # a delayed sendParent, pending in the child
+        data = json.loads(json.dumps(actor.persisted_snapshot()))
+    w = data["children"]["w"]
+    assert (w["src"], w["systemId"], w["input"]) == ("worker", "the-worker", {"n": 10})
+    assert w["snapshot"]["context"] == {"n": 11, "log": ["PING"]}
+    assert w["snapshot"]["$durable"]["timers"][0]["send"] == {"to": "", "parent": True}
+    assert data["children"]["s"]["snapshot"]["context"]["n"] == 100
+
+    later = ManualClock(start_ms=1_050)
+    async with Actor(boss(), snapshot=data, clock=later) as again:
+        # Restored, not started afresh: no second hello.
+        assert again.snapshot.context["log"] == ["HELLO", "HELLO", "PONG:11"]
+        assert again.children["w"].snapshot.context["n"] == 11
+        assert again.find("the-worker") is again.children["w"]
+        await later.advance(50)  # the child's delayed send survived
+        assert again.snapshot.context["log"][-1] == "PONG:-1"
+        await again.send("PING")
+        assert again.snapshot.context["log"][-1] == "PONG:12"
+
+
+async def test_a_delayed_send_survives_persist_and_restore_and_cancel_removes_it() -> None:
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"log": []},
+            "states": {
+                "a": {
+                    "invoke": {"src": "worker", "id": "w"},
+                    "on": {
+                        "ARM": {"actions": send_to("w", {"type": "PING"}, delay=100, id="p")},
+                        "DISARM": {"actions": cancel("p")},
+                        "PONG": {"actions": "note"},
+                        "HELLO": {},
+                    },
+                }
+            },
+        },
+        actions={"note": note()},
+        actors={"worker": worker()},
+    )
+    clock = ManualClock()
+    async with Actor(m, clock=clock) as actor:
+        await actor.send("ARM")
+        data = json.loads(json.dumps(actor.persisted_snapshot()))
+    assert data["$durable"]["timers"][0]["send"] == {"to": "w", "child": True}
+    async with Actor(m, snapshot=data, clock=clock) as again:
+        await clock.advance(100)
+        assert again.snapshot.context["log"] == ["PONG:1"]
+        await again.send("ARM")
+        await clock.advance(50)
+        await again.send("DISARM")
+        await clock.advance(100)
+        assert again.snapshot.context["log"] == ["PONG:1"]
+
+
+async def test_stopping_the_parent_stops_the_tree() -> None:
+    actor = Actor(boss())
+    await actor.start()
+    await actor.send("SPAWN")
+    w, s = actor.children["w"], actor.children["s"]
+    await actor.stop()
+    assert (w.status, s.status) == ("stopped", "stopped")
+    assert actor.find("the-worker") is None
+
+
+async def test_relay_hands_messages_and_children_to_another_shell() -> None:
+    relayed: list[Any] = []
+    async with Actor(boss(), relay=relayed.append) as actor:
+        await actor.send("PING")
+        await actor.send("PING_NOBODY")  # not this actor's business: no refusal
+        await actor.send("SPAWN")
+        await actor.send("KILL")
+        assert actor.children == {}
+        assert actor.persisted_snapshot()["children"]["w"]["snapshot"] == {"status": "active"}
+    assert relayed == [
+        SpawnEffect("w", "worker", actor.machine.actors["worker"], {"n": 10}, "the-worker"),
+        SendEffect("w", {"type": "PING"}, False, True, None),
+        SendEffect("nobody", {"type": "PING"}, False, False, None),
+        SpawnEffect("s", "worker", actor.machine.actors["worker"], {"n": 100}, None),
+        StopChildEffect("s"),
+    ]
+
+
+async def test_log_actions_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    m = Machine(
+        {"id": "m", "initial": "a", "states": {"a": {"on": {"GO": {"actions": log("hi")}}}}}
+    )
+    with caplog.at_level("INFO", logger="durable_state.actor"):
+        async with Actor(m, id="logger") as actor:
+            await actor.send("GO")
+    assert "actor logger: hi" in caplog.text
+
+
+async def test_a_child_spawned_and_stopped_in_one_step_never_runs() -> None:
+    m = Machine(
+        {
+            "id": "m",
+            "initial": "a",
+            "context": {"log": []},
+            "on": {"HELLO": {"actions": "note"}},
+            "states": {
+                "a": {
+                    "on": {
+                        "GO": {
+                            "actions": [
+                                spawn_child("worker", id="k"),
+                                send_to("k", "PING"),
+                                stop_child("k"),
+                            ]
+                        }
+                    }
+                }
+            },
+        },
+        actions={"note": note()},
+        actors={"worker": worker()},
+    )
+    async with Actor(m) as actor:
+        await actor.send("GO")
+        assert actor.snapshot.context["log"] == []  # no hello, no answer
+        assert actor.children == {}

@@ -8,7 +8,11 @@ tell the interpreter what to do with their result:
 * :func:`raise_event` puts an event on the internal queue (or schedules it);
 * :func:`emit` hands an event to the actor's outside listeners after the
   macrostep;
-* :func:`state_in` is a guard that holds while a state is active.
+* :func:`state_in` is a guard that holds while a state is active;
+* :func:`send_to` and :func:`send_parent` send an event to another actor,
+  :func:`spawn_child` and :func:`stop_child` start and stop child machines,
+  :func:`cancel` cancels a delayed event, :func:`log` logs, and
+  :func:`enqueue_actions` decides at run time which actions to run.
 
 Every other action is a *custom* action: the pure core does not run it, it
 returns an :class:`ActionEffect` that the actor executes after the macrostep.
@@ -18,33 +22,56 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from ._machine import Machine
 
 __all__ = (
     "ActionEffect",
     "ActionImpl",
+    "ActionQueue",
     "ActorImpl",
     "Assign",
     "AssignFn",
     "AssignValue",
+    "Cancel",
     "CancelTimerEffect",
     "Context",
     "DelayImpl",
     "Effect",
     "Emit",
     "EmitEffect",
+    "EnqueueActions",
+    "EnqueueFn",
     "Event",
     "EventFn",
     "GuardImpl",
     "InvokeEffect",
+    "Log",
+    "LogEffect",
     "RaiseEvent",
     "ScheduleTimerEffect",
+    "SendEffect",
+    "SendTo",
+    "SpawnChild",
+    "SpawnEffect",
     "StateIn",
+    "StopChild",
+    "StopChildEffect",
     "StopInvokeEffect",
+    "ValueOrFn",
     "assign",
+    "cancel",
     "emit",
+    "enqueue_actions",
+    "log",
     "raise_event",
+    "send_parent",
+    "send_to",
+    "spawn_child",
     "state_in",
+    "stop_child",
 )
 
 Event: TypeAlias = Mapping[str, Any]
@@ -83,6 +110,12 @@ EventFn: TypeAlias = Callable[[Context, Event], Event] | Callable[..., Event]
 
 
 EventOrFn: TypeAlias = Event | EventFn
+
+ValueOrFn: TypeAlias = Callable[[Context, Event], object] | Callable[..., object] | object
+"""A value, or ``fn(context, event, **params) -> value`` that computes it at run time
+(a spawn input, a log message)."""
+
+StrOrFn: TypeAlias = str | Callable[[Context, Event], str] | Callable[..., str]
 
 
 class Assign:
@@ -142,8 +175,204 @@ class StateIn:
         return f"state_in({self.state!r})"
 
 
+class SendTo:
+    """An action that sends an event to another actor (see :func:`send_to`, :func:`send_parent`)."""
+
+    __slots__ = ("delay", "event", "id", "machine", "target", "to_parent")
+
+    def __init__(
+        self,
+        target: StrOrFn | None,
+        event: EventOrFn,
+        *,
+        to_parent: bool = False,
+        machine: str | None = None,
+        delay: float | str | None = None,
+        id: str | None = None,
+    ) -> None:
+        self.target: StrOrFn | None = target
+        self.event: EventOrFn = event
+        self.to_parent: bool = to_parent
+        self.machine: str | None = machine
+        self.delay: float | str | None = delay
+        self.id: str | None = id
+
+    def __repr__(self) -> str:
+        if self.to_parent:
+            return f"send_parent({self.event!r})"
+        return f"send_to({self.target!r}, {self.event!r})"
+
+
+class SpawnChild:
+    """An action that starts a child machine (see :func:`spawn_child`)."""
+
+    __slots__ = ("id", "input", "src", "system_id")
+
+    def __init__(
+        self, src: str, *, id: StrOrFn, input: ValueOrFn = None, system_id: str | None = None
+    ) -> None:
+        self.src: str = src
+        self.id: StrOrFn = id
+        self.input: ValueOrFn = input
+        self.system_id: str | None = system_id
+
+    def __repr__(self) -> str:
+        return f"spawn_child({self.src!r}, id={self.id!r})"
+
+
+class StopChild:
+    """An action that stops a child actor (see :func:`stop_child`)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id: StrOrFn) -> None:
+        self.id: StrOrFn = id
+
+    def __repr__(self) -> str:
+        return f"stop_child({self.id!r})"
+
+
+class Cancel:
+    """An action that cancels a pending delayed event (see :func:`cancel`)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id: StrOrFn) -> None:
+        self.id: StrOrFn = id
+
+    def __repr__(self) -> str:
+        return f"cancel({self.id!r})"
+
+
+class Log:
+    """An action that logs a message (see :func:`log`)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: ValueOrFn) -> None:
+        self.message: ValueOrFn = message
+
+    def __repr__(self) -> str:
+        return f"log({self.message!r})"
+
+
+class EnqueueActions:
+    """An action that chooses actions at run time (see :func:`enqueue_actions`)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: EnqueueFn) -> None:
+        self.fn: EnqueueFn = fn
+
+    def __repr__(self) -> str:
+        return f"enqueue_actions({self.fn!r})"
+
+
+class ActionQueue:
+    """What an :func:`enqueue_actions` function is given: ``q(action)`` enqueues an action.
+
+    The enqueued actions run in order once the function returns, each with
+    the context the actions before it left (as xstate's ``enqueueActions``).
+    ``q`` takes what a config's ``actions`` takes: a name in ``actions=``, a
+    reference ``{"type": name, "params": {...}}``, a built-in action or a
+    custom action callable. The methods enqueue built-ins directly.
+    """
+
+    __slots__ = ("_check", "_items")
+
+    def __init__(self, check: Callable[[Any], bool]) -> None:
+        self._items: list[Any] = []
+        self._check = check
+
+    @property
+    def items(self) -> tuple[Any, ...]:
+        """What was enqueued so far, in order."""
+        return tuple(self._items)
+
+    def __call__(self, action: Any) -> None:
+        """Enqueue an action: a name, a ``{"type", "params"}`` reference, a built-in or a callable."""
+        self._items.append(action)
+
+    def assign(self, fn: AssignFn | Mapping[str, AssignValue]) -> None:
+        """Enqueue :func:`assign`."""
+        self._items.append(assign(fn))
+
+    def raise_event(
+        self, event: EventOrFn | str, *, delay: float | str | None = None, id: str | None = None
+    ) -> None:
+        """Enqueue :func:`raise_event`."""
+        self._items.append(raise_event(event, delay=delay, id=id))
+
+    def send_to(
+        self,
+        target: StrOrFn,
+        event: EventOrFn | str,
+        *,
+        machine: str | None = None,
+        delay: float | str | None = None,
+        id: str | None = None,
+    ) -> None:
+        """Enqueue :func:`send_to`."""
+        self._items.append(send_to(target, event, machine=machine, delay=delay, id=id))
+
+    def send_parent(
+        self, event: EventOrFn | str, *, delay: float | str | None = None, id: str | None = None
+    ) -> None:
+        """Enqueue :func:`send_parent`."""
+        self._items.append(send_parent(event, delay=delay, id=id))
+
+    def emit(self, event: EventOrFn | str) -> None:
+        """Enqueue :func:`emit`."""
+        self._items.append(emit(event))
+
+    def spawn_child(
+        self, src: str, *, id: StrOrFn, input: ValueOrFn = None, system_id: str | None = None
+    ) -> None:
+        """Enqueue :func:`spawn_child`."""
+        self._items.append(spawn_child(src, id=id, input=input, system_id=system_id))
+
+    def stop_child(self, id: StrOrFn) -> None:
+        """Enqueue :func:`stop_child`."""
+        self._items.append(stop_child(id))
+
+    def cancel(self, id: StrOrFn) -> None:
+        """Enqueue :func:`cancel`."""
+        self._items.append(cancel(id))
+
+    def log(self, message: ValueOrFn = None) -> None:
+        """Enqueue :func:`log`."""
+        self._items.append(log(message))
+
+    def check(self, guard: Any) -> bool:
+        """Evaluate a guard now: a name in ``guards=``, a reference, :func:`state_in` or a callable.
+
+        It sees the context as it was when the enqueue function was called.
+
+        Raises:
+            InvalidMachine: if the guard names no implementation.
+        """
+        return self._check(guard)
+
+    def __repr__(self) -> str:
+        return f"<ActionQueue {self._items!r}>"
+
+
+EnqueueFn: TypeAlias = Callable[[ActionQueue, Context, Event], object] | Callable[..., object]
+"""``fn(q, context, event, **params)`` for :func:`enqueue_actions`."""
+
+
 ActionImpl: TypeAlias = (
-    Assign | RaiseEvent | Emit | Callable[[Context, Event], object] | Callable[..., object]
+    Assign
+    | RaiseEvent
+    | Emit
+    | SendTo
+    | SpawnChild
+    | StopChild
+    | Cancel
+    | Log
+    | EnqueueActions
+    | Callable[[Context, Event], object]
+    | Callable[..., object]
 )
 """What ``actions=`` maps a name to: a built-in action, or a custom action
 ``fn(context, event, **params)`` (run by the actor; it may return an awaitable)."""
@@ -157,9 +386,10 @@ GuardImpl: TypeAlias = (
 DelayImpl: TypeAlias = float | Callable[[Context, Event], float]
 """What ``delays=`` maps a name to: milliseconds, or ``fn(context, event) -> ms``."""
 
-ActorImpl: TypeAlias = Callable[[Any], Any]
-"""What ``actors=`` maps a name to: ``fn(input)``, usually async, whose result is
-the invoked actor's output."""
+ActorImpl: TypeAlias = "Callable[[Any], Any] | Machine"
+"""What ``actors=`` maps a name to: a child :class:`Machine` (for ``invoke`` and
+:func:`spawn_child`), or ``fn(input)``, usually async, whose result is the
+invoked actor's output."""
 
 
 def assign(fn: AssignFn | Mapping[str, AssignValue]) -> Assign:
@@ -242,6 +472,159 @@ def state_in(state: str | Mapping[str, Any]) -> StateIn:
     return StateIn(state)
 
 
+def _event_spec(event: EventOrFn | str) -> EventOrFn:
+    return {"type": event} if isinstance(event, str) else event
+
+
+def send_to(
+    target: StrOrFn,
+    event: EventOrFn | str,
+    *,
+    machine: str | None = None,
+    delay: float | str | None = None,
+    id: str | None = None,
+) -> SendTo:
+    """Build an action that sends an event to another actor, as xstate's ``sendTo``.
+
+    The core resolves the target and the event and returns a
+    :class:`SendEffect`; the shell delivers it after the macrostep. A target
+    that is one of this actor's children goes to that child; any other
+    string is for the shell to resolve: the in-process :class:`~durable_state.Actor`
+    looks it up as a ``systemId`` in its actor tree, a persisted actor
+    system as an actor id.
+
+    Args:
+        target: a child id, a ``systemId`` or an actor id, or
+            ``fn(context, event, **params) -> str``.
+        event: an event mapping (or a type string), or
+            ``fn(context, event, **params) -> event``.
+        machine: the receiver's machine id, for a persisted receiver that the
+            message may create (the core only carries it).
+        delay: milliseconds, or the name of an entry of ``delays=``: the send
+            becomes a durable timer that sends when it is due.
+        id: the id of the delayed send, for :func:`cancel`.
+
+    Returns:
+        An action.
+    """
+    return SendTo(target, _event_spec(event), machine=machine, delay=delay, id=id)
+
+
+def send_parent(
+    event: EventOrFn | str, *, delay: float | str | None = None, id: str | None = None
+) -> SendTo:
+    """Build an action that sends an event to this actor's parent, as xstate's ``sendParent``.
+
+    Args:
+        event: an event mapping (or a type string), or
+            ``fn(context, event, **params) -> event``.
+        delay: milliseconds or a delay name: a durable timer sends it later.
+        id: the id of the delayed send, for :func:`cancel`.
+
+    Returns:
+        An action.
+    """
+    return SendTo(None, _event_spec(event), to_parent=True, delay=delay, id=id)
+
+
+def spawn_child(
+    src: str, *, id: StrOrFn, input: ValueOrFn = None, system_id: str | None = None
+) -> SpawnChild:
+    """Build an action that starts a child machine, as xstate's ``spawnChild``.
+
+    The child lives until :func:`stop_child` stops it or its parent stops
+    (reaches a final state, fails). Spawning an id that is already a child
+    stops that child first.
+
+    Args:
+        src: a name in the machine's ``actors=`` whose value is a :class:`Machine`.
+        id: the child's id among this actor's children, or
+            ``fn(context, event, **params) -> str``.
+        input: the child's input (given to its context function and its
+            ``xstate.init`` event), or ``fn(context, event, **params) -> input``.
+        system_id: registers the child under this name in its actor system.
+
+    Returns:
+        An action. An unknown ``src``, or one that is no machine, makes
+        building the :class:`Machine` fail.
+    """
+    return SpawnChild(src, id=id, input=input, system_id=system_id)
+
+
+def stop_child(id: StrOrFn) -> StopChild:
+    """Build an action that stops a child actor, as xstate's ``stopChild``.
+
+    Stopping an id that is no child does nothing.
+
+    Args:
+        id: the child's id, or ``fn(context, event, **params) -> str``.
+
+    Returns:
+        An action.
+    """
+    return StopChild(id)
+
+
+def cancel(id: StrOrFn) -> Cancel:
+    """Build an action that cancels a pending delayed event, as xstate's ``cancel``.
+
+    It removes the durable timer of a delayed :func:`raise_event`,
+    :func:`send_to` or :func:`send_parent` by its ``id``; an id with nothing
+    pending is ignored.
+
+    Args:
+        id: the ``id`` given to the delayed action, or
+            ``fn(context, event, **params) -> str``.
+
+    Returns:
+        An action.
+    """
+    return Cancel(id)
+
+
+def log(message: ValueOrFn = None) -> Log:
+    """Build an action that logs, as xstate's ``log``.
+
+    The core returns a :class:`LogEffect`; the in-process actor logs it on
+    the ``durable_state.actor`` logger (level INFO).
+
+    Args:
+        message: a value, or ``fn(context, event, **params) -> value``.
+            Without one, ``{"context": context, "event": event}`` is logged.
+
+    Returns:
+        An action.
+    """
+    return Log(message)
+
+
+def enqueue_actions(fn: EnqueueFn) -> EnqueueActions:
+    """Build an action that decides at run time which actions run, as xstate's ``enqueueActions``.
+
+    Args:
+        fn: called as ``fn(q, context, event, **params)``; ``q(action)``
+            enqueues an action (a name, a reference, a built-in or a
+            callable), ``q.assign(...)``, ``q.raise_event(...)``,
+            ``q.send_to(...)``, ``q.send_parent(...)``, ``q.emit(...)``,
+            ``q.spawn_child(...)``, ``q.stop_child(...)``, ``q.cancel(...)`` and
+            ``q.log(...)`` enqueue built-ins, and ``q.check(guard)`` evaluates
+            a guard. The enqueued actions run in order after ``fn`` returns.
+            Names are looked up when they are enqueued: an unknown one raises
+            :class:`~durable_state.errors.InvalidMachine` then.
+
+    Returns:
+        An action.
+
+    Example:
+        >>> notify = enqueue_actions(
+        ...     lambda q, context, event: q.send_parent({"type": "BIG"})
+        ...     if q.check(lambda context, event: context["n"] > 10)
+        ...     else None
+        ... )
+    """
+    return EnqueueActions(fn)
+
+
 # --------------------------------------------------------------------------- #
 # Effects: what the pure core asks the shell to do after a macrostep
 # --------------------------------------------------------------------------- #
@@ -311,6 +694,66 @@ class StopInvokeEffect:
     id: str
 
 
+@dataclass(frozen=True, slots=True)
+class SendEffect:
+    """Deliver ``event`` to another actor (from :func:`send_to` or :func:`send_parent`).
+
+    Attributes:
+        target: the resolved target: a child id when ``to_child``, ``""``
+            when ``to_parent``, else a ``systemId`` or actor id for the shell
+            to resolve.
+        event: the event to deliver.
+        to_parent: the event goes to this actor's parent.
+        to_child: ``target`` is one of this actor's children, as xstate
+            resolves it: a child running when the action ran, or one that
+            the state being entered invokes (an entry action may send to it
+            before it starts: this effect then comes before its
+            :class:`SpawnEffect`, and the event is the child's first after
+            its initial state).
+        machine: the receiver's machine id, for a receiver the message may
+            create (``send_to(..., machine=...)``).
+    """
+
+    target: str
+    event: Event
+    to_parent: bool
+    to_child: bool
+    machine: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnEffect:
+    """Start a child machine actor (an ``invoke`` of a machine, or :func:`spawn_child`).
+
+    Attributes:
+        child_id: its id among the parent's children.
+        src: its name in the parent machine's ``actors=``.
+        machine: the child's :class:`Machine`.
+        input: its input (resolved by the core).
+        system_id: the name to register it under in the actor system, if any.
+    """
+
+    child_id: str
+    src: str
+    machine: Machine
+    input: Any
+    system_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StopChildEffect:
+    """Stop the child machine actor ``child_id`` (its invoking state was left, or :func:`stop_child`)."""
+
+    child_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogEffect:
+    """Log ``message`` (from :func:`log`)."""
+
+    message: Any
+
+
 Effect: TypeAlias = (
     ActionEffect
     | EmitEffect
@@ -318,6 +761,10 @@ Effect: TypeAlias = (
     | CancelTimerEffect
     | InvokeEffect
     | StopInvokeEffect
+    | SendEffect
+    | SpawnEffect
+    | StopChildEffect
+    | LogEffect
 )
 
 
@@ -326,22 +773,41 @@ class Timer:
     """A pending delayed event, due at an absolute time (epoch ms).
 
     Attributes:
-        id: the timer's id (an ``after`` event type, or a ``raise_event`` id).
+        id: the timer's id (an ``after`` event type, or the id of a delayed
+            ``raise_event``/``send_to``/``send_parent``).
         event: the event delivered when it is due.
         due_ms: when it is due (epoch ms of the actor's clock).
         seq: its scheduling order, which breaks ties between equal due times.
+        send: for a delayed send, the effect it produces when it fires
+            (``None``: the event is raised to the machine itself).
     """
 
     id: str
     event: Event
     due_ms: float
     seq: int = field(default=0, compare=False)
+    send: SendEffect | None = None
     _persisted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def persisted(self) -> dict[str, Any]:
-        """The timer's entry in ``$durable.timers``, built once and shared: read-only."""
+        """The timer's entry in ``$durable.timers``, built once and shared: read-only.
+
+        A delayed send also records where it goes: ``"send": {"to": target}``
+        plus ``"parent": true``, ``"child": true`` and ``"machine"`` when they
+        apply.
+        """
         entry = self._persisted
         if entry is None:
             entry = {"id": self.id, "event": dict(self.event), "due": self.due_ms}
+            send = self.send
+            if send is not None:
+                where: dict[str, Any] = {"to": send.target}
+                if send.to_parent:
+                    where["parent"] = True
+                if send.to_child:
+                    where["child"] = True
+                if send.machine is not None:
+                    where["machine"] = send.machine
+                entry["send"] = where
             object.__setattr__(self, "_persisted", entry)
         return entry

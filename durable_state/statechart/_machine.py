@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .._json import check_json, find_unserializable
@@ -28,6 +29,7 @@ from ._algorithm import (
 from ._builtins import (
     ActionEffect,
     ActionImpl,
+    ActionQueue,
     ActorImpl,
     CancelTimerEffect,
     DelayImpl,
@@ -35,7 +37,13 @@ from ._builtins import (
     EmitEffect,
     GuardImpl,
     InvokeEffect,
+    LogEffect,
     ScheduleTimerEffect,
+    SendEffect,
+    SendTo,
+    SpawnChild,
+    SpawnEffect,
+    StopChildEffect,
     StopInvokeEffect,
     Timer,
 )
@@ -47,17 +55,23 @@ from ._nodes import (
     K_CANCEL,
     K_CUSTOM,
     K_EMIT,
+    K_ENQUEUE,
     K_INVOKE,
+    K_LOG,
     K_RAISE,
     K_SCHEDULE,
+    K_SEND,
+    K_SPAWN,
     K_STOP,
+    K_STOP_CHILD,
     PARALLEL,
     ActionDef,
+    EnqueueDef,
     StateNode,
     Transition,
     build_tree,
 )
-from ._snapshot import ChildRecord, Snapshot, Status
+from ._snapshot import ChildRecord, ChildStatus, Snapshot, Status
 from ._timers import EMPTY as EMPTY_TIMERS
 from ._timers import TimerQueue
 
@@ -69,6 +83,8 @@ DURABLE_KEY = "$durable"
 _INIT = "xstate.init"
 _STATUSES = frozenset({"active", "done", "error", "stopped"})
 _CACHE_LIMIT = 4096
+#: The statuses a child machine's record keeps (a stopped child is dropped).
+_CHILD_STATUSES: dict[Any, ChildStatus] = {"active": "active", "done": "done", "error": "error"}
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -116,7 +132,10 @@ class Machine:
             -> bool``, or :func:`state_in` guards.
         delays: named delays for ``after``: milliseconds, or
             ``fn(context, event) -> ms``.
-        actors: async callables for ``invoke``, called as ``await fn(input)``.
+        actors: what ``invoke`` and :func:`spawn_child` start, by name: a
+            :class:`Machine` is a child machine (an actor of its own, run by
+            the shell); any other value is an async callable for ``invoke``,
+            called as ``await fn(input)``.
         version: the version of this machine, stored in every snapshot.
         migrations: ``{old_version: fn(persisted_dict) -> persisted_dict}``,
             applied in order to snapshots of older versions on restore.
@@ -169,8 +188,9 @@ class Machine:
         self.delays: Mapping[str, DelayImpl] = dict(delays or {})
         self.actors: Mapping[str, ActorImpl] = dict(actors or {})
         for name, fn in self.actors.items():
-            if not callable(fn):
-                raise InvalidMachine(f"actors.{name}", "an actor implementation must be callable")
+            if not callable(fn) and not isinstance(fn, Machine):
+                raise InvalidMachine(f"actors.{name}", "an actor is a Machine or an async callable")
+        machine_srcs = frozenset(k for k, v in self.actors.items() if isinstance(v, Machine))
         self.version: int = version
         self.migrations: Mapping[int, Migration] = dict(migrations or {})
         for v, fn in self.migrations.items():
@@ -183,9 +203,16 @@ class Machine:
         if max_microsteps < 1:
             raise InvalidMachine("max_microsteps", "must be at least 1")
         self.max_microsteps: int = max_microsteps
-        root, id_map, nodes = build_tree(
-            config, actions=self.actions, guards=self.guards, delays=self.delays, actors=self.actors
+        root, id_map, nodes, compiler = build_tree(
+            config,
+            actions=self.actions,
+            guards=self.guards,
+            delays=self.delays,
+            actors=self.actors,
+            machine_srcs=machine_srcs,
         )
+        # Compiles what enqueue_actions enqueues, when it runs.
+        self._compiler = compiler
         self.root: StateNode = root
         self.id: str = root.id
         self._id_map = id_map
@@ -341,6 +368,16 @@ class Machine:
             snapshot._order,
         )
 
+    def _failed_start(self, error: BaseException) -> Snapshot:
+        """The snapshot of an actor whose initial step raised: status ``"error"``.
+
+        A shell that starts a child machine nobody waits for uses it (the
+        initial step never ran: no context, no timers, no children); the
+        state value is the initial configuration's.
+        """
+        info = self._configs.intern(frozenset(_initial_nodes(self.root)))
+        return Snapshot(self, info, {}, "error", None, error, {}, EMPTY_TIMERS, {})
+
     def fire_timer(
         self, snapshot: Snapshot, timer_id: str, *, now_ms: float = 0.0
     ) -> tuple[Snapshot, list[Effect]]:
@@ -359,8 +396,20 @@ class Machine:
         if timer is None or snapshot.status != "active":
             return snapshot, []
         run = _Run.resume(snapshot, snapshot.timers.cancel(timer_id), now_ms)
-        run.macrostep(timer.event)
-        return run.snapshot(), run.effects
+        send = timer.send
+        if send is None:
+            run.macrostep(timer.event)
+            return run.snapshot(), run.effects
+        # A delayed send: no step of this machine, only the message. A send
+        # to a child goes to the child running now; one to a child that is
+        # gone is dropped (xstate delivers it to the stopped actor, which
+        # ignores it).
+        effects: list[Effect] = []
+        if not send.to_parent and send.target in snapshot.children:
+            effects.append(send if send.to_child else replace(send, to_child=True))
+        elif not send.to_child:
+            effects.append(send)
+        return run.snapshot(), effects
 
     def can(self, snapshot: Snapshot, event: Mapping[str, Any] | str) -> bool:
         """Whether ``event`` would select a transition that does something.
@@ -423,10 +472,7 @@ class Machine:
             # and so is what they hold (the core never changes a context in
             # place; it builds a new one).
             "context": snapshot.context,
-            "children": {
-                cid: {"src": c.src, "snapshot": {"status": "active", "input": c.input}}
-                for cid, c in snapshot.children.items()
-            },
+            "children": {cid: self._persist_child(c) for cid, c in snapshot.children.items()},
             "output": snapshot.output,
             "error": error,
             DURABLE_KEY: durable,
@@ -435,6 +481,26 @@ class Machine:
         # value that fails ("context.items[2].price", "$durable.timers[0]...").
         check_json(data, "")
         return data
+
+    def _persist_child(self, child: ChildRecord) -> dict[str, Any]:
+        """A child's entry in ``children``, as xstate's ``getPersistedSnapshot()`` writes it.
+
+        A child machine's entry holds its input and, under ``snapshot``, the
+        child's own persisted snapshot when this core knows one (a restored
+        child); the in-process actor nests the running child's there. Work
+        from an async callable keeps its input in ``snapshot.input``.
+        """
+        entry: dict[str, Any] = {"src": child.src}
+        if child.system_id is not None:
+            entry["systemId"] = child.system_id
+        if isinstance(self.actors.get(child.src), Machine):
+            entry["input"] = child.input
+            entry["snapshot"] = (
+                child.snapshot if child.snapshot is not None else {"status": child.status}
+            )
+        else:
+            entry["snapshot"] = {"status": "active", "input": child.input}
+        return entry
 
     def restore_snapshot(self, data: Mapping[str, Any], *, key: str | None = None) -> Snapshot:
         """Rebuild a snapshot from its persisted form, migrating older versions.
@@ -543,7 +609,11 @@ class Machine:
                 ev = to_event(t["event"])
             except InvalidEvent as exc:
                 raise SnapshotIncompatible(f"timer {i}: {exc}", key=key) from exc
-            timers.append(Timer(t["id"], ev, float(t["due"]), i))
+            send = None
+            where = t.get("send")
+            if where is not None:
+                send = _restore_send(where, ev, i, key)
+            timers.append(Timer(t["id"], ev, float(t["due"]), i, send))
         try:
             queue = TimerQueue.of(timers)
         except ValueError as exc:
@@ -556,11 +626,28 @@ class Machine:
             src = c.get("src") if isinstance(c, Mapping) else None
             if not isinstance(src, str) or src not in self.actors:
                 raise SnapshotIncompatible(f"child {cid!r} has unknown source {src!r}", key=key)
-            snap = c.get("snapshot") if isinstance(c, Mapping) else None
-            if isinstance(snap, Mapping) and snap.get("status", "active") != "active":
-                continue
-            child_input = snap.get("input") if isinstance(snap, Mapping) else None
-            children[cid] = ChildRecord(src, child_input)
+            assert isinstance(c, Mapping)
+            snap = c.get("snapshot")
+            raw_status = snap.get("status", "active") if isinstance(snap, Mapping) else "active"
+            is_machine = isinstance(self.actors[src], Machine)
+            child_status = _CHILD_STATUSES.get(raw_status) if is_machine else None
+            if raw_status != "active" and child_status is None:
+                continue  # finished work is not restarted (stopped machines neither)
+            child_status = child_status or "active"
+            system_id = c.get("systemId")
+            if system_id is not None and (not isinstance(system_id, str) or not system_id):
+                raise SnapshotIncompatible(f"child {cid!r} has a malformed systemId", key=key)
+            # A child machine's own persisted snapshot (it has a state value),
+            # for the shell to restore the child from.
+            nested: Mapping[str, Any] | None = None
+            if is_machine and isinstance(snap, Mapping) and "value" in snap:
+                nested = snap
+            child_input = (
+                c["input"]
+                if "input" in c
+                else (snap.get("input") if isinstance(snap, Mapping) else None)
+            )
+            children[cid] = ChildRecord(src, child_input, system_id, nested, child_status)
         info = self._configs.intern(nodes)
         order = self._restore_order(data.get("value"), info, meta.get("entered"), key)
         return Snapshot(
@@ -707,11 +794,13 @@ class _Run:
         "changed",
         "children",
         "context",
+        "deferred",
         "effects",
         "error",
         "history",
         "info",
         "machine",
+        "micro_nodes",
         "now_ms",
         "order",
         "output",
@@ -745,6 +834,14 @@ class _Run:
         self.effects: list[Effect] = []
         self.queue: deque[Mapping[str, Any]] = deque()
         self.changed = False
+        # While the entry actions of a state that invokes children run: the
+        # ids of those children, which a send may already name although they
+        # start after the entry actions (xstate's deferred actor ids).
+        self.deferred: frozenset[str] = frozenset()
+        # The configuration when the current microstep began: what q.check
+        # of enqueue_actions sees while the microstep's actions run (xstate
+        # updates a snapshot's states only at the end of the microstep).
+        self.micro_nodes: frozenset[StateNode] = info.nodes
 
     @classmethod
     def resume(cls, snapshot: Snapshot, timers: TimerQueue, now_ms: float) -> _Run:
@@ -825,11 +922,20 @@ class _Run:
         etype = event["type"]
         if self.children and etype.startswith(("xstate.done.actor.", "xstate.error.actor.")):
             # A child that finished is no longer running: it must not be
-            # restarted when the snapshot is restored.
+            # restarted when the snapshot is restored. A child machine stays
+            # listed, finished, until its state exits or it is stopped (as in
+            # xstate: a send to it is dropped, not an error); invoked async
+            # work leaves at once.
             actor_id = event.get("actorId")
-            if isinstance(actor_id, str) and actor_id in self.children:
+            record = self.children.get(actor_id) if isinstance(actor_id, str) else None
+            if record is not None and record.status == "active":
+                assert isinstance(actor_id, str)
                 children = dict(self.children)
-                del children[actor_id]
+                if isinstance(self.machine.actors.get(record.src), Machine):
+                    status: ChildStatus = "done" if etype.startswith("xstate.done.") else "error"
+                    children[actor_id] = record.finished(status)
+                else:
+                    del children[actor_id]
                 self.children = children
         transitions = self.select(event)
         if not transitions and etype.startswith("xstate.error.actor"):
@@ -904,6 +1010,7 @@ class _Run:
     # -- microstep ------------------------------------------------------ #
 
     def execute(self, plan: MicrostepPlan, event: Mapping[str, Any]) -> None:
+        self.micro_nodes = self.info.nodes
         if plan.history_changed:
             merged = dict(self.history)
             merged.update(plan.history_records)
@@ -923,10 +1030,14 @@ class _Run:
             self.changed = True
         for step in plan.entries:
             node = step.node
+            if node.invoke:
+                self.deferred = frozenset(inv.id for inv in node.invoke)
             if node.entry:
                 self.run_actions(node.entry, event)
             if step.default and node.initial_actions:
                 self.run_actions(node.initial_actions, event)
+            if node.invoke:
+                self.deferred = frozenset()
             if node.type == FINAL:
                 self._complete(step, event)
         if self.status == "done":
@@ -988,7 +1099,11 @@ class _Run:
             elif kind == K_SCHEDULE:
                 self._schedule(a.id or "", a.fn, a.delay, event)
             elif kind == K_CANCEL:
-                self._cancel(a.id or "")
+                fn = a.fn
+                if fn is None:
+                    self._cancel(a.id or "")
+                else:
+                    self._cancel(_text(self._call(fn, a, event), "cancel's id"))
             elif kind == K_INVOKE:
                 inv = a.fn
                 raw_input = inv.input
@@ -997,17 +1112,43 @@ class _Run:
                     if callable(raw_input)
                     else copy.deepcopy(raw_input)
                 )
-                children = dict(self.children)
-                children[inv.id] = ChildRecord(inv.src, value)
-                self.children = children
-                self.changed = True
-                self.effects.append(InvokeEffect(inv.id, inv.src, value))
-            elif kind == K_STOP and a.id is not None and a.id in self.children:
-                children = dict(self.children)
-                del children[a.id]
-                self.children = children
-                self.changed = True
-                self.effects.append(StopInvokeEffect(a.id))
+                if inv.machine:
+                    self._spawn(inv.id, inv.src, value, inv.system_id)
+                else:
+                    self._set_child(inv.id, ChildRecord(inv.src, value, inv.system_id))
+                    self.effects.append(InvokeEffect(inv.id, inv.src, value))
+            elif kind == K_STOP:
+                if a.id is not None and a.id in self.children:
+                    self._stop_child(a.id)
+            elif kind == K_SEND:
+                self._send(a, event)
+            elif kind == K_SPAWN:
+                spec: SpawnChild = a.fn
+                cid = spec.id
+                if not isinstance(cid, str):
+                    cid = _text(self._call(cid, a, event), "spawn_child's id")
+                raw = spec.input
+                value = self._call(raw, a, event) if callable(raw) else copy.deepcopy(raw)
+                self._spawn(cid, spec.src, value, spec.system_id)
+            elif kind == K_STOP_CHILD:
+                cid = a.fn
+                if not isinstance(cid, str):
+                    cid = _text(self._call(cid, a, event), "stop_child's id")
+                if cid in self.children:
+                    self._stop_child(cid)
+            elif kind == K_LOG:
+                msg = a.fn
+                if msg is None:
+                    msg = {"context": self.context, "event": event}
+                elif callable(msg):
+                    msg = self._call(msg, a, event)
+                self.effects.append(LogEffect(msg))
+            elif kind == K_ENQUEUE:
+                self._enqueue(a, event)
+
+    def _call(self, fn: Any, a: ActionDef, event: Mapping[str, Any]) -> Any:
+        """Call a helper's function as ``fn(context, event, **params)``."""
+        return fn(self.context, event, **a.params) if a.params else fn(self.context, event)
 
     def _event_of(self, a: ActionDef, event: Mapping[str, Any]) -> Mapping[str, Any]:
         spec = a.fn
@@ -1015,8 +1156,100 @@ class _Run:
             spec = spec(self.context, event, **a.params) if a.params else spec(self.context, event)
         return to_event(spec)
 
+    # -- children and messages ------------------------------------------ #
+
+    def _set_child(self, cid: str, record: ChildRecord) -> None:
+        children = dict(self.children)
+        children[cid] = record
+        self.children = children
+        self.changed = True
+
+    def _spawn(self, cid: str, src: str, value: Any, system_id: str | None) -> None:
+        """Start child machine ``cid``; one already running under that id is stopped first."""
+        if cid in self.children:
+            self._stop_child(cid)
+        self._set_child(cid, ChildRecord(src, value, system_id))
+        child_machine = self.machine.actors[src]
+        assert isinstance(child_machine, Machine)
+        self.effects.append(SpawnEffect(cid, src, child_machine, value, system_id))
+
+    def _stop_child(self, cid: str) -> None:
+        record = self.children[cid]
+        children = dict(self.children)
+        del children[cid]
+        self.children = children
+        self.changed = True
+        self.effects.append(self._stop_effect(cid, record))
+
+    def _stop_effect(self, cid: str, record: ChildRecord) -> Effect:
+        if isinstance(self.machine.actors.get(record.src), Machine):
+            return StopChildEffect(cid)
+        return StopInvokeEffect(cid)
+
+    def _send(self, a: ActionDef, event: Mapping[str, Any]) -> None:
+        spec: SendTo = a.fn
+        if spec.to_parent:
+            target = ""
+        else:
+            raw = spec.target
+            target = raw if isinstance(raw, str) else _text(self._call(raw, a, event), "target")
+        ev = self._event_of_spec(spec.event, a, event)
+        # As xstate resolves it: a child running now, or one the state being
+        # entered invokes (its entry actions run before it starts).
+        to_child = not spec.to_parent and (target in self.children or target in self.deferred)
+        eff = SendEffect(target, ev, spec.to_parent, to_child, spec.machine)
+        if a.delay is not None:
+            timer_id = a.id if a.id is not None else self._fresh_timer_id()
+            self._schedule(timer_id, ev, a.delay, event, eff)
+            return
+        self.effects.append(eff)
+
+    def _event_of_spec(
+        self, spec: Any, a: ActionDef, event: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        if callable(spec):
+            spec = self._call(spec, a, event)
+        return to_event(spec)
+
+    def _fresh_timer_id(self) -> str:
+        """An id for a delayed send without one: unique among the pending timers."""
+        n = len(self.timers)
+        while self.timers.get(f"xstate.send.{n}") is not None:
+            n += 1
+        return f"xstate.send.{n}"
+
+    def _enqueue(self, a: ActionDef, event: Mapping[str, Any]) -> None:
+        spec: EnqueueDef = a.fn
+        compiler = self.machine._compiler
+        where = spec.where
+        # q.check sees the context as it is when the function runs, and the
+        # states active when the microstep began (as xstate).
+        context = self.context
+        nodes = self.micro_nodes
+
+        def check(guard: Any) -> bool:
+            return bool(compiler.guard(guard, f"{where} (q.check)")(context, event, nodes))
+
+        q = ActionQueue(check)
+        fn = spec.fn
+        if a.params:
+            fn(q, context, event, **a.params)
+        else:
+            fn(q, context, event)
+        if q.items:
+            actions = tuple(
+                compiler.action(item, f"{where} (enqueued action {i})")
+                for i, item in enumerate(q.items)
+            )
+            self.run_actions(actions, event)
+
     def _schedule(
-        self, timer_id: str, event: Mapping[str, Any], delay: Any, current: Mapping[str, Any]
+        self,
+        timer_id: str,
+        event: Mapping[str, Any],
+        delay: Any,
+        current: Mapping[str, Any],
+        send: SendEffect | None = None,
     ) -> None:
         if isinstance(delay, str):
             ref = self.machine.delays[delay]
@@ -1024,7 +1257,7 @@ class _Run:
             if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
                 raise TypeError(f"delay function returned {delay!r}, not a number of ms >= 0")
         due = self.now_ms + float(delay)
-        self.timers, replaced = self.timers.schedule(timer_id, event, due)
+        self.timers, replaced = self.timers.schedule(timer_id, event, due, send=send)
         if replaced:
             self.effects.append(CancelTimerEffect(timer_id))
         self.effects.append(ScheduleTimerEffect(timer_id, event, due))
@@ -1042,8 +1275,8 @@ class _Run:
 
     def _stop_children(self) -> None:
         if self.children:
-            for cid in self.children:
-                self.effects.append(StopInvokeEffect(cid))
+            for cid, record in self.children.items():
+                self.effects.append(self._stop_effect(cid, record))
             self.children = {}
 
     def _cancel_timers(self) -> None:
@@ -1051,6 +1284,32 @@ class _Run:
             for t in self.timers:
                 self.effects.append(CancelTimerEffect(t.id))
             self.timers = EMPTY_TIMERS
+
+
+def _restore_send(where: Any, event: Mapping[str, Any], index: int, key: str | None) -> SendEffect:
+    """The send a persisted delayed-send timer produces (its ``"send"`` entry)."""
+    if not isinstance(where, Mapping):
+        raise SnapshotIncompatible(f"timer {index}: 'send' is not a mapping", key=key)
+    target = where.get("to", "")
+    to_parent = where.get("parent", False)
+    to_child = where.get("child", False)
+    machine = where.get("machine")
+    if (
+        not isinstance(target, str)
+        or not isinstance(to_parent, bool)
+        or not isinstance(to_child, bool)
+        or not (machine is None or isinstance(machine, str))
+        or (not target and not to_parent)
+    ):
+        raise SnapshotIncompatible(f"timer {index}: malformed 'send': {where!r}", key=key)
+    return SendEffect(target, event, to_parent, to_child, machine)
+
+
+def _text(value: Any, what: str) -> str:
+    """A helper function's result that must be a non-empty string (an id, a target)."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"the {what} function returned {value!r}, not a non-empty string")
+    return value
 
 
 def _resolve_output(mapper: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:

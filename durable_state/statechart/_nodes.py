@@ -14,9 +14,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from ..errors import InvalidMachine
-from ._builtins import Assign, Emit, RaiseEvent, StateIn
+from ._builtins import (
+    Assign,
+    Cancel,
+    Emit,
+    EnqueueActions,
+    Log,
+    RaiseEvent,
+    SendTo,
+    SpawnChild,
+    StateIn,
+    StopChild,
+)
 
-__all__ = ("ActionDef", "InvokeDef", "StateNode", "Transition", "build_tree")
+__all__ = ("ActionDef", "EnqueueDef", "InvokeDef", "StateNode", "Transition", "build_tree")
 
 ATOMIC: Final = "atomic"
 COMPOUND: Final = "compound"
@@ -62,6 +73,14 @@ K_SCHEDULE: Final = 4
 K_CANCEL: Final = 5
 K_INVOKE: Final = 6
 K_STOP: Final = 7
+K_SEND: Final = 8
+K_SPAWN: Final = 9
+K_STOP_CHILD: Final = 10
+K_LOG: Final = 11
+K_ENQUEUE: Final = 12
+
+#: The built-in action objects a config may hold inline (besides callables).
+_BUILTINS = (Assign, RaiseEvent, Emit, SendTo, SpawnChild, StopChild, Cancel, Log, EnqueueActions)
 
 GuardFn = Callable[[Mapping[str, Any], Mapping[str, Any], Any], bool]
 """A compiled guard: ``check(context, event, active_nodes) -> bool``."""
@@ -96,18 +115,37 @@ class ActionDef:
 class InvokeDef:
     """A compiled ``invoke`` entry of a state.
 
-    ``system_id`` is the config's ``systemId``: accepted and kept, so that a
-    machine written for xstate loads unchanged; nothing looks actors up by it
-    yet.
+    ``system_id`` is the config's ``systemId``: the child is registered under
+    it in its actor system. ``machine`` says that ``src`` names a child
+    machine (not an async callable).
     """
 
-    __slots__ = ("id", "input", "src", "system_id")
+    __slots__ = ("id", "input", "machine", "src", "system_id")
 
-    def __init__(self, id: str, src: str, input: Any, system_id: str | None = None) -> None:
+    def __init__(
+        self,
+        id: str,
+        src: str,
+        input: Any,
+        system_id: str | None = None,
+        *,
+        machine: bool = False,
+    ) -> None:
         self.id: str = id
         self.src: str = src
         self.input: Any = input
         self.system_id: str | None = system_id
+        self.machine: bool = machine
+
+
+class EnqueueDef:
+    """A compiled :func:`enqueue_actions`: its function and where it is in the config."""
+
+    __slots__ = ("fn", "where")
+
+    def __init__(self, fn: Any, where: str) -> None:
+        self.fn: Any = fn
+        self.where: str = where
 
 
 class Transition:
@@ -240,12 +278,15 @@ class _Builder:
         guards: Mapping[str, Any],
         delays: Mapping[str, Any],
         actors: Mapping[str, Any],
+        machine_srcs: frozenset[str] = frozenset(),
     ) -> None:
         self.config = config
         self.actions = actions
         self.guards = guards
         self.delays = delays
         self.actors = actors
+        # The names in actors= whose value is a child Machine.
+        self.machine_srcs = machine_srcs
         self.id_map: dict[str, StateNode] = {}
         self.nodes: list[StateNode] = []
         self.machine_id = ""
@@ -540,7 +581,11 @@ class _Builder:
             system_id = icfg.get("systemId")
             if system_id is not None and (not isinstance(system_id, str) or not system_id):
                 raise InvalidMachine(_join(iw, "systemId"), "must be a non-empty string")
-            invokes.append(InvokeDef(inv_id, src, icfg.get("input"), system_id))
+            invokes.append(
+                InvokeDef(
+                    inv_id, src, icfg.get("input"), system_id, machine=src in self.machine_srcs
+                )
+            )
             for key, prefix in (
                 ("onDone", "xstate.done.actor."),
                 ("onError", "xstate.error.actor."),
@@ -662,7 +707,7 @@ class _Builder:
             if name not in self.actions:
                 raise InvalidMachine(_join(where, "type"), f"no action named {name!r} in actions=")
             impl = self.actions[name]
-        elif isinstance(ref, Assign | RaiseEvent | Emit) or callable(ref):
+        elif isinstance(ref, _BUILTINS) or callable(ref):
             impl = ref
             name = getattr(ref, "__name__", type(ref).__name__)
         else:
@@ -685,9 +730,61 @@ class _Builder:
             return ActionDef(K_RAISE, "xstate.raise", ev, params, delay=delay, id=ident)
         if isinstance(impl, Emit):
             return ActionDef(K_EMIT, "xstate.emit", impl.event, params)
+        if isinstance(impl, SendTo):
+            return self.compile_send(impl, params, where)
+        if isinstance(impl, SpawnChild):
+            return self.compile_spawn(impl, params, where)
+        if isinstance(impl, StopChild):
+            fn = _str_or_fn(impl.id, "stop_child's id", where)
+            return ActionDef(K_STOP_CHILD, "xstate.stopChild", fn, params)
+        if isinstance(impl, Cancel):
+            fn = _str_or_fn(impl.id, "cancel's id", where)
+            if isinstance(fn, str):
+                return ActionDef(K_CANCEL, "xstate.cancel", None, params, id=fn)
+            return ActionDef(K_CANCEL, "xstate.cancel", fn, params)
+        if isinstance(impl, Log):
+            return ActionDef(K_LOG, "xstate.log", impl.message, params)
+        if isinstance(impl, EnqueueActions):
+            if not callable(impl.fn):
+                raise InvalidMachine(where, "enqueue_actions takes a function")
+            return ActionDef(K_ENQUEUE, "xstate.enqueueActions", EnqueueDef(impl.fn, where), params)
         if callable(impl):
             return ActionDef(K_CUSTOM, name, impl, params)
         raise InvalidMachine(where, f"action {name!r} is not callable")
+
+    def compile_send(self, impl: SendTo, params: Mapping[str, Any] | None, where: str) -> ActionDef:
+        """``send_to`` / ``send_parent``: the target and event are checked, the delay resolved."""
+        if not impl.to_parent:
+            _str_or_fn(impl.target, "send_to's target", where)
+        ev = impl.event
+        if not callable(ev) and not (isinstance(ev, Mapping) and isinstance(ev.get("type"), str)):
+            raise InvalidMachine(
+                where, "a sent event is an event mapping with a 'type', a type or a function"
+            )
+        if impl.machine is not None and (not isinstance(impl.machine, str) or not impl.machine):
+            raise InvalidMachine(where, "machine= is the id of the receiver's machine")
+        if impl.id is not None and (not isinstance(impl.id, str) or not impl.id):
+            raise InvalidMachine(where, "the id of a delayed send is a non-empty string")
+        delay = None if impl.delay is None else self.delay_ref(impl.delay, where)
+        name = "xstate.sendParent" if impl.to_parent else "xstate.sendTo"
+        return ActionDef(K_SEND, name, impl, params, delay=delay, id=impl.id)
+
+    def compile_spawn(
+        self, impl: SpawnChild, params: Mapping[str, Any] | None, where: str
+    ) -> ActionDef:
+        """``spawn_child``: the source must name a child machine in ``actors=``."""
+        src = impl.src
+        if not isinstance(src, str) or src not in self.actors:
+            raise InvalidMachine(where, f"no actor named {src!r} in actors=")
+        if src not in self.machine_srcs:
+            raise InvalidMachine(
+                where, f"actor {src!r} is no Machine: spawn_child starts child machines"
+            )
+        _str_or_fn(impl.id, "spawn_child's id", where)
+        sid = impl.system_id
+        if sid is not None and (not isinstance(sid, str) or not sid):
+            raise InvalidMachine(where, "a systemId is a non-empty string")
+        return ActionDef(K_SPAWN, "xstate.spawnChild", impl, params)
 
     def delay_ref(self, ref: Any, where: str) -> Any:
         """A delay is a number of ms (or its string form) or a name in delays=."""
@@ -831,6 +928,13 @@ class _Builder:
         return child
 
 
+def _str_or_fn(value: Any, what: str, where: str) -> Any:
+    """A non-empty string or a callable, as a helper's id or target must be."""
+    if callable(value) or (isinstance(value, str) and value):
+        return value
+    raise InvalidMachine(where, f"{what} is a non-empty string or a function, not {value!r}")
+
+
 def _assigner(spec: Any, where: str) -> Any:
     """What an assign runs: its function, a constant mapping, or one function for the per-key form."""
     if callable(spec):
@@ -887,11 +991,14 @@ def build_tree(
     guards: Mapping[str, Any],
     delays: Mapping[str, Any],
     actors: Mapping[str, Any],
-) -> tuple[StateNode, dict[str, StateNode], list[StateNode]]:
+    machine_srcs: frozenset[str] = frozenset(),
+) -> tuple[StateNode, dict[str, StateNode], list[StateNode], _Builder]:
     """Build and validate the state tree of a machine config.
 
     Returns:
-        The root node, the map of ids to nodes, and all nodes in document order.
+        The root node, the map of ids to nodes, all nodes in document order,
+        and the builder, which compiles the actions and guards that
+        :func:`enqueue_actions` names at run time.
 
     Raises:
         InvalidMachine: with the path of the first offending key.
@@ -899,7 +1006,7 @@ def build_tree(
     The implementation mappings were checked by :class:`Machine` (they are
     mappings); what they hold is checked here, where the config names them.
     """
-    b = _Builder(config, actions, guards, delays, actors)
+    b = _Builder(config, actions, guards, delays, actors, machine_srcs)
     root = b.create(config, config.get("id") or "(machine)", None, "")
     if root.type in (HISTORY, FINAL):
         raise InvalidMachine("type", "the root must be a compound, parallel or atomic state")
@@ -907,4 +1014,4 @@ def build_tree(
     for node in b.nodes:
         if node.is_atomic:
             node.always_chain = tuple(s for s in (node, *node.ancestors) if s.always)
-    return root, b.id_map, b.nodes
+    return root, b.id_map, b.nodes, b

@@ -13,32 +13,72 @@ if TYPE_CHECKING:
     from ._machine import Machine
     from ._nodes import StateNode
 
-__all__ = ("ChildRecord", "Snapshot", "Status")
+__all__ = ("ChildRecord", "ChildStatus", "Snapshot", "Status")
 
 _object_setattr = object.__setattr__
 
 Status = Literal["active", "done", "error", "stopped"]
+ChildStatus = Literal["active", "done", "error"]
 
 
 class ChildRecord:
-    """An invoked child that is running: its source name and input."""
+    """A child of a machine: invoked async work, or a child machine.
 
-    __slots__ = ("input", "src")
+    Invoked async work is listed while it runs. A child machine is listed
+    from its start until it is stopped (its invoking state exits,
+    :func:`stop_child`, the parent finishes): one that finished first stays,
+    with ``status`` ``"done"`` or ``"error"``, as in xstate.
 
-    def __init__(self, src: str, input: Any) -> None:
+    Attributes:
+        src: its name in the machine's ``actors=``.
+        input: the input it was started with.
+        system_id: the ``systemId`` it is registered under, if any.
+        snapshot: for a restored child machine, its own persisted snapshot
+            (the dict a shell restores the child from); ``None`` for a child
+            started in this process, or one whose snapshot was not nested in
+            the parent's. Not part of equality: two records of the same child
+            are equal whether or not they carry it.
+        status: ``"active"``, or for a child machine that finished (the
+            parent took its ``xstate.done.actor.<id>`` or
+            ``xstate.error.actor.<id>`` event) ``"done"`` or ``"error"``.
+    """
+
+    __slots__ = ("input", "snapshot", "src", "status", "system_id")
+
+    def __init__(
+        self,
+        src: str,
+        input: Any,
+        system_id: str | None = None,
+        snapshot: Mapping[str, Any] | None = None,
+        status: ChildStatus = "active",
+    ) -> None:
         self.src: str = src
         self.input: Any = input
+        self.system_id: str | None = system_id
+        self.snapshot: Mapping[str, Any] | None = snapshot
+        self.status: ChildStatus = status
+
+    def finished(self, status: ChildStatus) -> ChildRecord:
+        """This record with another status (records are never changed in place)."""
+        return ChildRecord(self.src, self.input, self.system_id, self.snapshot, status)
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, ChildRecord) and other.src == self.src and other.input == self.input
+            isinstance(other, ChildRecord)
+            and other.src == self.src
+            and other.input == self.input
+            and other.system_id == self.system_id
+            and other.status == self.status
         )
 
     def __hash__(self) -> int:
         return hash(self.src)
 
     def __repr__(self) -> str:
-        return f"ChildRecord(src={self.src!r}, input={self.input!r})"
+        sid = f", system_id={self.system_id!r}" if self.system_id is not None else ""
+        status = f", status={self.status!r}" if self.status != "active" else ""
+        return f"ChildRecord(src={self.src!r}, input={self.input!r}{sid}{status})"
 
 
 class Snapshot:
@@ -203,8 +243,8 @@ class Snapshot:
             and self.output == other.output
             and self.error == other.error
             and dict(self._history) == dict(other._history)
-            and [(t.id, t.event, t.due_ms) for t in self.timers]
-            == [(t.id, t.event, t.due_ms) for t in other.timers]
+            and [(t.id, t.event, t.due_ms, t.send) for t in self.timers]
+            == [(t.id, t.event, t.due_ms, t.send) for t in other.timers]
             and dict(self.children) == dict(other.children)
         )
 

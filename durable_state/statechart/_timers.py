@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, overload
 
-from ._builtins import Event, Timer
+from ._builtins import Event, SendEffect, Timer
 
 __all__ = ("TimerQueue",)
 
@@ -218,8 +218,16 @@ class TimerQueue(Sequence[Timer]):
 
     # -- updates (each returns a new queue) ------------------------------ #
 
-    def schedule(self, timer_id: str, event: Event, due_ms: float) -> tuple[TimerQueue, bool]:
+    def schedule(
+        self, timer_id: str, event: Event, due_ms: float, *, send: SendEffect | None = None
+    ) -> tuple[TimerQueue, bool]:
         """A queue with the timer ``timer_id`` (re)scheduled at ``due_ms``.
+
+        Args:
+            timer_id: the timer's id.
+            event: the event it delivers.
+            due_ms: when it is due (epoch ms).
+            send: for a delayed send, the effect it produces when it fires.
 
         Returns:
             The new queue, and whether a pending timer with that id was
@@ -233,7 +241,7 @@ class TimerQueue(Sequence[Timer]):
             by_due = _delete(by_due, _due_key(old))
             by_id = _delete(by_id, timer_id)
             length -= 1
-        timer = Timer(timer_id, event, due_ms, self._next_seq)
+        timer = Timer(timer_id, event, due_ms, self._next_seq, send)
         key = _due_key(timer)
         by_due = _insert(by_due, key, timer, _priority(key))
         by_id = _insert(by_id, timer_id, timer, _priority(timer_id))

@@ -793,3 +793,366 @@ FIXED: list[Case] = [
         [send("NOPE")],
     ),
 ]
+
+
+# --------------------------------------------------------------------------- #
+# Actors that talk: a parent and its child machines
+# --------------------------------------------------------------------------- #
+
+
+def ref(name: str, **params: Any) -> dict[str, Any]:
+    return {"type": name, "params": params} if params else {"type": name}
+
+
+def child(**config: Any) -> dict[str, Any]:
+    """A child machine ``childA``/``childB`` (pass ``id``), with the shared context."""
+    return {"context": CONTEXT, **config}
+
+
+def _actors(
+    name: str, config: dict[str, Any], actors: dict[str, Any], steps: list[Any], **kw: Any
+) -> Case:
+    return _case(name, config, steps, actors=actors, **kw)
+
+
+# A child that says hello, answers P1 with U2 (carrying its `a`), and finishes
+# on P2 with an output.
+_ANSWERING = child(
+    id="childA",
+    initial="idle",
+    entry=["fromInput", ref("sendUp", type="U1")],
+    output={"from": "childA"},
+    states={
+        "idle": {
+            "on": {
+                "P1": {"actions": ["push", ref("inc", key="a", by=1), ref("sendUp", type="U2")]},
+                "P2": "fin",
+            }
+        },
+        "fin": {"type": "final", "entry": push("en:fin")},
+    },
+)
+
+# A child that fails when it is told to.
+_FAILING = child(
+    id="childB",
+    initial="idle",
+    states={"idle": {"on": {"P1": {"actions": ["push", "boom"]}, "P2": {"actions": "push"}}}},
+)
+
+_LOG_U = {"U1": {"actions": "push"}, "U2": {"actions": ["push", ref("fromEvent", key="b")]}}
+
+FIXED += [
+    # An invoked child machine: its hello, a message and its answer, its
+    # done event (with its output) taking the parent on, which stops it.
+    _actors(
+        "actors-invoke-send-reply-done",
+        machine(
+            initial="working",
+            states={
+                "working": logged(
+                    "working",
+                    invoke={
+                        "src": "childA",
+                        "id": "kid",
+                        "input": {"n": 2},
+                        "onDone": {"target": "after", "actions": ["push", "pushOut"]},
+                    },
+                    on={
+                        "A": {"actions": ref("sendTo", to="kid", type="P1")},
+                        "B": {"actions": ref("sendTo", to="kid", type="P2")},
+                        **_LOG_U,
+                    },
+                ),
+                "after": logged("after"),
+            },
+        ),
+        {"childA": _ANSWERING},
+        [send("A"), send("A"), send("B"), send("A")],
+    ),
+    # spawnChild and stopChild: a spawned child lives across states until it
+    # is stopped; spawning again after a stop starts a fresh one.
+    _actors(
+        "actors-spawn-and-stop",
+        machine(
+            initial="a",
+            on={
+                "A": {"actions": "spawnA1"},
+                "B": {"actions": ref("stopId", id="a1")},
+                "C": {"actions": ref("sendTo", to="a1", type="P1")},
+                "x.one": ".b",
+                "x.two": ".a",
+                **_LOG_U,
+            },
+            states={"a": logged("a"), "b": logged("b")},
+        ),
+        {"childA": _ANSWERING},
+        [send("A"), send("C"), send("x.one"), send("C"), send("B"), send("A"), send("C")],
+    ),
+    # sendParent from a child's transition, answered by a send from the
+    # parent's handler (budgeted), and a child stopped when its invoking state
+    # exits after a message sent by that state's exit actions.
+    _actors(
+        "actors-exit-send-before-stop",
+        machine(
+            initial="idle",
+            on=_LOG_U,
+            states={
+                "idle": logged("idle", on={"A": "busy"}),
+                "busy": {
+                    "entry": push("en:busy"),
+                    "invoke": {"src": "childA", "id": "kid"},
+                    "exit": [push("ex:busy"), ref("sendTo", to="kid", type="P1")],
+                    "on": {"B": "idle"},
+                },
+            },
+        ),
+        {"childA": _ANSWERING},
+        [send("A"), send("B"), send("A")],
+    ),
+    # A state's entry action sends to the child that state invokes: the
+    # child gets it after its own start (xstate's deferred actor ids).
+    _actors(
+        "actors-entry-send-to-own-invoke",
+        machine(
+            initial="idle",
+            states={
+                "idle": logged("idle", on={"A": "busy"}),
+                "busy": logged(
+                    "busy",
+                    entry=ref("sendTo", to="kid", type="P1"),
+                    invoke={"src": "childA", "id": "kid", "input": {"n": 5}},
+                    on={"B": {"target": "busy", "reenter": True}, **_LOG_U},
+                ),
+            },
+        ),
+        {"childA": _ANSWERING},
+        [send("A"), send("B")],
+    ),
+    # enqueueActions: a guard checked at run time picks the branch, and an
+    # enqueued assign is seen by the sendParent enqueued after it.
+    _actors(
+        "actors-enqueue-actions",
+        machine(
+            initial="a",
+            invoke={"src": "childA", "id": "kid"},
+            on={
+                "A": {
+                    "actions": ref(
+                        "enq",
+                        guard={"type": "ctxEven", "params": {"key": "c"}},
+                        then=[ref("sendTo", to="kid", type="P1"), push("even")],
+                        **{"else": [push("odd"), ref("inc", key="c", by=1)]},
+                    )
+                },
+                "B": {"actions": ref("inc", key="c", by=1)},
+                **_LOG_U,
+            },
+            states={"a": {}},
+        ),
+        {
+            "childA": child(
+                id="childA",
+                initial="idle",
+                states={"idle": {"on": {"P1": {"actions": ref("enqAssignUp", type="U2")}}}},
+            )
+        },
+        [send("A"), send("B"), send("A"), send("A"), send("B"), send("A")],
+    ),
+    # systemId: siblings invoked by the regions of a parallel state send to
+    # each other by name; the parent reaches one by name too.
+    _actors(
+        "actors-system-id-siblings",
+        machine(
+            type="parallel",
+            on={"A": {"actions": ref("sendSys", sys="sysL", type="P1")}, **_LOG_U},
+            states={
+                "left": {"invoke": {"src": "childA", "id": "l", "systemId": "sysL"}},
+                "right": {"invoke": {"src": "childB", "id": "r", "systemId": "sysR"}},
+            },
+        ),
+        {
+            "childA": child(
+                id="childA",
+                initial="idle",
+                states={
+                    "idle": {
+                        "on": {"P1": {"actions": ["push", ref("sendSys", sys="sysR", type="P2")]}}
+                    }
+                },
+            ),
+            "childB": child(
+                id="childB",
+                initial="idle",
+                states={"idle": {"on": {"P2": {"actions": ["push", ref("sendUp", type="U1")]}}}},
+            ),
+        },
+        [send("A"), send("A")],
+    ),
+    # A child that fails: onError takes the parent on (and stops the child).
+    _actors(
+        "actors-child-error-handled",
+        machine(
+            initial="working",
+            states={
+                "working": logged(
+                    "working",
+                    invoke={
+                        "src": "childB",
+                        "id": "kid",
+                        "onError": {"target": "failed", "actions": push("onError")},
+                    },
+                    on={
+                        "A": {"actions": ref("sendTo", to="kid", type="P2")},
+                        "B": {"actions": ref("sendTo", to="kid", type="P1")},
+                    },
+                ),
+                "failed": logged("failed"),
+            },
+        ),
+        {"childB": _FAILING},
+        [send("A"), send("B"), send("A")],
+    ),
+    # ... and without onError the parent fails too.
+    _actors(
+        "actors-child-error-unhandled",
+        machine(
+            initial="working",
+            states={
+                "working": {
+                    "invoke": {"src": "childB", "id": "kid"},
+                    "on": {"B": {"actions": ref("sendTo", to="kid", type="P1")}},
+                }
+            },
+        ),
+        {"childB": _FAILING},
+        [send("B"), send("B")],
+    ),
+    # A child that sends to a name nobody holds fails as in xstate (there
+    # is no caller to raise to); the parent takes its error event.
+    _actors(
+        "actors-child-sends-to-nobody",
+        machine(
+            initial="working",
+            states={
+                "working": {
+                    "invoke": {
+                        "src": "childA",
+                        "id": "kid",
+                        "onError": {"target": "failed", "actions": push("onError")},
+                    },
+                    "on": {"A": {"actions": ref("sendTo", to="kid", type="P1")}},
+                },
+                "failed": {},
+            },
+        ),
+        {
+            "childA": child(
+                id="childA",
+                initial="idle",
+                states={
+                    "idle": {"on": {"P1": {"actions": ref("sendSys", sys="nobody", type="P2")}}}
+                },
+            )
+        },
+        [send("A"), send("A")],
+    ),
+    # A delayed send to a child, one cancelled before it is due, and a
+    # delayed sendParent from the child; log actions along the way.
+    _actors(
+        "actors-delayed-send-and-cancel",
+        machine(
+            initial="a",
+            invoke={"src": "childA", "id": "kid"},
+            on={
+                "A": {"actions": [ref("sendLater", to="kid", type="P1"), "logA"]},
+                "B": {"actions": ref("cancelId", id="later")},
+                **_LOG_U,
+            },
+            states={"a": {}},
+        ),
+        {
+            "childA": child(
+                id="childA",
+                initial="idle",
+                states={
+                    "idle": {
+                        "on": {"P1": {"actions": ["push", "logA", ref("sendUpLater", type="U1")]}}
+                    }
+                },
+            )
+        },
+        [send("A"), advance(50), advance(100), send("A"), advance(20), send("B"), advance(100)],
+        timed=True,
+    ),
+    # A child spawned by the root's entry finishes at once (in its initial
+    # step): the parent takes its done event after its own start.
+    _actors(
+        "actors-child-done-at-start",
+        machine(
+            initial="a",
+            entry="spawnA1",
+            on={"xstate.done.actor.a1": {"actions": ["push", "pushOut"]}, **_LOG_U},
+            states={"a": {}},
+        ),
+        {
+            "childA": child(
+                id="childA",
+                initial="fin",
+                entry=ref("sendUp", type="U1"),
+                output={"done": True},
+                states={"fin": {"type": "final"}},
+            )
+        },
+        [send("A")],
+    ),
+    # --- deliberate differences (docs/compatibility.md) ----------------- #
+    # Row 2: the top-level actor's own send to a child it does not have.
+    _actors(
+        "actors-row2-unknown-target-refused",
+        machine(
+            initial="a", on={"A": {"actions": ref("sendTo", to="a2", type="P1")}}, states={"a": {}}
+        ),
+        {"childA": _ANSWERING},
+        [send("A")],
+        known_difference="row 2: durable_state's send() raises UnknownActor and keeps the "
+        "snapshot; xstate's actor goes to status 'error'",
+    ),
+    # Row 14: spawning under the id of a running child.
+    _actors(
+        "actors-row14-spawn-replaces",
+        machine(initial="a", on={"A": {"actions": "spawnA1"}, **_LOG_U}, states={"a": {}}),
+        {
+            "childA": child(
+                id="childA",
+                initial="idle",
+                entry=ref("sendUpLater", type="U1"),
+                states={"idle": {}},
+            )
+        },
+        [send("A"), advance(30), send("A"), advance(100)],
+        timed=True,
+        known_difference="row 14: durable_state stops the running child first; xstate "
+        "leaves it running, out of reach, and its delayed sendParent still arrives",
+    ),
+    # Row 15: in its initial step, an actor sends by systemId to a child
+    # that step started and stopped again.
+    _actors(
+        "actors-row15-stopped-system-id",
+        machine(
+            initial="a",
+            states={
+                "a": {
+                    "invoke": {"src": "childA", "id": "kid", "systemId": "sysK"},
+                    "always": "b",
+                },
+                "b": {"entry": ref("sendSys", sys="sysK", type="P1")},
+            },
+        ),
+        {"childA": _ANSWERING},
+        [send("A")],
+        known_difference="row 15: a stopped actor's systemId is free at once: durable_state "
+        "refuses the send (UnknownActor); xstate's initial step still resolves it and drops "
+        "the event",
+    ),
+]

@@ -15,21 +15,48 @@ from typing import Any
 
 from gen import Case
 
-from durable_state import Actor, Machine, ManualClock, assign, raise_event, state_in
+from durable_state import (
+    Actor,
+    Machine,
+    ManualClock,
+    SystemIdTaken,
+    UnknownActor,
+    assign,
+    cancel,
+    enqueue_actions,
+    log,
+    raise_event,
+    send_parent,
+    send_to,
+    spawn_child,
+    state_in,
+    stop_child,
+)
+from durable_state.statechart import ActionQueue
 
 __all__ = (
     "RECORD_KEYS",
+    "REFUSALS",
     "build_machine",
     "describe_mismatch",
     "first_mismatch",
     "normalize_persisted",
     "plain",
+    "restore_actor_trace",
     "run_actor",
+    "run_actor_persisted",
     "run_pure",
 )
 
 #: What is compared after every step.
-RECORD_KEYS = ("value", "context", "status", "output")
+RECORD_KEYS = ("value", "context", "status", "output", "children")
+
+#: The exceptions with which durable_state refuses a step that xstate takes
+#: into status "error" (docs/compatibility.md, row 2).
+REFUSALS: dict[str, type[Exception]] = {
+    "Unable to send event to actor": UnknownActor,
+    "already exists": SystemIdTaken,
+}
 
 Json = Any
 
@@ -116,6 +143,61 @@ GUARDS: dict[str, Any] = {
     "ctxEven": _ctx_even,
     "evFlag": _ev_flag,
 }
+
+
+def _sent(context: Mapping[str, Any], event: Mapping[str, Any], **params: Any) -> Json:
+    return {"type": params["type"], "n": context["a"]}
+
+
+def _just_type(context: Mapping[str, Any], event: Mapping[str, Any], **params: Any) -> Json:
+    return {"type": params["type"]}
+
+
+def _from_input(context: Mapping[str, Any], event: Mapping[str, Any]) -> Json:
+    given = event.get("input")
+    n = given.get("n") if isinstance(given, Mapping) else None
+    is_number = isinstance(n, int | float) and not isinstance(n, bool)
+    return {"a": n if is_number else 0}
+
+
+def _boom(context: Mapping[str, Any], event: Mapping[str, Any]) -> Json:
+    raise RuntimeError("boom")
+
+
+def _enq(q: ActionQueue, context: Mapping[str, Any], event: Mapping[str, Any], **p: Any) -> None:
+    holds = p.get("guard") is None or q.check(p["guard"])
+    for action in p.get("then" if holds else "else") or ():
+        q(action)
+
+
+def _enq_assign_up(
+    q: ActionQueue, context: Mapping[str, Any], event: Mapping[str, Any], *, type: str
+) -> None:
+    q.assign({"a": lambda context, event: context["a"] + 1})
+    q.send_parent(lambda context, event: {"type": type, "n": context["a"]})
+
+
+ACTIONS.update(
+    {
+        "sendTo": send_to(lambda context, event, **p: p["to"], _sent),
+        "sendSys": send_to(lambda context, event, **p: p["sys"], _sent),
+        "sendUp": send_parent(_sent),
+        "sendLater": send_to(lambda context, event, **p: p["to"], _just_type, delay=40, id="later"),
+        "sendUpLater": send_parent(_just_type, delay=60, id="upLater"),
+        "raiseLater": raise_event(_just_type, delay=30, id="raiseLater"),
+        "cancelId": cancel(lambda context, event, *, id: id),
+        "spawnA1": spawn_child("childA", id="a1", input=lambda context, event: {"n": context["a"]}),
+        "spawnA2": spawn_child("childA", id="a2", input=lambda context, event: {"n": context["b"]}),
+        "spawnB1": spawn_child("childB", id="b1", input=lambda context, event: {"n": context["c"]}),
+        "stopId": stop_child(lambda context, event, *, id: id),
+        "fromInput": assign(_from_input),
+        "logA": log(lambda context, event: context["a"]),
+        "boom": assign(_boom),
+        "enq": enqueue_actions(_enq),
+        "enqAssignUp": enqueue_actions(_enq_assign_up),
+    }
+)
+
 DELAYS: dict[str, Any] = {"short": _short, "byA": _by_a}
 
 
@@ -128,16 +210,34 @@ def build_machine(case: Case) -> Machine:
     guards = dict(GUARDS)
     for name, target in case.state_in.items():
         guards[name] = state_in(target)
-    return Machine(copy.deepcopy(case.config), actions=ACTIONS, guards=guards, delays=DELAYS)
+    actors = {
+        src: Machine(copy.deepcopy(config), actions=ACTIONS, guards=guards, delays=DELAYS)
+        for src, config in case.actors.items()
+    }
+    return Machine(
+        copy.deepcopy(case.config), actions=ACTIONS, guards=guards, delays=DELAYS, actors=actors
+    )
 
 
-def _record(snapshot: Any) -> dict[str, Json]:
-    return {
+def _record(snapshot: Any, actor: Actor | None = None) -> dict[str, Json]:
+    rec = {
         "value": plain(snapshot.value),
         "context": plain(snapshot.context),
         "status": snapshot.status,
         "output": plain(snapshot.output),
+        "children": {},
     }
+    if actor is not None and snapshot.status == "active":
+        rec["children"] = {
+            cid: _record(child.snapshot, child)
+            for cid, child in actor.children.items()
+            if cid in snapshot.children and child.snapshot.status == "active"
+        }
+    return rec
+
+
+def _refused(exc: Exception) -> dict[str, Json]:
+    return {"refused": type(exc).__name__, "message": str(exc)}
 
 
 def _round_trip(data: Mapping[str, Any]) -> Json:
@@ -179,22 +279,79 @@ async def run_actor(case: Case, *, persist_each: bool) -> list[dict[str, Json]]:
     clock = ManualClock(start_ms=0)
     actor = Actor(machine, snapshot=None, clock=clock)
     try:
-        await actor.start()
-        trace = [_record(actor.snapshot)]
+        try:
+            await actor.start()
+        except (UnknownActor, SystemIdTaken) as exc:
+            return [_refused(exc)]
+        trace = [_record(actor.snapshot, actor)]
         for step in case.steps:
             if "advance" in step:
                 await clock.advance(step["advance"])
             else:
-                await actor.send(step["send"])
+                try:
+                    await actor.send(step["send"])
+                except (UnknownActor, SystemIdTaken) as exc:
+                    # The step was refused; the caller compares this with
+                    # xstate's failure there, and nothing after it.
+                    trace.append(_refused(exc))
+                    break
             if persist_each:
                 data = _round_trip(actor.persisted_snapshot())
                 await actor.stop()
                 actor = Actor(machine, snapshot=data, clock=clock)
                 await actor.start()
-            trace.append(_record(actor.snapshot))
+            trace.append(_record(actor.snapshot, actor))
     finally:
         await actor.stop()
     return trace
+
+
+async def run_actor_persisted(case: Case, steps: int) -> list[Json]:
+    """The actor's persisted snapshot (children nested) after start and each of ``steps`` steps.
+
+    Raises:
+        Exception: whatever durable_state raises; the caller reports it.
+    """
+    machine = build_machine(case)
+    clock = ManualClock(start_ms=0)
+    out: list[Json] = []
+    async with Actor(machine, clock=clock) as actor:
+        out.append(_round_trip(actor.persisted_snapshot()))
+        for step in case.steps[:steps]:
+            await actor.send(step["send"])
+            out.append(_round_trip(actor.persisted_snapshot()))
+    return out
+
+
+def _with_metadata(data: Mapping[str, Any], machine_id: str) -> Json:
+    """An xstate persisted snapshot with durable_state's metadata, children included."""
+    out = dict(data)
+    out["$durable"] = {"machine": machine_id, "version": 1, "timers": []}
+    children = {}
+    for cid, entry in (data.get("children") or {}).items():
+        entry = dict(entry)
+        entry["snapshot"] = _with_metadata(entry["snapshot"], entry["src"])
+        children[cid] = entry
+    out["children"] = children
+    return out
+
+
+async def restore_actor_trace(
+    case: Case, persisted: Mapping[str, Any], event: Mapping[str, Any]
+) -> dict[str, Json]:
+    """What an actor restored from xstate's nested snapshot reports after ``event``.
+
+    Raises:
+        Exception: whatever durable_state raises; the caller reports it.
+    """
+    machine = build_machine(case)
+    data = _with_metadata(persisted, str(case.config["id"]))
+    async with Actor(machine, snapshot=data, clock=ManualClock(start_ms=0)) as actor:
+        try:
+            await actor.send(event)
+        except (UnknownActor, SystemIdTaken) as exc:
+            return _refused(exc)
+        return _record(actor.snapshot, actor)
 
 
 def normalize_persisted(data: Mapping[str, Any]) -> Json:
@@ -203,6 +360,11 @@ def normalize_persisted(data: Mapping[str, Any]) -> Json:
     Drops ``$durable`` (durable_state's own metadata) and absent-or-null
     fields (xstate leaves ``output``/``error`` out when undefined), and sorts
     each history entry (the set of remembered states is what counts).
+    Children are compared while they run (a finished child leaves
+    durable_state's ``children`` when its parent takes its done event,
+    docs/compatibility.md row 6): their ``src``, ``systemId`` and their own
+    snapshots, normalised alike (xstate's ``syncSnapshot`` and durable_state's
+    record-level ``input`` are left out).
     """
     out = {k: plain(v) for k, v in data.items() if k != "$durable" and v is not None}
     history = out.get("historyValue")
@@ -211,6 +373,25 @@ def normalize_persisted(data: Mapping[str, Any]) -> Json:
             k: sorted(v, key=lambda item: json.dumps(item, sort_keys=True))
             for k, v in sorted(history.items())
         }
+    children = out.get("children")
+    if out.get("status") != "active":
+        # A machine that finished or failed has stopped its children; xstate
+        # still lists them (with the status they had).
+        out["children"] = {}
+    elif isinstance(children, dict):
+        kept = {}
+        for cid, entry in children.items():
+            snap = entry.get("snapshot") or {}
+            if snap.get("status", "active") != "active":
+                continue
+            kept[cid] = {
+                k: normalize_persisted(v) if k == "snapshot" else v
+                for k, v in entry.items()
+                if k not in ("syncSnapshot", "input") and v is not None
+            }
+        out["children"] = kept
+    if "error" in out:
+        out["error"] = "<error>"  # xstate writes an Error as {} (row 8)
     return out
 
 
@@ -219,6 +400,8 @@ def first_mismatch(
 ) -> tuple[int, str] | None:
     """The first (step index, field) where the traces differ, or None."""
     for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
+        if "refused" in got:
+            return index, "refused"
         for key in RECORD_KEYS:
             if want.get(key) != got.get(key):
                 return index, key

@@ -22,6 +22,21 @@ forever. The argument, which the generator keeps by construction:
   microstep adds no new internal event without consuming budget.
 * Delayed transitions wait at least 30 ms, so a finite clock advance fires
   finitely many of them.
+
+``generate(seed, actors=True)`` makes a machine with one or two child
+machines (``childA``, ``childB``): invoked by some of its states (with a
+``systemId`` or not) and spawned by actions (``a1``, ``a2``, ``b1``). The
+parent sends them ``P1``/``P2``, directly or by ``systemId``; the children
+answer with ``U1``/``U2`` (``sendParent``), send to each other by
+``systemId``, finish (the parent takes their done events) or fail. The same
+argument keeps every cascade finite, with messages counted as raised events:
+
+* In the parent, events from children (``U1``, ``U2``, done and error
+  events) are internal: a transition on one that targets, raises, sends or
+  spawns is budgeted.
+* A child never resets its budget, and its transitions on ``P1``/``P2`` that
+  target, raise or send to a sibling are budgeted; answering its parent is
+  free (the parent budgets what it does with the answer).
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ("EXTERNAL_EVENTS", "INTERNAL_EVENTS", "Case", "generate")
 
@@ -51,6 +66,19 @@ _BUDGET = "g"
 _DELAYS = ("30", "50", "100", "short", "byA")
 _ADVANCES = (10, 30, 45, 60, 100, 250)
 _MAX_DEPTH = 3
+#: Events a parent sends its children, and children send each other.
+_DOWN_EVENTS = ("P1", "P2")
+#: Events children send their parent.
+_UP_EVENTS = ("U1", "U2")
+#: Children spawned by actions, by id: their source.
+_SPAWNED = {"a1": "childA", "a2": "childA", "b1": "childB"}
+_SPAWN_ACTIONS = {"a1": "spawnA1", "a2": "spawnA2", "b1": "spawnB1"}
+#: Actions that can make another actor (or this one) take a step.
+_CASCADING = frozenset(
+    {"raiseE", "sendTo", "sendSys", "spawnA1", "spawnA2", "spawnB1", "enq", "sendLater"}
+)
+
+Mode = Literal["plain", "parent", "child"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,9 @@ class Case:
         known_difference: for a hand-picked case that shows a documented,
             deliberate difference from xstate: why (it is then expected to
             fail, strictly).
+        actors: child machine configs by source name (``childA``,
+            ``childB``), for ``invoke`` and the spawn actions; a case with
+            actors is driven by actors, child machines running in process.
     """
 
     id: str
@@ -76,6 +107,7 @@ class Case:
     state_in: dict[str, Any] = field(default_factory=dict)
     timed: bool = False
     known_difference: str | None = None
+    actors: dict[str, JsonDict] = field(default_factory=dict)
 
     def runner_input(self, *, persist_each: bool, emit_persisted: bool = False) -> JsonDict:
         """The case as ``runner.mjs`` reads it."""
@@ -83,6 +115,7 @@ class Case:
             "id": self.id,
             "config": self.config,
             "steps": self.steps,
+            "actors": self.actors,
             "impl": {"stateIn": self.state_in},
             "timed": self.timed,
             "persist_each": persist_each,
@@ -111,7 +144,10 @@ class _Node:
     def id(self) -> str:
         if self.custom_id is not None:
             return self.custom_id
-        return ".".join((MACHINE_ID, *self.path))
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        return ".".join((root.key, *self.path))
 
     @property
     def label(self) -> str:
@@ -150,17 +186,39 @@ def _ref(name: str, **params: Any) -> JsonDict:
 
 
 class _Generator:
-    def __init__(self, seed: int, *, timed: bool) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        timed: bool,
+        mode: Mode = "plain",
+        machine_id: str = MACHINE_ID,
+        children: tuple[str, ...] = (),
+    ) -> None:
         self.rng = random.Random(seed)
         self.timed = timed
         self.state_in: dict[str, str] = {}
         self.tags = 0
         self.mentioned: set[str] = set()
+        # Actors that talk (``generate(actors=True)``); all empty in plain mode.
+        self.mode: Mode = mode
+        self.machine_id = machine_id
+        self.children = children
+        # Invokes of the parent: host node -> (invoke id, src, systemId or None).
+        self.invokes: dict[_Node, tuple[str, str, str | None]] = {}
+        # The systemIds of the parent's invokes (children send to each other by them).
+        self.system_ids: list[str] = []
+        self.current: _Node | None = None
+        self.nodes: list[_Node] = []
 
     # -- structure -------------------------------------------------------
 
     def build_tree(self) -> _Node:
-        root = _Node(key=MACHINE_ID, kind="compound", parent=None, depth=0)
+        root = _Node(key=self.machine_id, kind="compound", parent=None, depth=0)
+        if self.mode == "child":
+            # Children are small: two or three states, one level of nesting.
+            self._fill_compound(root)
+            return root
         if self.rng.random() < 0.15:
             root.kind = "parallel"
             self._fill_parallel(root)
@@ -175,10 +233,11 @@ class _Generator:
         rng = self.rng
         count = rng.randint(2, 3)
         keys = iter("abcdefgh")
+        max_depth = 2 if self.mode == "child" else _MAX_DEPTH
         for _ in range(count):
             child = _Node(key=next(keys), kind="atomic", parent=node, depth=node.depth + 1)
             node.children.append(child)
-            if child.depth < _MAX_DEPTH:
+            if child.depth < max_depth:
                 roll = rng.random()
                 if roll < 0.3:
                     child.kind = "compound"
@@ -186,8 +245,10 @@ class _Generator:
                 elif roll < 0.42:
                     child.kind = "parallel"
                     self._fill_parallel(child)
-        # A top-level final state ends the machine, so it is rarer there.
-        if rng.random() < (0.3 if node.parent is None else 0.45):
+        # A top-level final state ends the machine, so it is rarer there
+        # (but a child machine that finishes is what its parent waits for).
+        top = 0.6 if self.mode == "child" else 0.3
+        if rng.random() < (top if node.parent is None else 0.45):
             node.children.append(_Node(key="fin", kind="final", parent=node, depth=node.depth + 1))
         if node.parent is not None and rng.random() < 0.3:
             deep = rng.random() < 0.5
@@ -240,7 +301,8 @@ class _Generator:
             return _ref("ctxEven", key=rng.choice(_COUNTERS))
         candidates = [n for n in nodes if n.kind != "history" and n.parent is not None]
         target = rng.choice(candidates)
-        name = f"in_{'_'.join(target.path)}"
+        prefix = f"{self.machine_id}_" if self.mode == "child" else ""
+        name = f"in_{prefix}{'_'.join(target.path)}"
         self.state_in[name] = "#" + target.id
         return name
 
@@ -259,6 +321,8 @@ class _Generator:
 
     def action(self, *, may_raise: bool, may_reset: bool) -> Any:
         rng = self.rng
+        if self.mode != "plain" and rng.random() < 0.3:
+            return self.actor_action(may_raise=may_raise)
         roll = rng.random()
         if roll < 0.22:
             return _ref("inc", key=rng.choice((*_COUNTERS, _BUDGET)), by=rng.randint(1, 2))
@@ -280,6 +344,114 @@ class _Generator:
 
     def actions(self, count: int, *, may_raise: bool, may_reset: bool) -> list[Any]:
         return [self.action(may_raise=may_raise, may_reset=may_reset) for _ in range(count)]
+
+    # -- actors that talk ---------------------------------------------------
+
+    def visible_invokes(self) -> list[str]:
+        """The invoke ids of the current node and its ancestors (children running there)."""
+        node = self.current
+        out = []
+        while node is not None:
+            if node in self.invokes:
+                out.append(self.invokes[node][0])
+            node = node.parent
+        return out
+
+    def send_target(self) -> str:
+        """Mostly a child that runs: one invoked here or above, or ``a1`` (spawned at start)."""
+        rng = self.rng
+        visible = self.visible_invokes()
+        if visible and rng.random() < 0.6:
+            return rng.choice(visible)
+        return "a1"
+
+    def actor_action(self, *, may_raise: bool) -> Any:
+        """An action of the actor vocabulary: messages, children, enqueueActions, log."""
+        rng = self.rng
+        roll = rng.random()
+        if self.mode == "child":
+            if roll < 0.35:
+                return _ref("sendUp", type=rng.choice(_UP_EVENTS))
+            if roll < 0.5:
+                return _ref("enqAssignUp", type=rng.choice(_UP_EVENTS))
+            if roll < 0.6 and may_raise and self.system_ids:
+                sid = rng.choice(self.system_ids)
+                return _ref("sendSys", sys=sid, type=rng.choice(_DOWN_EVENTS))
+            if roll < 0.72:
+                return self.enqueue_action(may_raise=may_raise)
+            if roll < 0.8:
+                return "logA"
+            if roll < 0.84:
+                return "boom"
+            if self.timed and roll < 0.92:
+                if rng.random() < 0.7:
+                    return _ref("sendUpLater", type=rng.choice(_UP_EVENTS))
+                return _ref("cancelId", id="upLater")
+            return _ref("push", tag=self.tag("t"))
+        if roll < 0.3 and may_raise:
+            return _ref("sendTo", to=self.send_target(), type=rng.choice(_DOWN_EVENTS))
+        if roll < 0.38 and may_raise and self.system_ids:
+            sid = rng.choice(self.system_ids)
+            return _ref("sendSys", sys=sid, type=rng.choice(_DOWN_EVENTS))
+        # a1 is spawned by the root's entry (and rarely again); a2 and b1 by actions.
+        spawnable = [cid for cid, src in _SPAWNED.items() if src in self.children]
+        if roll < 0.52 and may_raise:
+            pick = rng.choice(spawnable[1:] or spawnable) if rng.random() < 0.85 else "a1"
+            return _SPAWN_ACTIONS[pick]
+        if roll < 0.6:
+            ids = spawnable + [inv[0] for inv in self.invokes.values()]
+            return _ref("stopId", id=rng.choice(ids))
+        if roll < 0.78:
+            return self.enqueue_action(may_raise=may_raise)
+        if roll < 0.84:
+            return "logA"
+        if self.timed and roll < 0.94:
+            pick = rng.random()
+            if pick < 0.4 and may_raise:
+                return _ref("sendLater", to=self.send_target(), type=rng.choice(_DOWN_EVENTS))
+            if pick < 0.6:
+                return _ref("cancelId", id="later")
+            if pick < 0.85:
+                return _ref("raiseLater", type=rng.choice(INTERNAL_EVENTS))
+            return _ref("cancelId", id="raiseLater")
+        return _ref("push", tag=self.tag("t"))
+
+    def enqueue_action(self, *, may_raise: bool) -> JsonDict:
+        """``enq``: a guard checked at run time, and the actions of each branch."""
+        rng = self.rng
+        params: JsonDict = {}
+        if rng.random() < 0.8:
+            params["guard"] = self.guard(self.nodes)
+        for branch in ("then", "else"):
+            acts: list[Any] = []
+            for _ in range(rng.randint(0, 2)):
+                roll = rng.random()
+                if roll < 0.4:
+                    acts.append(_ref("push", tag=self.tag("q")))
+                elif roll < 0.6:
+                    acts.append(_ref("inc", key=rng.choice(_COUNTERS), by=1))
+                elif self.mode == "child":
+                    acts.append(_ref("sendUp", type=rng.choice(_UP_EVENTS)))
+                elif may_raise:
+                    acts.append(
+                        _ref("sendTo", to=self.send_target(), type=rng.choice(_DOWN_EVENTS))
+                    )
+                else:
+                    acts.append("push")
+            params[branch] = acts
+        return _ref("enq", **params)
+
+    def cascades(self, action: Any) -> bool:
+        """Whether an action can make an actor of the tree take another step."""
+        if not isinstance(action, dict):
+            return isinstance(action, str) and action in _CASCADING
+        kind = action["type"]
+        if kind == "enq":
+            params = action.get("params", {})
+            return any(self.cascades(a) for a in (*params["then"], *params["else"]))
+        if self.mode == "child":
+            return kind in ("raiseE", "sendSys")
+        return kind in _CASCADING
 
     # -- targets ---------------------------------------------------------
 
@@ -307,7 +479,7 @@ class _Generator:
             if multi is not None:
                 return multi
         if roll < 0.13:
-            return "#" + MACHINE_ID
+            return "#" + self.machine_id
         if local and roll < 0.7:
             return rng.choice(local)
         return rng.choice(by_id)
@@ -351,7 +523,7 @@ class _Generator:
             if rng.random() < 0.3:
                 t["reenter"] = True
         acts = self.actions(rng.randint(0, 2), may_raise=True, may_reset=not internal)
-        raises = any(isinstance(a, dict) and a["type"] == "raiseE" for a in acts)
+        raises = any(self.cascades(a) for a in acts)
         guard = self.guard(nodes) if rng.random() < 0.5 else None
         if eventless or (internal and (has_target or raises)):
             budget = self.budget_guard()
@@ -381,6 +553,8 @@ class _Generator:
         """Adds entry/exit actions and transitions to ``node``'s config."""
         rng = self.rng
         cfg = node.config
+        self.current = node
+        self.nodes = nodes
         if node.kind == "history":
             cfg["type"] = "history"
             cfg["history"] = node.history
@@ -407,6 +581,13 @@ class _Generator:
         for _ in range(rng.randint(0, budget)):
             internal = rng.random() < 0.25
             descriptor = rng.choice(_INTERNAL_DESCRIPTORS if internal else _EXTERNAL_DESCRIPTORS)
+            if self.mode == "child":
+                # A child hears only its parent and its siblings.
+                internal = True
+                descriptor = rng.choice((*_DOWN_EVENTS, *_DOWN_EVENTS, *INTERNAL_EVENTS, "*"))
+            elif self.mode == "parent" and rng.random() < 0.3:
+                internal = True
+                descriptor = rng.choice(self.child_descriptors())
             if descriptor in on:
                 continue
             on[descriptor] = self.candidates(node, nodes, internal=internal)
@@ -437,6 +618,61 @@ class _Generator:
             # JavaScript objects list integer-like keys first, ascending; emit
             # them in that order so both sides schedule ties alike.
             cfg["after"] = dict(sorted(after.items(), key=_js_key_order))
+        if node in self.invokes:
+            cfg["invoke"] = self.invoke(node, nodes)
+
+    def child_descriptors(self) -> tuple[str, ...]:
+        """What children send a parent: answers, and the done/error events of spawned ones."""
+        spawned = [cid for cid, src in _SPAWNED.items() if src in self.children]
+        return (
+            *_UP_EVENTS,
+            *_UP_EVENTS,
+            *(f"xstate.done.actor.{cid}" for cid in spawned),
+            *(f"xstate.error.actor.{cid}" for cid in spawned[:1]),
+        )
+
+    def plan_invokes(self, nodes: list[_Node]) -> None:
+        """Choose the states of the parent that invoke a child machine."""
+        rng = self.rng
+        hosts = [n for n in nodes if n.kind in ("atomic", "compound", "parallel")]
+        count = min(len(hosts), rng.choice((1, 1, 2, 2, 3)))
+        for k, host in enumerate(rng.sample(hosts, count), 1):
+            sid = f"sys_inv{k}" if rng.random() < 0.5 else None
+            self.invokes[host] = (f"inv{k}", rng.choice(self.children), sid)
+            if sid is not None:
+                self.system_ids.append(sid)
+
+    def invoke(self, node: _Node, nodes: list[_Node]) -> JsonDict:
+        rng = self.rng
+        inv_id, src, sid = self.invokes[node]
+        inv: JsonDict = {"src": src, "id": inv_id}
+        if rng.random() < 0.7:
+            inv["input"] = {"n": rng.randint(0, 3)}
+        if sid is not None:
+            inv["systemId"] = sid
+        if rng.random() < 0.7:
+            done = self.transition(node, nodes, internal=True)
+            _prepend_actions(done, ["pushOut"])
+            inv["onDone"] = done
+        if rng.random() < 0.5:
+            inv["onError"] = self.transition(node, nodes, internal=True)
+        return inv
+
+    def parent_root(self, root: _Node) -> None:
+        """The parent's own entry: mostly, it spawns ``a1`` (which lives until stopped)."""
+        if self.rng.random() < 0.7:
+            root.config["entry"] = [_SPAWN_ACTIONS["a1"], _ref("push", tag="en:root")]
+
+    def child_root(self, root: _Node) -> None:
+        """A child machine's own entry: its input into ``a``, and a hello to its parent."""
+        rng = self.rng
+        entry: list[Any] = []
+        if rng.random() < 0.6:
+            entry.append("fromInput")
+        if rng.random() < 0.5:
+            entry.append(_ref("sendUp", type="U1"))
+        if entry:
+            root.config["entry"] = entry
 
     def can_complete(self, node: _Node) -> bool:
         if node.kind == "compound":
@@ -468,6 +704,8 @@ class _Generator:
         # Mostly events the machine names, so that most steps do something.
         named: set[str] = set()
         for descriptor in self.mentioned:
+            if descriptor.startswith(("U", "xstate.")):
+                continue  # only children send these
             if descriptor == "x.*":
                 named.update(("x.one", "x.two"))
             elif descriptor != "*":
@@ -496,17 +734,73 @@ class _Generator:
         return out
 
 
-def generate(seed: int, *, timed: bool | None = None) -> Case:
+def _child_config(
+    seed: int, src: str, *, timed: bool, system_ids: list[str]
+) -> tuple[JsonDict, dict[str, str]]:
+    """A child machine ``src`` and the stateIn guards it names."""
+    gen = _Generator(seed, timed=timed, mode="child", machine_id=src)
+    gen.system_ids = system_ids
+    root = gen.build_tree()
+    nodes = list(root.walk())
+    for node in nodes:
+        gen.decorate(node, nodes)
+    gen.child_root(root)
+    config = gen.emit(root)
+    config["id"] = src
+    config["context"] = {"a": 0, "b": 0, "c": 0, _BUDGET: 0, "log": []}
+    if gen.rng.random() < 0.5:
+        config["output"] = {"from": src}
+    return config, gen.state_in
+
+
+def _generate_actors(seed: int, timed: bool | None) -> Case:
+    if timed is None:
+        timed = random.Random(seed ^ 0xC41D).random() < 0.25
+    rng = random.Random(seed ^ 0xAC7)
+    children = ("childA", "childB") if rng.random() < 0.5 else ("childA",)
+    gen = _Generator(seed, timed=timed, mode="parent", children=children)
+    root = gen.build_tree()
+    nodes = list(root.walk())
+    gen.plan_invokes(nodes)
+    for node in nodes:
+        gen.decorate(node, nodes)
+    gen.parent_root(root)
+    config = gen.emit(root)
+    config["id"] = MACHINE_ID
+    config["context"] = {"a": 0, "b": 0, "c": 0, _BUDGET: 0, "log": []}
+    state_in = dict(gen.state_in)
+    actors = {}
+    for k, src in enumerate(children):
+        child, guards = _child_config(
+            seed * 31 + k + 1, src, timed=timed, system_ids=list(gen.system_ids)
+        )
+        actors[src] = child
+        state_in.update(guards)
+    return Case(
+        id=f"actors-{seed}",
+        config=config,
+        steps=gen.steps(),
+        state_in=state_in,
+        timed=timed,
+        actors=actors,
+    )
+
+
+def generate(seed: int, *, timed: bool | None = None, actors: bool = False) -> Case:
     """The case for ``seed`` (deterministic across runs and platforms).
 
     Args:
         seed: any integer.
         timed: force delayed transitions on or off; by default one seed in
             four is timed.
+        actors: a machine with child machines that talk (``actors-<seed>``,
+            see the module doc) instead of a machine alone (``seed-<seed>``).
 
     Returns:
         The generated :class:`Case`.
     """
+    if actors:
+        return _generate_actors(seed, timed)
     if timed is None:
         timed = random.Random(seed ^ 0x5EED).random() < 0.25
     gen = _Generator(seed, timed=timed)

@@ -23,6 +23,7 @@ from typing import Any
 
 import durable_state
 from durable_state import Machine, Snapshot, assign, emit, raise_event, state_in
+from durable_state import cancel, enqueue_actions, log, send_parent, send_to, spawn_child, stop_child
 from durable_state.statechart import Effect, TimerQueue
 
 
@@ -58,6 +59,22 @@ snapshot: Snapshot = machine.initial_snapshot()
 after: tuple[Snapshot, list[Effect]] = machine.transition(snapshot, {"type": "ADD"})
 timers: TimerQueue = after[0].timers
 status: str = after[0].status
+talker = Machine(
+    {"id": "talker", "context": {"who": "shop", "n": 1}},
+    actions={
+        "tell": send_to("inventory", {"type": "RESERVE"}, machine="inventory"),
+        "tell_fn": send_to(lambda context, event: str(context["who"]), lambda context, event: {"type": "X"}),
+        "up": send_parent("UP", delay=10, id="up"),
+        "spawn": spawn_child("child", id="c", input=lambda context, event: {"n": context["n"]}),
+        "stop": stop_child(lambda context, event: "c"),
+        "cancel": cancel("up"),
+        "log": log(lambda context, event: context["n"]),
+        "enq": enqueue_actions(lambda q, context, event: q.send_parent({"type": "BIG"}) if q.check("big") else q("tell")),
+    },
+    guards={"big": lambda context, event: context["n"] > 10},
+    actors={"child": machine},
+)
+bad_target = send_to(3, {"type": "X"})  # error
 bad_guards = Machine({"id": "m"}, guards={"g": lambda: "x"})  # error
 bad_guard_result = Machine({"id": "m"}, guards={"g": lambda context, event: 3})  # error
 bad_delay = Machine({"id": "m"}, delays={"d": "later"})  # error
