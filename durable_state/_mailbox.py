@@ -47,7 +47,24 @@ from . import _json
 from ._keys import check_key
 from .errors import InvalidKey, OutboxFull, SnapshotCorrupt
 
-__all__ = ("MAX_DEAD", "MAX_HOPS", "MAX_OUTBOX", "OUTBOX_GRACE_MS", "Mailbox", "child_actor_id")
+__all__ = (
+    "MAX_DEAD",
+    "MAX_HOPS",
+    "MAX_OUTBOX",
+    "OUTBOX_GRACE_MS",
+    "SPAWN",
+    "STOP",
+    "Mailbox",
+    "child_actor_id",
+)
+
+#: The message that makes a child actor: its parent's first message to it,
+#: ``{"type": "$spawn", "childId": ..., "input": ...}`` (with the child's
+#: machine id in the outbox entry).
+SPAWN: Final = "$spawn"
+#: The message that stops a child actor (its invoking state was left, or
+#: :func:`~durable_state.stop_child`); it stops the child's children too.
+STOP: Final = "$stop"
 
 #: The most undelivered messages one actor may hold; a step that would send
 #: more raises :class:`~durable_state.errors.OutboxFull` and is rolled back.
@@ -136,8 +153,18 @@ class Mailbox:
         now_ms: float,
         hops: int,
         machine: str | None = None,
+        undeliverable: str | None = None,
     ) -> dict[str, Any]:
         """Append a message to the outbox (or, when it cannot go anywhere, to the dead letters).
+
+        Args:
+            to: the receiving actor's id.
+            event: the event.
+            now_ms: the time of the send (epoch ms).
+            hops: how many sends in a row led to this one.
+            machine: the receiver's machine id, for a message that creates it.
+            undeliverable: a reason the sender knows already why the message
+                can go nowhere: it is numbered and buried at once.
 
         Returns:
             The entry.
@@ -161,7 +188,7 @@ class Mailbox:
             entry["hops"] = hops
         self.next_seq += 1
         self.changes += 1
-        reason = _undeliverable(to, hops)
+        reason = undeliverable or _undeliverable(to, hops)
         if reason is not None:
             self.bury(entry, reason)
         else:

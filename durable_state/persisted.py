@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _json
 from ._await import await_all as _await_all
 from ._clock import Clock, SystemClock
-from ._mailbox import Mailbox
+from ._mailbox import SPAWN, STOP, Mailbox, child_actor_id
 from ._options import Locking, SessionArgs, SessionOptions, Unpack
 from ._shield import BodyCanceller
-from .actor import Actor, Listener, Subscription
+from .actor import Actor, Listener, Message, Subscription
 from .errors import (
     ActorNotFound,
     LockLost,
@@ -38,7 +38,7 @@ from .errors import (
     UnknownMachine,
     VersionConflict,
 )
-from .statechart import DURABLE_KEY, Machine, Snapshot, to_event
+from .statechart import DURABLE_KEY, Machine, SendEffect, Snapshot, SpawnEffect, to_event
 
 if TYPE_CHECKING:
     from .locks._hold import HeldLease
@@ -123,6 +123,9 @@ class PersistedActor:
             stored (sequence number -> ``None``, or the reason a message can
             never be delivered): dropped from the outbox on load. An
             :class:`~durable_state.ActorSystem` passes what it delivered.
+        parent: for an actor this session creates as a child actor: its
+            parent's actor id and its id among the parent's children, known
+            before its initial step (which may already send to the parent).
         **overrides: session options to change (``locking``, ``lock_ttl``,
             ``lock_wait``, ``processed_limit``, ``clock`` ...; see
             :class:`~durable_state.SessionOptions`).
@@ -144,6 +147,7 @@ class PersistedActor:
         machines: Mapping[str, Machine] | None = None,
         options: SessionOptions | None = None,
         delivered: Mapping[int, str | None] | None = None,
+        parent: tuple[str, str] | None = None,
         **overrides: Unpack[SessionArgs],
     ) -> None:
         if not isinstance(actor_id, str) or not actor_id:
@@ -185,8 +189,17 @@ class PersistedActor:
         self.mailbox: Mailbox = Mailbox()
         self._saved_mailbox_changes = 0
         self._delivered = delivered
+        self._parent = parent
         # How many sends in a row led to the event being processed now.
         self._hops = 0
+        # The child machines of this actor: child id -> the child's actor id.
+        # A send to a child whose spawn comes later in the same step (an
+        # entry action of the invoking state) waits in _early for the spawn.
+        self._children: dict[str, str] = {}
+        self._early: dict[str, list[Mapping[str, Any]]] = {}
+        # This session created the actor and its parent's spawn message has
+        # not been taken yet (see start_as_child).
+        self._awaiting_spawn = False
         # The due time the stored snapshot is indexed under (epoch ms).
         self._stored_due: int | None = None
         # Emitted events wait here for the save that commits their step.
@@ -352,6 +365,9 @@ class PersistedActor:
                 raise ActorNotFound(self.actor_id)
             self._version = None
             self._created = True
+            if self._parent is not None:
+                self.mailbox.parent, self.mailbox.child = self._parent
+                self._awaiting_spawn = True
         else:
             data = _decode(stored.data, self.actor_id)
             if self._machine is None:
@@ -375,25 +391,32 @@ class PersistedActor:
                 # Messages delivered since this snapshot was saved leave the
                 # outbox now, riding on this session's save.
                 self.mailbox.settle(self._delivered)
-        actor = Actor(
-            self.machine,
-            snapshot,
-            clock=self._clock,
-            input=self._input,
-            id=self.actor_id,
-            emit=self._emitted.append,  # held until the save that commits the step
-        )
+            actors = self.machine.actors
+            for cid, record in snapshot.children.items():
+                if record.status == "active" and isinstance(actors.get(record.src), Machine):
+                    self._children[cid] = child_actor_id(self.actor_id, cid, record.system_id)
         self._saved = snapshot
-        self._actor = actor
+        self._actor = self._new_actor(snapshot, self._input)
         if self.mailbox.stopped:
             return  # stopped by its parent: no timers fire, no work restarts
-        await actor.start()
+        await self._actor.start()
         logger.debug(
             "loaded actor %s (version %s, %s, lease token %s)",
             self.actor_id,
             self._version,
             "created" if self._created else "restored",
             self.lease.token if self.lease else None,
+        )
+
+    def _new_actor(self, snapshot: Snapshot | None, input: Any) -> Actor:
+        return Actor(
+            self.machine,
+            snapshot,
+            clock=self._clock,
+            input=input,
+            id=self.actor_id,
+            emit=self._emitted.append,  # held until the save that commits the step
+            relay=self._relay,  # messages and children go through the outbox
         )
 
     async def _read(self) -> Stored | None:
@@ -475,19 +498,23 @@ class PersistedActor:
         before = actor.snapshot
         emitted = len(self._emitted)
         mark = self.mailbox.mark()
+        children = dict(self._children)
         try:
             handled = await actor.send(ev)
         except BaseException:
+            self._early.clear()
             if rollback_on_error:
                 actor.rewind(before)
                 del self._emitted[emitted:]
                 self.mailbox.rewind(mark)
+                self._children = children
             elif event_id is not None and actor.snapshot is not before:
                 # A custom action or a listener that raises does so after the
                 # step was taken: the event was applied (and save_on_error
                 # may save it), so a redelivery must still be skipped.
                 self._remember(event_id)
             raise
+        self._drop_early()
         if event_id is not None:
             self._remember(event_id)
         return Outcome.APPLIED if handled else Outcome.UNHANDLED
@@ -526,7 +553,12 @@ class PersistedActor:
         return outcome
 
     def post(
-        self, to: str, event: Mapping[str, Any], *, machine: str | None = None
+        self,
+        to: str,
+        event: Mapping[str, Any],
+        *,
+        machine: str | None = None,
+        undeliverable: str | None = None,
     ) -> dict[str, Any]:
         """Put a message in the outbox; it leaves after the save that holds it commits.
 
@@ -534,6 +566,8 @@ class PersistedActor:
             to: the receiving actor's id.
             event: the event.
             machine: the receiver's machine id, for a message that creates it.
+            undeliverable: why the message can go nowhere, when that is known
+                already: it is kept as a dead letter at once.
 
         Returns:
             The outbox entry (or dead letter).
@@ -543,14 +577,97 @@ class PersistedActor:
             NotSerializable: the event cannot be stored.
         """
         return self.mailbox.post(
-            to, event, now_ms=self._clock.now_ms(), hops=self._hops + 1, machine=machine
+            to,
+            event,
+            now_ms=self._clock.now_ms(),
+            hops=self._hops + 1,
+            machine=machine,
+            undeliverable=undeliverable,
         )
 
     def stop_by_parent(self) -> None:
-        """Mark the actor stopped (its parent stopped it): it takes no more events."""
-        if not self.mailbox.stopped:
-            self.mailbox.stopped = True
-            self.mailbox.changes += 1
+        """Mark the actor stopped (its parent stopped it): it takes no more events.
+
+        Its own child machines are stopped as well (a stop message to each).
+        """
+        if self.mailbox.stopped:
+            return
+        self.mailbox.stopped = True
+        self.mailbox.changes += 1
+        for to in self._children.values():
+            self.post(to, {"type": STOP})
+        self._children.clear()
+
+    async def start_as_child(self, parent: str, child_id: str, input: Any) -> None:
+        """Take the spawn message of a parent: become its child ``child_id``.
+
+        The actor created by this session for that message only records its
+        parent (it started from its initial state with ``input`` already). An
+        actor that existed -- the parent invokes a child under the same id
+        again, after the earlier one finished or was stopped -- starts over
+        from its initial state with ``input``, as xstate restarts a child;
+        what it received and sent before (inbox, outbox, sequence numbers)
+        stays, so that exactly-once holds across the restart.
+        """
+        box = self.mailbox
+        box.parent, box.child = parent, child_id
+        box.changes += 1
+        if self._awaiting_spawn:
+            self._awaiting_spawn = False
+            return
+        old = self._live()
+        await old.stop()
+        for to in self._children.values():
+            self.post(to, {"type": STOP})
+        self._children.clear()
+        box.stopped = False
+        box.reported = False
+        self._input = input
+        self._actor = self._new_actor(None, input)
+        await self._actor.start()
+
+    def _relay(self, message: Message) -> None:
+        """A step's message or child lifecycle, into the outbox (it leaves with the save).
+
+        Child machines are child actors of their own, under
+        :func:`~durable_state._mailbox.child_actor_id`: a spawn is their
+        first message (:data:`~durable_state._mailbox.SPAWN`, which creates
+        them with their input), a stop their last.
+        """
+        if isinstance(message, SpawnEffect):
+            to = child_actor_id(self.actor_id, message.child_id, message.system_id)
+            self._children[message.child_id] = to
+            spawn = {"type": SPAWN, "childId": message.child_id, "input": message.input}
+            self.post(to, spawn, machine=message.machine.id)
+            for event in self._early.pop(message.child_id, ()):
+                self.post(to, event)
+        elif not isinstance(message, SendEffect):  # StopChildEffect
+            stopped = self._children.pop(message.child_id, None)
+            if stopped is not None:
+                self.post(stopped, {"type": STOP})
+        elif message.to_parent:
+            parent = self.mailbox.parent
+            self.post(
+                parent or "#_parent",
+                message.event,
+                undeliverable=None if parent else "send_parent from an actor that has no parent",
+            )
+        elif message.to_child:
+            child = self._children.get(message.target)
+            if child is not None:
+                self.post(child, message.event)
+            else:
+                # Its invoking state's entry actions send before the spawn.
+                self._early.setdefault(message.target, []).append(message.event)
+        else:
+            self.post(message.target, message.event, machine=message.machine)
+
+    def _drop_early(self) -> None:
+        """Sends to a child that did not start in the step: dropped, as xstate drops them."""
+        for child, events in self._early.items():
+            for event in events:
+                logger.debug("actor %s: child %s is gone: dropped %s", self.actor_id, child, event)
+        self._early.clear()
 
     def _remember(self, event_id: str) -> None:
         if not self._processed_limit:
@@ -593,6 +710,7 @@ class PersistedActor:
         """:meth:`save`; with ``release``, a lease kept in the snapshot's item is given
         back by the write itself (the session's last save: one request, not two)."""
         actor = self._live()
+        self._drop_early()
         if not self.changed:
             return None
         # What is encoded now is what the write stores; timers or invoked

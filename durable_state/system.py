@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._clock import Clock, SystemClock
+from ._mailbox import SPAWN, STOP
 from ._options import SessionArgs, SessionOptions, Unpack
 from .errors import (
     ActorNotFound,
@@ -57,11 +58,6 @@ if TYPE_CHECKING:
 __all__ = ("ActorSystem", "SendResult", "WakerStats")
 
 logger: logging.Logger = logging.getLogger("durable_state.system")
-
-#: The message that makes a child actor (its parent's first message to it).
-SPAWN = "$spawn"
-#: The message that stops a child actor.
-STOP = "$stop"
 
 
 class _Retry:
@@ -224,6 +220,15 @@ class _Lane:
         return batch
 
 
+def _spawned_by(creator: _Request | None) -> tuple[str, str] | None:
+    """For a child actor its parent's spawn message creates: (parent id, child id)."""
+    if creator is None or creator.kind != "message" or creator.event is None:
+        return None
+    if creator.event.get("type") != SPAWN or creator.sender is None:
+        return None
+    return creator.sender, str(creator.event.get("childId"))
+
+
 def _compatible(batch: list[_Request], request: _Request) -> bool:
     """Whether ``request`` may share the session of ``batch``."""
     for other in batch:
@@ -315,21 +320,38 @@ class ActorSystem:
         return self.options.clock if self.options.clock is not None else _SYSTEM_CLOCK
 
     def register(self, machine: Machine) -> Machine:
-        """Add a machine to the registry.
+        """Add a machine to the registry, with the child machines it invokes or spawns.
+
+        A child machine (a :class:`Machine` in ``actors=``) runs as a
+        persisted actor of its own, so it is registered too, by its id.
 
         Returns:
             The machine.
 
         Raises:
             TypeError: ``machine`` is not a :class:`Machine`.
-            ValueError: another machine with the same id is registered.
+            ValueError: another machine with the same id is registered (also
+                for a child machine).
         """
         if not isinstance(machine, Machine):
             raise TypeError(f"expected a Machine, not {type(machine).__name__}")
-        known = self._machines.get(machine.id)
-        if known is not None and known is not machine:
-            raise ValueError(f"another machine with id {machine.id!r} is registered")
-        self._machines[machine.id] = machine
+        found: dict[str, Machine] = {}
+        todo = [machine]
+        while todo:
+            m = todo.pop()
+            if found.setdefault(m.id, m) is not m:
+                raise ValueError(
+                    f"two different machines with id {m.id!r} are among {machine.id!r} "
+                    "and its child machines"
+                )
+            todo.extend(
+                c for c in m.actors.values() if isinstance(c, Machine) and found.get(c.id) is not c
+            )
+        for m in found.values():
+            known = self._machines.get(m.id)
+            if known is not None and known is not m:
+                raise ValueError(f"another machine with id {m.id!r} is registered")
+        self._machines.update(found)
         return machine
 
     def machine(self, machine: Machine | str) -> Machine:
@@ -474,6 +496,7 @@ class ActorSystem:
                 input=creator.input if creator is not None else None,
                 create=creator is not None and machine is not None,
                 options=self.options.merged(**overrides),
+                parent=_spawned_by(creator),
             )
             answers: list[tuple[Outcome, Snapshot] | Exception] = []
             stepped = False
@@ -531,6 +554,7 @@ class ActorSystem:
         input: Any,
         create: bool,
         options: SessionOptions,
+        parent: tuple[str, str] | None = None,
     ) -> tuple[PersistedActor, dict[int, str | None]]:
         """A session's actor, told which of its messages were delivered meanwhile."""
         delivered = dict(self._delivered.get(actor_id, {}))
@@ -544,6 +568,7 @@ class ActorSystem:
             machines=self._machines,
             options=options,
             delivered=delivered or None,
+            parent=parent,
         )
         return pa, delivered
 
@@ -584,9 +609,10 @@ class ActorSystem:
         assert request.event is not None
         kind = request.event.get("type")
         if kind == SPAWN and not pa.mailbox.seen(request.sender, request.seq):
-            # The parent started this child: record whose child it is.
-            pa.mailbox.parent = request.sender
-            pa.mailbox.child = str(request.event.get("childId"))
+            # The parent started this child (or starts it over).
+            await pa.start_as_child(
+                request.sender, str(request.event.get("childId")), request.event.get("input")
+            )
             pa.mailbox.received(request.sender, request.seq)
             return Outcome.APPLIED
         if kind == STOP and not pa.mailbox.seen(request.sender, request.seq):

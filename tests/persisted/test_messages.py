@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from durable_state import ActorSystem, Machine, ManualClock, OutboxFull, assign
-from durable_state._mailbox import MAX_HOPS, OUTBOX_GRACE_MS
+from durable_state._mailbox import MAX_HOPS, OUTBOX_GRACE_MS, SPAWN, STOP
 from durable_state.storage import MemoryStorage
-from durable_state.system import SPAWN, STOP
 
 from .conftest import Backend
 
