@@ -63,6 +63,10 @@ T = TypeVar("T")
 
 _DEFAULTS = SessionOptions()
 
+# The events a child machine's end sends its parent: xstate.done.actor.<id>,
+# xstate.error.actor.<id>.
+_CHILD_ENDED = ("xstate.done.actor.", "xstate.error.actor.")
+
 
 class Outcome(str, enum.Enum):
     """What :meth:`PersistedActor.send` did with an event.
@@ -545,8 +549,19 @@ class PersistedActor:
             logger.info("actor %s: skipped message %d from %s again", self.actor_id, seq, sender)
             return Outcome.DUPLICATE
         self._hops = hops
+        children = self._children
+        kind = event if isinstance(event, str) else event.get("type")
+        if isinstance(kind, str) and kind.startswith(_CHILD_ENDED):
+            cid = kind.split(".", 3)[3]
+            if children.get(cid) == sender:
+                # Its child finished: leaving the invoking state now needs no
+                # stop message.
+                self._children = {c: a for c, a in children.items() if c != cid}
         try:
             outcome = await self.send(event, rollback_on_error=True)
+        except BaseException:
+            self._children = children
+            raise
         finally:
             self._hops = 0
         self.mailbox.received(sender, seq)
