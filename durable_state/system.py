@@ -147,6 +147,27 @@ class _Request:
     sender: str | None = None
     seq: int = 0
     hops: int = 1
+    # messages: the in-order chain (one sender to one receiver) it belongs to
+    chain: _Chain | None = None
+
+
+class _Chain:
+    """Messages from one sender to one receiver, queued at once and applied in order.
+
+    Once one of them fails, the later ones are not applied (they stay in the
+    outbox for a waker): the receiver remembers only the highest number it
+    applied from a sender, so a later message applied first would make the
+    earlier one look like a redelivery.
+    """
+
+    __slots__ = ("broken",)
+
+    def __init__(self) -> None:
+        self.broken = False
+
+
+class _ChainBroken(Exception):
+    """An earlier message of the same chain failed: this one was not applied."""
 
 
 @dataclass(frozen=True)
@@ -539,6 +560,8 @@ class ActorSystem:
     def _fail(batch: list[_Request], exc: BaseException | None) -> None:
         """Nothing of the batch was saved: every caller gets the reason (or is cancelled)."""
         for request in batch:
+            if request.chain is not None:
+                request.chain.broken = True  # before the lane serves the next batch
             if request.future.done():
                 continue
             if isinstance(exc, Exception):
@@ -591,6 +614,9 @@ class ActorSystem:
     ) -> tuple[Outcome, Snapshot] | Exception:
         """One send or message of a batch: its outcome, or its own error (rolled back)."""
         assert request.event is not None
+        chain = request.chain
+        if chain is not None and chain.broken:
+            return _ChainBroken()
         try:
             if request.kind == "send":
                 outcome = await pa.send(
@@ -600,6 +626,8 @@ class ActorSystem:
                 assert request.sender is not None
                 outcome = await self._receive(pa, request)
         except Exception as exc:  # noqa: BLE001 - handed to its own caller
+            if chain is not None:
+                chain.broken = True
             return exc
         return outcome, pa.snapshot
 
@@ -642,11 +670,21 @@ class ActorSystem:
         outcomes: dict[int, str | None] = {}
 
         async def deliver_to(receiver: str, entries: list[dict[str, Any]]) -> None:
-            for entry in entries:
-                reason = await self._deliver_one(sender, receiver, entry)
-                if isinstance(reason, _Retry):
-                    return  # keep this one and every later one, in order
-                outcomes[entry["seq"]] = reason
+            # All queued at once (the receiver's lane serves them in order,
+            # as many per session as it batches), then awaited in order.
+            chain = _Chain()
+            queued = [self._queue_message(sender, receiver, entry, chain) for entry in entries]
+            try:
+                for entry, request in zip(entries, queued, strict=True):
+                    reason = await self._outcome(sender, receiver, entry, request)
+                    if isinstance(reason, _Retry):
+                        return  # keep this one and every later one, in order
+                    outcomes[entry["seq"]] = reason
+            finally:
+                chain.broken = True  # nothing after a failure, or after this task ended
+                for request in queued:
+                    if isinstance(request, _Request) and not request.future.done():
+                        request.future.cancel()
 
         await asyncio.gather(*(deliver_to(r, e) for r, e in by_receiver.items()))
         if not outcomes:
@@ -657,10 +695,10 @@ class ActorSystem:
         with suppress(Exception):
             await request.future  # a failed settle is retried by the next session
 
-    async def _deliver_one(
-        self, sender: str, receiver: str, entry: Mapping[str, Any]
-    ) -> str | _Retry | None:
-        """Deliver one message: ``None`` when applied, a reason to bury it, or ``_RETRY``."""
+    def _queue_message(
+        self, sender: str, receiver: str, entry: Mapping[str, Any], chain: _Chain
+    ) -> _Request | str:
+        """Queue one message at its receiver, or the reason it can never go (a dead letter)."""
         event = entry["event"]
         spawning = event.get("type") == SPAWN
         machine_id = entry.get("machine") or (event.get("machine") if spawning else None)
@@ -678,10 +716,21 @@ class ActorSystem:
             sender=sender,
             seq=int(entry["seq"]),
             hops=int(entry.get("hops", 1)),
+            chain=chain,
         )
         self._lane(receiver).submit(request)
+        return request
+
+    async def _outcome(
+        self, sender: str, receiver: str, entry: Mapping[str, Any], request: _Request | str
+    ) -> str | _Retry | None:
+        """How one queued message went: ``None`` when applied, a reason to bury it, or ``_RETRY``."""
+        if isinstance(request, str):
+            return request
         try:
             await request.future
+        except _ChainBroken:
+            return _RETRY
         except ActorNotFound:
             return f"no actor {receiver!r}, and no machine= to create it with"
         except (UnknownMachine, SnapshotCorrupt, SnapshotIncompatible) as exc:
