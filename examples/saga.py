@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from durable_state import ActorSystem, Machine, assign, send_parent, send_to
+from durable_state import ActorSystem, Machine, assign, send_to
 from durable_state.locks import FileLockManager
 from durable_state.storage import LocalFileStorage
 
@@ -109,9 +109,7 @@ def order() -> Machine:
                 lambda c, e: {**reserve, "units": c["units"], "order": c["id"]},
                 machine="inventory",
             ),
-            "release": send_to(
-                "inventory", lambda c, e: {"type": "RELEASE", "units": c["units"]}
-            ),
+            "release": send_to("inventory", lambda c, e: {"type": "RELEASE", "units": c["units"]}),
             "ship": send_to(
                 "shipping", lambda c, e: {"type": "SHIP", "order": c["id"]}, machine="shipping"
             ),
@@ -200,7 +198,12 @@ def machines() -> list[Machine]:
 
 def order_input(i: int) -> dict[str, Any]:
     """Order ``i``: 1 to 5 units, and every seventh payment is declined."""
-    return {"id": f"order-{i}", "units": 1 + i % 5, "amount": 10 * (1 + i % 5), "decline": i % 7 == 0}
+    return {
+        "id": f"order-{i}",
+        "units": 1 + i % 5,
+        "amount": 10 * (1 + i % 5),
+        "decline": i % 7 == 0,
+    }
 
 
 async def start_orders(system: ActorSystem, orders: range) -> None:
@@ -260,9 +263,7 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or tmp
-        system = ActorSystem(
-            machines(), storage=LocalFileStorage(root), lock=FileLockManager(root)
-        )
+        system = ActorSystem(machines(), storage=LocalFileStorage(root), lock=FileLockManager(root))
         started = time.perf_counter()
         await asyncio.gather(*(start_orders(system, range(i, i + 1)) for i in range(args.orders)))
         await system.idle()  # every message delivered, in this process
@@ -275,8 +276,11 @@ async def main(argv: list[str] | None = None) -> int:
             f"{states.count('shipped')} shipped, {states.count('compensated')} compensated"
         )
         inv, bank_ = shared["inventory"], shared["bank"]
-        assert inv is not None and bank_ is not None
-        print(f"stock left {inv['context']['stock']} of {STOCK}, charged {bank_['context']['total']}")
+        assert inv is not None
+        assert bank_ is not None
+        print(
+            f"stock left {inv['context']['stock']} of {STOCK}, charged {bank_['context']['total']}"
+        )
         for line in wrong:
             print("WRONG:", line, file=sys.stderr)
         return 1 if wrong else 0

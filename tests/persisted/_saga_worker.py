@@ -19,9 +19,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
 
 from _machines import open_backend  # type: ignore[import-not-found]
 from saga import machines, start_orders  # type: ignore[import-not-found]

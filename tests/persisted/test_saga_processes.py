@@ -32,7 +32,7 @@ from .conftest import Backend
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 
-from saga import problems  # type: ignore[import-not-found]  # noqa: E402
+from saga import problems  # type: ignore[import-not-found]
 
 pytestmark = [
     pytest.mark.slow,
@@ -88,7 +88,9 @@ async def test_every_message_of_the_saga_is_applied_once_through_kills(
 ) -> None:
     rng = random.Random(run)
     waker = await spawn(backend, "wake")
-    workers = {share: await spawn(backend, "work", str(share[0]), str(share[1])) for share in SHARES}
+    workers = {
+        share: await spawn(backend, "work", str(share[0]), str(share[1])) for share in SHARES
+    }
     kills = 0
     try:
         # Kill -9 a random worker (or the waker) at random moments, and start it again.
@@ -117,7 +119,9 @@ async def test_every_message_of_the_saga_is_applied_once_through_kills(
             if not wrong and not holding:
                 break
             if time.monotonic() > deadline:
-                pytest.fail(f"run {run}, {kills} kills: {wrong[:10]}; still holding: {holding[:10]}")
+                pytest.fail(
+                    f"run {run}, {kills} kills: {wrong[:10]}; still holding: {holding[:10]}"
+                )
             await asyncio.sleep(0.25)
     finally:
         for proc in (waker, *workers.values()):
