@@ -9,7 +9,7 @@ Commands::
     durable-state rm ACTOR_ID [--yes] [--force]   delete a stored actor
     durable-state unlock ACTOR_ID [--yes]    force-release a stale lease
     durable-state wake --machine module:attr ... [--once]   fire due timers (a waker)
-    durable-state diagram module:attr [--format mermaid|dot]
+    durable-state diagram module:attr [--format mermaid|dot] [--no-children]
 
 Backends are named by URL (``--storage file://DIR | s3://BUCKET/PREFIX``,
 ``--lock file://DIR | dynamodb://TABLE | none``) or by the environment
@@ -405,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("mermaid", "dot"),
         default="mermaid",
         help="mermaid (stateDiagram-v2, default) or dot (Graphviz)",
+    )
+    diagram.add_argument(
+        "--no-children",
+        dest="children",
+        action="store_false",
+        help="leave out the child machines it invokes or spawns (they stay listed on their states)",
     )
     diagram.set_defaults(handler=_cmd_diagram)
     return parser
@@ -1110,6 +1116,6 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     machine = load_machine(args.machine)
     render = to_dot if args.format == "dot" else to_mermaid
-    sys.stdout.write(render(machine))
+    sys.stdout.write(render(machine, children=args.children))
     sys.stdout.flush()
     return EXIT_OK
