@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._clock import Clock, SystemClock
-from ._mailbox import SPAWN, STOP
+from ._mailbox import MAX_OUTBOX, SPAWN, STOP
 from ._options import SessionArgs, SessionOptions, Unpack
 from .errors import (
     ActorNotFound,
@@ -65,6 +65,11 @@ class _Retry:
 
 
 _RETRY = _Retry()
+
+#: Messages from one actor to others being delivered at once in a process,
+#: beyond which the callers' new sends to that actor wait (back-pressure),
+#: so that a fast sender does not fill its outbox (``MAX_OUTBOX``).
+_HIGH_WATER = MAX_OUTBOX // 2
 
 
 @dataclass(frozen=True)
@@ -186,9 +191,12 @@ class _Lane:
         self.actor_id = actor_id
         self.queue: deque[_Request] = deque()
         self.worker: asyncio.Task[None] | None = None
+        # Set when there may be something to serve again (see _serve).
+        self.wake = asyncio.Event()
 
     def submit(self, request: _Request) -> None:
         self.queue.append(request)
+        self.wake.set()
         if self.worker is None:
             self.worker = asyncio.get_running_loop().create_task(
                 self._serve(), name=f"durable_state lane {self.actor_id!r}"
@@ -200,6 +208,18 @@ class _Lane:
                 head = self.queue[0]
                 if head.future.done():  # its caller stopped waiting before its turn
                     self.queue.popleft()
+                    continue
+                if head.kind in ("send", "turn") and self.system._throttled(self.actor_id):
+                    # Back-pressure: the messages this actor sent are still
+                    # being delivered. New work from callers waits; messages
+                    # to this actor and visits do not (a delivery may wait
+                    # for them).
+                    batch = self._take_batch(internal_only=True)
+                    if batch:
+                        await self.system._run_batch(self.actor_id, batch)
+                    else:
+                        self.wake.clear()
+                        await self.wake.wait()
                     continue
                 if head.kind == "turn":
                     head.future.set_result(None)
@@ -225,11 +245,31 @@ class _Lane:
             if self.system._lanes.get(self.actor_id) is self and not self.queue:
                 del self.system._lanes[self.actor_id]
 
-    def _take_batch(self) -> list[_Request]:
-        """The sends and visits at the head of the queue that one session can serve."""
+    def _take_batch(self, *, internal_only: bool = False) -> list[_Request]:
+        """The sends and visits at the head of the queue that one session can serve.
+
+        With ``internal_only``: the messages and visits waiting anywhere in
+        the queue (in their order), passing the callers' sends and turns.
+        """
+        limit = self.system.options.batch_size
+        if internal_only:
+            batch: list[_Request] = []
+            kept: deque[_Request] = deque()
+            for request in self.queue:
+                if request.future.done():
+                    continue
+                if (
+                    len(batch) < limit
+                    and request.kind in ("message", "tick")
+                    and _compatible(batch, request)
+                ):
+                    batch.append(request)
+                else:
+                    kept.append(request)
+            self.queue = kept
+            return batch
         first = self.queue.popleft()
         batch = [first]
-        limit = self.system.options.batch_size
         while self.queue and len(batch) < limit:
             nxt = self.queue[0]
             if nxt.future.done():
@@ -319,6 +359,8 @@ class ActorSystem:
         # sender's stored outbox: sender -> seq -> None or the reason.
         self._delivered: dict[str, dict[int, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Messages being delivered to other actors, per sender (back-pressure).
+        self._in_flight: dict[str, int] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         for machine in machines:
@@ -668,6 +710,39 @@ class ActorSystem:
         for entry in outbox:
             by_receiver.setdefault(entry["to"], []).append(entry)
         outcomes: dict[int, str | None] = {}
+        # Messages to itself are served by its own queue and need no account.
+        to_others = len(outbox) - len(by_receiver.get(sender, ()))
+        self._in_flight[sender] = self._in_flight.get(sender, 0) + to_others
+        try:
+            await self._deliver_all(sender, by_receiver, outcomes)
+        finally:
+            left = self._in_flight[sender] - to_others
+            if left:
+                self._in_flight[sender] = left
+            else:
+                del self._in_flight[sender]
+            lane = self._lanes.get(sender)
+            if lane is not None and left < _HIGH_WATER:
+                lane.wake.set()
+        if not outcomes:
+            return
+        self._delivered.setdefault(sender, {}).update(outcomes)
+        request = _Request("tick", asyncio.get_running_loop().create_future())
+        self._lane(sender).submit(request)
+        with suppress(Exception):
+            await request.future  # a failed settle is retried by the next session
+
+    def _throttled(self, actor_id: str) -> bool:
+        """Whether the actor's messages to others wait for delivery beyond the high-water mark."""
+        return self._in_flight.get(actor_id, 0) >= _HIGH_WATER
+
+    async def _deliver_all(
+        self,
+        sender: str,
+        by_receiver: Mapping[str, list[dict[str, Any]]],
+        outcomes: dict[int, str | None],
+    ) -> None:
+        """Deliver to every receiver side by side; record each message's outcome."""
 
         async def deliver_to(receiver: str, entries: list[dict[str, Any]]) -> None:
             # All queued at once (the receiver's lane serves them in order,
@@ -687,13 +762,6 @@ class ActorSystem:
                         request.future.cancel()
 
         await asyncio.gather(*(deliver_to(r, e) for r, e in by_receiver.items()))
-        if not outcomes:
-            return
-        self._delivered.setdefault(sender, {}).update(outcomes)
-        request = _Request("tick", asyncio.get_running_loop().create_future())
-        self._lane(sender).submit(request)
-        with suppress(Exception):
-            await request.future  # a failed settle is retried by the next session
 
     def _queue_message(
         self, sender: str, receiver: str, entry: Mapping[str, Any], chain: _Chain

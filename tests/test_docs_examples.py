@@ -5,7 +5,7 @@ line before its opening fence is the HTML comment ``<!-- runnable -->``
 (invisible on GitHub and in the built site). The runnable blocks of one page
 run in order in one namespace, the way a reader runs them, in a fresh working
 directory; a block must finish without raising. ``examples/quickstart.py``
-and ``examples/order.py`` run as scripts in real processes.
+``examples/order.py`` and ``examples/saga.py`` run as scripts in real processes.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def test_the_readme_example_prints_what_its_comment_says(
             "order.py",
             "{'outcome': 'shipped', 'items': ['book'], 'total': 12.5, 'tracking': 'TRK-1'}",
         ),
+        ("saga.py", "stock left 999745 of 1000000, charged 2550"),
     ],
 )
 def test_example_scripts(script: str, last_line: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from durable_state import ActorSystem, Machine, ManualClock, OutboxFull, assign
+from durable_state import ActorSystem, Machine, ManualClock, OutboxFull, assign, send_to
 from durable_state._mailbox import MAX_HOPS, OUTBOX_GRACE_MS, SPAWN, STOP
 from durable_state.storage import MemoryStorage
 
@@ -200,3 +200,48 @@ async def test_concurrent_senders_each_keep_their_order() -> None:
     assert len(got) == 50
     for i in range(5):
         assert [g for g in got if g.startswith(f"s{i}")] == [f"s{i}{n}" for n in range(10)]
+
+
+def forwarder() -> Machine:
+    """``FWD`` counts and forwards an ``ADD`` to ``to``; ``ADD`` counts what arrived."""
+    return Machine(
+        {
+            "id": "forwarder",
+            "initial": "on",
+            "context": {"sent": 0, "got": 0},
+            "states": {
+                "on": {"on": {"FWD": {"actions": ["sent", "forward"]}, "ADD": {"actions": "got"}}}
+            },
+        },
+        actions={
+            "sent": assign(lambda c, e: {"sent": c["sent"] + 1}),
+            "got": assign(lambda c, e: {"got": c["got"] + 1}),
+            "forward": send_to(lambda c, e: e["to"], {"type": "ADD"}, machine="forwarder"),
+        },
+    )
+
+
+async def test_a_burst_waits_for_its_messages_instead_of_filling_the_outbox() -> None:
+    # More sends at once than an outbox may hold: the callers' sends wait
+    # while the messages are delivered (back-pressure), none fails.
+    system = ActorSystem([forwarder()], storage=MemoryStorage())
+    await asyncio.gather(
+        *(system.send("a", {"type": "FWD", "to": "b"}, machine="forwarder") for _ in range(3000))
+    )
+    await system.idle()
+    assert (await stored(system, "a"))["context"]["sent"] == 3000
+    assert (await stored(system, "b"))["context"]["got"] == 3000
+
+
+async def test_two_actors_flooding_each_other_do_not_deadlock() -> None:
+    system = ActorSystem([forwarder()], storage=MemoryStorage())
+    sends = [
+        system.send(actor, {"type": "FWD", "to": other}, machine="forwarder")
+        for _ in range(1500)
+        for actor, other in (("a", "b"), ("b", "a"))
+    ]
+    await asyncio.wait_for(asyncio.gather(*sends), timeout=120)
+    await asyncio.wait_for(system.idle(), timeout=120)
+    for actor in ("a", "b"):
+        context = (await stored(system, actor))["context"]
+        assert context == {"sent": 1500, "got": 1500}

@@ -573,3 +573,104 @@ async def test_row17_xstate_leaves_the_children_of_a_failed_machine_running() ->
     async with Actor(_fails_with_a_child(), clock=clock) as actor:
         await clock.advance(10)
         assert set(actor.snapshot.children) == {"w"}
+
+
+# Between persisted actors (rows 18-21): an ActorSystem on memory storage.
+
+
+def _persisted_pair() -> tuple[Any, Any]:
+    from durable_state import ActorSystem, MemoryStorage
+
+    def refuse(context: Any, event: Any) -> dict[str, Any]:
+        raise ValueError("refused")
+
+    child = Machine(
+        {
+            "id": "kid",
+            "initial": "on",
+            "context": {"n": 0},
+            "states": {"on": {"on": {"ADD": {"actions": "add"}, "BAD": {"actions": "refuse"}}}},
+        },
+        actions={"add": assign(lambda c, e: {"n": c["n"] + 1}), "refuse": assign(refuse)},
+    )
+    parent = Machine(
+        {
+            "id": "parent",
+            "initial": "on",
+            "states": {
+                "on": {
+                    "invoke": {"id": "kid", "src": "kid"},
+                    "on": {
+                        "POKE": {"actions": "poke"},
+                        "BREAK": {"actions": "break_it"},
+                        "NOBODY": {"actions": "nobody"},
+                        "UP": {"actions": "up"},
+                        "LOOP": {"actions": "loop"},
+                    },
+                }
+            },
+        },
+        actions={
+            "poke": send_to("kid", {"type": "ADD"}),
+            "break_it": send_to("kid", {"type": "BAD"}),
+            "nobody": send_to("nobody", {"type": "ADD"}),
+            "up": send_parent({"type": "HI"}),
+            "loop": send_to("p", {"type": "LOOP"}),  # to itself, for ever
+        },
+        actors={"kid": child},
+    )
+    return ActorSystem([parent], storage=MemoryStorage()), parent
+
+
+async def _stored(system: Any, actor_id: str) -> dict[str, Any]:
+    found = await system.storage.read(actor_id)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found.data)
+    return data
+
+
+async def test_row18_a_persisted_child_is_an_actor_of_its_own_reached_after_the_save() -> None:
+    # xstate: the child runs in the parent's system and POKE's message is
+    # processed before send() returns (the child's count is 1 at once).
+    system, _ = _persisted_pair()
+    await system.send("p", "POKE", machine="parent")
+    assert await system.storage.read("p/kid") is None  # not delivered yet
+    await system.idle()
+    assert (await _stored(system, "p/kid"))["context"] == {"n": 1}
+
+
+async def test_row19_a_message_whose_step_raises_is_a_dead_letter_and_the_receiver_lives() -> None:
+    # xstate: the child goes to status "error" and stops.
+    system, _ = _persisted_pair()
+    await system.send("p", "BREAK", machine="parent")
+    await system.idle()
+    await system.send("p", "POKE")
+    await system.idle()
+    kid = await _stored(system, "p/kid")
+    assert (kid["status"], kid["context"]) == ("active", {"n": 1})
+    (dead,) = (await _stored(system, "p"))["$durable"]["dead"]
+    assert "ValueError: refused" in dead["reason"]
+
+
+async def test_row20_a_message_to_nobody_is_a_dead_letter_and_the_step_stands() -> None:
+    # xstate: the step fails ("Unable to send event to actor 'nobody'").
+    system, _ = _persisted_pair()
+    assert (await system.send("p", "NOBODY", machine="parent")).applied
+    assert (await system.send("p", "UP")).applied
+    await system.idle()
+    dead = {d["to"]: d["reason"] for d in (await _stored(system, "p"))["$durable"]["dead"]}
+    assert "no actor 'nobody'" in dead["nobody"]
+    assert "no parent" in dead["#_parent"]
+
+
+async def test_row21_a_cycle_of_sends_stops_at_max_hops() -> None:
+    # xstate: an actor that sends itself an event for every event goes on forever.
+    from durable_state._mailbox import MAX_HOPS
+
+    system, _ = _persisted_pair()
+    await system.send("p", "LOOP", machine="parent")
+    await system.idle()
+    data = await _stored(system, "p")
+    (dead,) = data["$durable"]["dead"]
+    assert f"more than {MAX_HOPS}" in dead["reason"]
+    assert data["$durable"]["inbox"]["p"] == dead["seq"] - 1  # every send before the cut
