@@ -251,7 +251,15 @@ class SqsBatchHandler:
             async with anyio.create_task_group() as tg:
                 for actor_id, items in actors.items():
                     tg.start_soon(self._run_actor, actor_id, items, limiter, done)
-        if scope.cancelled_caught:
+            # Messages the batch's steps sent leave before the invocation
+            # ends; what is not delivered in time stays in its sender's
+            # outbox for a waker.
+            await self.system.idle()
+        if scope.cancelled_caught and len(done) == len(actors):
+            logger.warning(
+                "batch deadline reached while delivering messages; a waker delivers the rest"
+            )
+        elif scope.cancelled_caught:
             logger.warning(
                 "batch deadline reached: %d of %d actors unfinished; their records are reported",
                 len(actors) - len(done),
@@ -456,7 +464,10 @@ class ScheduleHandler:
                 if not self.system.more_due:
                     complete = True
                     break
-        if scope.cancelled_caught:
+            await self.system.idle()  # the messages the visits sent (see SqsBatchHandler)
+        if scope.cancelled_caught and complete:
+            logger.warning("schedule run: time is up while delivering messages; a waker goes on")
+        elif scope.cancelled_caught:
             logger.warning(
                 "schedule run: time is up with due actors left; the next run serves them"
             )

@@ -352,3 +352,36 @@ def test_example_function_on_moto(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> 
         example.handler.run(example.storage.aclose())
         example.handler.run(example.locks.aclose())
         example.handler.close()
+
+
+async def test_messages_sent_in_a_batch_are_delivered_before_the_handler_returns(
+    tmp_path: Path,
+) -> None:
+    from durable_state import ActorSystem, assign, send_to
+
+    count = assign(lambda c, e: {"n": c["n"] + 1})
+    relay = Machine(
+        {
+            "id": "relay",
+            "initial": "on",
+            "context": {"n": 0},
+            "states": {"on": {"on": {"GO": {"actions": ["count", "tell"]}, "TOLD": "on"}}},
+        },
+        actions={"count": count, "tell": send_to("sink", {"type": "TOLD"}, machine="sink")},
+    )
+    sink = Machine(
+        {
+            "id": "sink",
+            "initial": "on",
+            "context": {"n": 0},
+            "states": {"on": {"on": {"TOLD": {"actions": "count"}}}},
+        },
+        actions={"count": count},
+    )
+    storage = LocalFileStorage(tmp_path)
+    system = ActorSystem([relay, sink], storage=storage, lock=FileLockManager(tmp_path))
+    handler = make_sqs_handler(system, "relay")
+    records = [msg(f"r-{i}", "GO", f"m{i}") for i in range(5)]
+    assert failures(await handler({"Records": records})) == []
+    # Nothing waits for a waker: the invocation delivered before it returned.
+    assert (await stored(storage, "sink"))[0]["context"] == {"n": 5}
