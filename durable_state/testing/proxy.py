@@ -245,6 +245,11 @@ class FaultProxy:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
+        except asyncio.CancelledError:
+            # Only the proxy's own shutdown cancels this task, on a loop that
+            # is about to close. Ending normally keeps asyncio's stream
+            # callback (task.exception()) from reporting the cancellation.
+            return
         finally:
             for w in (writer, upstream[1] if upstream else None):
                 if w is not None:
