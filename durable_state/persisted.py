@@ -377,7 +377,7 @@ class PersistedActor:
             if self._machine is None:
                 self._machine = self._choose_machine(data)
             try:
-                snapshot = self._machine.restore_snapshot(data, key=self.actor_id)
+                snapshot = self._machine.restore_snapshot(data, key=self.actor_id, from_json=True)
             except SnapshotIncompatible as exc:
                 if exc.key is None:
                     raise SnapshotIncompatible(exc.reason, key=self.actor_id) from exc

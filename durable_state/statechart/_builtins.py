@@ -788,6 +788,9 @@ class Timer:
     seq: int = field(default=0, compare=False)
     send: SendEffect | None = None
     _persisted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # Whether the persisted entry is known to hold only JSON values (it was
+    # checked by a save, or read from JSON as it is): not checked again.
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     def persisted(self) -> dict[str, Any]:
         """The timer's entry in ``$durable.timers``, built once and shared: read-only.

@@ -6,7 +6,7 @@ import copy
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from .._json import check_json, find_unserializable
 from ..errors import (
@@ -452,11 +452,7 @@ class Machine:
         error = snapshot.error
         if isinstance(error, BaseException):
             error = {"name": type(error).__name__, "message": str(error)}
-        durable: dict[str, Any] = {
-            "machine": self.id,
-            "version": self.version,
-            "timers": [t.persisted() for t in snapshot.timers],
-        }
+        durable: dict[str, Any] = {"machine": self.id, "version": self.version}
         info = snapshot._info
         order = snapshot._order if snapshot._order is not None else info.atomics
         if order != info.restored_order:
@@ -477,9 +473,17 @@ class Machine:
             "error": error,
             DURABLE_KEY: durable,
         }
-        # One walk over the whole document; paths are worked out only for a
-        # value that fails ("context.items[2].price", "$durable.timers[0]...").
+        # One walk over the document; paths are worked out only for a value
+        # that fails ("context.items[2].price", "$durable.timers[0].event...").
+        # The timers are walked apart: only those not known to be JSON.
         check_json(data, "")
+        timers = snapshot.timers
+        entries = [t.persisted() for t in timers]
+        for i, t in enumerate(timers):
+            if not t._checked:
+                check_json(entries[i], f"{DURABLE_KEY}.timers[{i}]")
+                object.__setattr__(t, "_checked", True)
+        durable["timers"] = entries
         return data
 
     def _persist_child(self, child: ChildRecord) -> dict[str, Any]:
@@ -502,13 +506,21 @@ class Machine:
             entry["snapshot"] = {"status": "active", "input": child.input}
         return entry
 
-    def restore_snapshot(self, data: Mapping[str, Any], *, key: str | None = None) -> Snapshot:
+    def restore_snapshot(
+        self, data: Mapping[str, Any], *, key: str | None = None, from_json: bool = False
+    ) -> Snapshot:
         """Rebuild a snapshot from its persisted form, migrating older versions.
 
         Args:
             data: what :meth:`persisted_snapshot` returned (possibly from an
                 older version of this machine).
             key: where the data came from, for error messages.
+            from_json: ``data`` is what ``json.loads`` returned, so it holds
+                JSON values only: its pending timers' entries are kept as
+                they are and not checked again when the snapshot is
+                persisted (the cost of a save then does not grow with the
+                timers that were only carried along). Ignored when a
+                migration ran (its functions may have put anything there).
 
         Raises:
             SnapshotIncompatible: another machine's snapshot, a newer version,
@@ -536,7 +548,8 @@ class Machine:
         if version < self.version:
             data = self._migrate(dict(data), version, key)
             meta = data[DURABLE_KEY]
-        return self._restore(data, meta, key)
+            from_json = False
+        return self._restore(data, meta, key, from_json)
 
     def _migrate(self, data: dict[str, Any], version: int, key: str | None) -> dict[str, Any]:
         for v in range(version, self.version):
@@ -564,7 +577,7 @@ class Machine:
         return data
 
     def _restore(
-        self, data: Mapping[str, Any], meta: Mapping[str, Any], key: str | None
+        self, data: Mapping[str, Any], meta: Mapping[str, Any], key: str | None, from_json: bool
     ) -> Snapshot:
         status = data.get("status", "active")
         if status not in _STATUSES:
@@ -597,12 +610,34 @@ class Machine:
         raw_timers = meta.get("timers") or []
         if not isinstance(raw_timers, list):
             raise SnapshotIncompatible("timers is not a list", key=key)
+        set_attr = object.__setattr__
         for i, t in enumerate(raw_timers):
+            if type(t) is dict and "send" not in t:
+                # The common case (a plain timer read from JSON), checked
+                # without ABC isinstance calls; anything else takes the
+                # general path below.
+                tid, ev, due = t.get("id"), t.get("event"), t.get("due")
+                etype = ev.get("type") if type(ev) is dict else None
+                if (
+                    type(etype) is str
+                    and etype
+                    and etype != "*"
+                    and type(tid) is str
+                    and (type(due) is float or type(due) is int)
+                ):
+                    timer = Timer(tid, cast("dict[str, Any]", ev), float(due), i)
+                    if from_json:
+                        # Its persisted entry, as read: saved again as it is.
+                        set_attr(timer, "_persisted", t)
+                        set_attr(timer, "_checked", True)
+                    timers.append(timer)
+                    continue
             if (
                 not isinstance(t, Mapping)
                 or not isinstance(t.get("id"), str)
                 or not isinstance(t.get("event"), Mapping)
                 or not isinstance(t.get("due"), int | float)
+                or isinstance(t.get("due"), bool)
             ):
                 raise SnapshotIncompatible(f"timer {i} is malformed: {t!r}", key=key)
             try:
@@ -613,7 +648,11 @@ class Machine:
             where = t.get("send")
             if where is not None:
                 send = _restore_send(where, ev, i, key)
-            timers.append(Timer(t["id"], ev, float(t["due"]), i, send))
+            timer = Timer(t["id"], ev, float(t["due"]), i, send)
+            if from_json and type(t) is dict:
+                set_attr(timer, "_persisted", t)
+                set_attr(timer, "_checked", True)
+            timers.append(timer)
         try:
             queue = TimerQueue.of(timers)
         except ValueError as exc:

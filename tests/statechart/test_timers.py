@@ -140,10 +140,42 @@ def test_persisted_snapshot_validates_once_and_shares_the_context(
 
     monkeypatch.setattr(machine_module, "check_json", counting)
     data = m.persisted_snapshot(s)
-    assert calls == [""]  # one pass over the whole document
+    # One pass over the document, and one over the timer no save checked yet.
+    assert calls == ["", "$durable.timers[0]"]
     # Not copied: snapshots (and what they hold) are never changed in place.
     assert data["context"] is s.context
     assert data["$durable"]["timers"] == [{"id": "T0", "event": {"type": "T0"}, "due": 1000.0}]
+    calls.clear()
+    m.persisted_snapshot(s)
+    assert calls == [""]  # the timer was checked once, by the first save
+
+
+def test_timers_read_from_json_are_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = timer_machine()
+    s = m.initial_snapshot()
+    for i in range(3):
+        s, _ = m.transition(s, "ADD", now_ms=float(i))
+    raw = json.loads(json.dumps(m.persisted_snapshot(s)))
+    calls: list[str] = []
+    real = machine_module.check_json
+
+    def counting(value: Any, path: str) -> None:
+        calls.append(path)
+        real(value, path)
+
+    monkeypatch.setattr(machine_module, "check_json", counting)
+    decoded = m.restore_snapshot(raw, from_json=True)
+    data = m.persisted_snapshot(decoded)
+    assert calls == [""]  # JSON holds JSON values: its timers are saved as read
+    assert data["$durable"]["timers"] == raw["$durable"]["timers"]
+    assert data["$durable"]["timers"][0] is raw["$durable"]["timers"][0]
+    # From any other mapping, a timer is checked (it may hold anything).
+    calls.clear()
+    raw["$durable"]["timers"][0]["event"]["when"] = {1, 2}
+    given = m.restore_snapshot(raw)
+    with pytest.raises(NotSerializable) as caught:
+        m.persisted_snapshot(given)
+    assert caught.value.path == "$durable.timers[0].event.when"
 
 
 @pytest.mark.parametrize(
