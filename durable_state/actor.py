@@ -911,7 +911,12 @@ class Actor:
                 elif kind is SendEffect or kind is SpawnEffect or kind is StopChildEffect:
                     assert isinstance(eff, SendEffect | SpawnEffect | StopChildEffect)
                     if self._relay is not None:
-                        self._relay(eff)
+                        # A child started and stopped again in one step never
+                        # runs (xstate starts a child after the macrostep).
+                        if plan is None:
+                            plan = self._plan(effects)
+                        if i not in plan.stillborn:
+                            self._relay(eff)
                     elif early is not None and i in early:
                         self._resume_child(early[i], pending)
                     else:

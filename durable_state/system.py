@@ -578,6 +578,16 @@ class ActorSystem:
                     continue
                 self._fail(batch, conflict)
                 return
+            except StatechartError as exc:
+                if len(events) > 1:
+                    # The save failed for one event's doing (it left a value
+                    # JSON cannot hold, say): each request in a session of
+                    # its own, so that the others still commit.
+                    for request in batch:
+                        await self._run_batch(actor_id, [request])
+                    return
+                self._fail(batch, exc)
+                return
             except BaseException as exc:
                 self._fail(batch, exc)
                 if not isinstance(exc, Exception):
@@ -712,18 +722,20 @@ class ActorSystem:
         outcomes: dict[int, str | None] = {}
         # Messages to itself are served by its own queue and need no account.
         to_others = len(outbox) - len(by_receiver.get(sender, ()))
-        self._in_flight[sender] = self._in_flight.get(sender, 0) + to_others
+        if to_others:
+            self._in_flight[sender] = self._in_flight.get(sender, 0) + to_others
         try:
             await self._deliver_all(sender, by_receiver, outcomes)
         finally:
-            left = self._in_flight[sender] - to_others
-            if left:
-                self._in_flight[sender] = left
-            else:
-                del self._in_flight[sender]
-            lane = self._lanes.get(sender)
-            if lane is not None and left < _HIGH_WATER:
-                lane.wake.set()
+            if to_others:
+                left = self._in_flight[sender] - to_others
+                if left:
+                    self._in_flight[sender] = left
+                else:
+                    del self._in_flight[sender]
+                lane = self._lanes.get(sender)
+                if lane is not None and left < _HIGH_WATER:
+                    lane.wake.set()
         if not outcomes:
             return
         self._delivered.setdefault(sender, {}).update(outcomes)
@@ -799,6 +811,7 @@ class ActorSystem:
             await request.future
         except _ChainBroken:
             return _RETRY
+
         except ActorNotFound:
             return f"no actor {receiver!r}, and no machine= to create it with"
         except (UnknownMachine, SnapshotCorrupt, SnapshotIncompatible) as exc:

@@ -489,3 +489,61 @@ def test_two_different_child_machines_with_one_id_are_refused() -> None:
         ActorSystem([both], storage=MemoryStorage())
     with pytest.raises(ValueError, match="another machine with id 'payment'"):
         ActorSystem([other, order()], storage=MemoryStorage())
+
+
+async def test_a_child_started_and_stopped_in_one_step_never_runs() -> None:
+    # As in xstate (and in process): a child starts after the step that
+    # spawned it, so one stopped again within that step never runs.
+    hello = Machine(
+        {"id": "hello", "initial": "on", "entry": "hello", "states": {"on": {}}},
+        actions={"hello": send_parent({"type": "HELLO"})},
+    )
+    parent = Machine(
+        {
+            "id": "parent",
+            "initial": "idle",
+            "context": {"n": 0},
+            "on": {"HELLO": {"actions": "count"}},
+            "states": {
+                "idle": {"on": {"GO": "b"}},
+                "b": {"invoke": {"id": "k", "src": "hello"}, "always": "c"},
+                "c": {},
+            },
+        },
+        actions={"count": assign(lambda c, e: {"n": c["n"] + 1})},
+        actors={"hello": hello},
+    )
+    system = ActorSystem([parent], storage=MemoryStorage())
+    await system.send("p", "GO", machine="parent")
+    await system.idle()
+    assert (await must(system, "p"))["context"] == {"n": 0}
+    assert await stored(system, "p/k") is None
+    in_process = await run_in_process(parent, ["GO"])
+    assert in_process.snapshot.context == {"n": 0}
+
+
+async def test_a_message_that_breaks_the_save_is_refused_alone() -> None:
+    # Group commit: one message leaves a value JSON cannot hold; the batch's
+    # save fails, so each message gets a session of its own and the others
+    # still commit.
+    sink = Machine(
+        {
+            "id": "sink",
+            "initial": "on",
+            "context": {"got": []},
+            "states": {"on": {"on": {"PUT": {"actions": "put"}}}},
+        },
+        actions={"put": assign(lambda c, e: {"got": [*c["got"], e["v"] if e["v"] else {1}]})},
+    )
+    system = ActorSystem([sink], storage=MemoryStorage(), batch_size=10)
+    results = await asyncio.gather(
+        *(system.send("s", {"type": "PUT", "v": v}, machine="sink") for v in (1, 2, 0, 3)),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == [
+        "SendResult",
+        "SendResult",
+        "NotSerializable",
+        "SendResult",
+    ]
+    assert (await must(system, "s"))["context"]["got"] == [1, 2, 3]
