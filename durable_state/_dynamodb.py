@@ -43,7 +43,8 @@ lease and such a value exclude each other.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 __all__ = (
     "DATA",
@@ -61,10 +62,14 @@ __all__ = (
     "STATE_PREFIX",
     "TTL_ATTRIBUTE",
     "VERSION",
+    "bool_attr",
     "due_id",
     "due_shard",
+    "float_attr",
+    "int_attr",
     "parse_due_id",
     "state_id",
+    "str_attr",
 )
 
 #: The table's partition key (a String).
@@ -141,3 +146,40 @@ def parse_due_id(prefix: str, item_id: str) -> tuple[int, str] | None:
     if not prefixed.startswith(prefix) or len(prefixed) == len(prefix):
         return None
     return int(digits), prefixed[len(prefix) :]
+
+
+# Attributes of an item as the low-level client returns them ({"S": ...}):
+# what an item holds, or None (False) when it is missing or malformed.
+
+
+def str_attr(item: Mapping[str, Any], name: str) -> str | None:
+    """A string attribute (``S``)."""
+    value = item.get(name)
+    text = value.get("S") if isinstance(value, Mapping) else None
+    return text if isinstance(text, str) else None
+
+
+def float_attr(item: Mapping[str, Any], name: str) -> float | None:
+    """A number attribute (``N``) as a float."""
+    value = item.get(name)
+    raw = value.get("N") if isinstance(value, Mapping) else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def int_attr(item: Mapping[str, Any], name: str) -> int | None:
+    """A number attribute (``N``) as an int."""
+    value = item.get(name)
+    raw = value.get("N") if isinstance(value, Mapping) else None
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def bool_attr(item: Mapping[str, Any], name: str) -> bool:
+    """A boolean attribute (``BOOL``); missing is False."""
+    value = item.get(name)
+    return bool(value.get("BOOL")) if isinstance(value, Mapping) else False

@@ -36,6 +36,10 @@ from ._dynamodb import (
     LEASE_TTL,
     LEASE_UNTIL,
     TTL_ATTRIBUTE,
+    bool_attr,
+    float_attr,
+    int_attr,
+    str_attr,
 )
 from .errors import LockLost, LockUnavailable, StorageError
 from .locks._base import BaseLockManager
@@ -147,15 +151,15 @@ class ItemLeases(BaseLockManager):
                 raise LockUnavailable(
                     "acquire", key, "the item is a lock manager's lease, not a snapshot"
                 )
-            holder, token = _str(item, LEASE_OWNER), _int(item, LEASE_TOKEN)
-            held_until = _float(item, LEASE_UNTIL)
-            if holder == owner and not _bool(item, LEASE_RELEASED) and token is not None:
+            holder, token = str_attr(item, LEASE_OWNER), int_attr(item, LEASE_TOKEN)
+            held_until = float_attr(item, LEASE_UNTIL)
+            if holder == owner and not bool_attr(item, LEASE_RELEASED) and token is not None:
                 # Our own earlier attempt landed and its answer was lost.
                 self._taken[owner] = item
                 return Lease(key, owner, token, held_until or until, ttl)
             available = None if held_until is None else held_until + self.skew_margin
             return Busy(holder, held_until, available)
-        token = _int(outcome, LEASE_TOKEN)
+        token = int_attr(outcome, LEASE_TOKEN)
         if token is None:
             raise LockUnavailable("acquire", key, f"unexpected item returned: {outcome!r}")
         self._taken[owner] = outcome
@@ -214,16 +218,16 @@ class ItemLeases(BaseLockManager):
 
     async def _peek(self, key: str, now: float) -> Lease | None:
         item = await self._get(key, "peek")
-        if item is None or _bool(item, LEASE_RELEASED):
+        if item is None or bool_attr(item, LEASE_RELEASED):
             return None
         owner, token, until = (
-            _str(item, LEASE_OWNER),
-            _int(item, LEASE_TOKEN),
-            _float(item, LEASE_UNTIL),
+            str_attr(item, LEASE_OWNER),
+            int_attr(item, LEASE_TOKEN),
+            float_attr(item, LEASE_UNTIL),
         )
         if not owner or token is None or until is None or until <= now - self.skew_margin:
             return None
-        ttl = _float(item, LEASE_TTL) or max(until - now, 0.0)
+        ttl = float_attr(item, LEASE_TTL) or max(until - now, 0.0)
         return Lease(key, owner, token, until, ttl)
 
     async def _aclose(self) -> None:
@@ -277,7 +281,7 @@ class ItemLeases(BaseLockManager):
         item = refused.item if refused.item is not None else await self._get(lease.key, "renew")
         if not item or LEASE_OWNER not in item:
             return "the lease is gone"
-        owner, token = _str(item, LEASE_OWNER), _int(item, LEASE_TOKEN)
+        owner, token = str_attr(item, LEASE_OWNER), int_attr(item, LEASE_TOKEN)
         if owner != lease.owner or token != lease.token:
             return f"the key is now leased to {owner!r} (token {token})"
         return "the lease was released"
@@ -315,32 +319,3 @@ def _is_driver_error(exc: BaseException) -> bool:
 
 def _number(value: float) -> str:
     return f"{value:.6f}"
-
-
-def _str(item: Mapping[str, Any], name: str) -> str:
-    value = item.get(name)
-    text = value.get("S") if isinstance(value, Mapping) else None
-    return text if isinstance(text, str) else ""
-
-
-def _int(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    raw = value.get("N") if isinstance(value, Mapping) else None
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _float(item: Mapping[str, Any], name: str) -> float | None:
-    value = item.get(name)
-    raw = value.get("N") if isinstance(value, Mapping) else None
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _bool(item: Mapping[str, Any], name: str) -> bool:
-    value = item.get(name)
-    return bool(value.get("BOOL")) if isinstance(value, Mapping) else False

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .._aws import LoopBoundClient, describe, error_code, http_status, response_of
-from .._dynamodb import TTL_ATTRIBUTE
+from .._dynamodb import TTL_ATTRIBUTE, bool_attr, float_attr, int_attr, str_attr
 from ..errors import LockLost, LockUnavailable, MissingDependency
 from ._base import BaseLockManager
 from ._lease import DEFAULT_TTL, Busy, Lease
@@ -233,7 +233,7 @@ class DynamoDBLockManager(BaseLockManager):
             ReturnValues="ALL_NEW",
         )
         if not isinstance(outcome, _Rejected):
-            token = _int_attr(outcome, "token")
+            token = int_attr(outcome, "token")
             if token is None:
                 raise LockUnavailable("acquire", key, f"unexpected item returned: {outcome!r}")
             return Lease(key=key, owner=owner, token=token, expires_at=float(expires), ttl=ttl)
@@ -244,10 +244,10 @@ class DynamoDBLockManager(BaseLockManager):
             item = await self._read(key)
             if item is None:
                 return Busy()  # deleted in between: simply try again
-        holder = _str_attr(item, "owner")
-        expires_at = _float_attr(item, TTL_ATTRIBUTE)
-        token = _int_attr(item, "token")
-        if holder == owner and not _bool_attr(item, "released") and token is not None:
+        holder = str_attr(item, "owner")
+        expires_at = float_attr(item, TTL_ATTRIBUTE)
+        token = int_attr(item, "token")
+        if holder == owner and not bool_attr(item, "released") and token is not None:
             # Our own earlier attempt landed but its response was lost (and
             # the SDK retried): the lease is ours.
             return Lease(key, owner, token, expires_at if expires_at is not None else now, ttl)
@@ -356,17 +356,17 @@ class DynamoDBLockManager(BaseLockManager):
 
     async def _peek(self, key: str, now: float) -> Lease | None:
         item = await self._read(key, operation="peek")
-        if item is None or _bool_attr(item, "released"):
+        if item is None or bool_attr(item, "released"):
             return None
-        owner = _str_attr(item, "owner")
-        token = _int_attr(item, "token")
-        expires_at = _float_attr(item, TTL_ATTRIBUTE)
+        owner = str_attr(item, "owner")
+        token = int_attr(item, "token")
+        expires_at = float_attr(item, TTL_ATTRIBUTE)
         if owner is None or token is None or expires_at is None:
             return None
         # The acquire condition's test: taken over once expireAt <= now - skew.
         if expires_at <= now - self.skew_margin:
             return None
-        ttl = _float_attr(item, "ttl") or max(expires_at - now, 0.0)
+        ttl = float_attr(item, "ttl") or max(expires_at - now, 0.0)
         return Lease(key, owner, token, expires_at, ttl)
 
     async def _read(self, key: str, operation: str = "acquire") -> Mapping[str, Any] | None:
@@ -397,39 +397,11 @@ def _used_names(kwargs: Mapping[str, Any]) -> dict[str, str]:
     return {placeholder: name for placeholder, name in _NAMES.items() if placeholder in text}
 
 
-def _str_attr(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return value.get("S") if isinstance(value, Mapping) else None
-
-
-def _float_attr(item: Mapping[str, Any], name: str) -> float | None:
-    value = item.get(name)
-    raw = value.get("N") if isinstance(value, Mapping) else None
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _int_attr(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    raw = value.get("N") if isinstance(value, Mapping) else None
-    try:
-        return int(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _bool_attr(item: Mapping[str, Any], name: str) -> bool:
-    value = item.get(name)
-    return bool(value.get("BOOL")) if isinstance(value, Mapping) else False
-
-
 def _stale(item: Mapping[str, Any] | None, lease: Lease) -> str:
     """Why an item (as it was when a condition failed) shows ``lease`` is not current."""
     if not item:
         return "the lease item is gone"
-    owner, token = _str_attr(item, "owner"), _int_attr(item, "token")
+    owner, token = str_attr(item, "owner"), int_attr(item, "token")
     if owner != lease.owner or token != lease.token:
         return f"the key is now leased to {owner!r} (token {token})"
     return "the lease was released"
