@@ -1,6 +1,6 @@
 """Hot actors and cheap steps: group commit, the light lease, and the cost of a step.
 
-Four measurements, each a ratio of two things run side by side in this run:
+Five measurements, each a ratio of two things run side by side in this run:
 
 * ``hot``: 100 concurrent sends to one actor in one process on local files
   (``LocalFileStorage`` + ``FileLockManager``): ``ActorSystem.send`` (FIFO
@@ -17,6 +17,9 @@ Four measurements, each a ratio of two things run side by side in this run:
   and with 10,000 pending timers (goal <= 2x).
 * ``many``: 10,000 actors x 2 events on the memory backends, read-write, 64
   tasks: steps/s and CPU per step.
+* ``import``: the wall time of a fresh interpreter running ``import
+  durable_state`` against one running ``import asyncio`` (median of
+  interleaved runs; goal <= 1.3x).
 
 Usage::
 
@@ -31,6 +34,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -306,8 +310,25 @@ async def many(actors: int, tasks: int) -> None:
     print(f"  {steps / elapsed:8.0f} steps/s, {used / steps * 1e6:.0f} us CPU per step")
 
 
+def import_time(runs: int) -> None:
+    """A fresh interpreter importing durable_state against one importing asyncio."""
+    times: dict[str, list[float]] = {"asyncio": [], "durable_state": []}
+    for _ in range(runs):
+        for module in times:  # interleaved: both see the same machine load
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+            times[module].append(time.perf_counter() - started)
+    ours, theirs = statistics.median(times["durable_state"]), statistics.median(times["asyncio"])
+    RESULTS["import"] = {"durable_state_ms": ours * 1e3, "asyncio_ms": theirs * 1e3}
+    print(f"a fresh interpreter importing (median of {runs}):")
+    print(
+        f"  durable_state {ours * 1e3:.1f} ms, asyncio {theirs * 1e3:.1f} ms: "
+        f"ratio {ours / theirs:.2f}x (goal <= 1.3x)"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
-    chosen = set(args.only or ("hot", "lease", "json", "many"))
+    chosen = set(args.only or ("hot", "lease", "json", "many", "import"))
     if "hot" in chosen:
         await hot(100, 1 if args.quick else 3)
     if "lease" in chosen:
@@ -316,12 +337,14 @@ async def main(args: argparse.Namespace) -> None:
         await step_vs_json(20 if args.quick else 200)
     if "many" in chosen:
         await many(1000 if args.quick else 10_000, 64)
+    if "import" in chosen:
+        import_time(10 if args.quick else 40)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
-    parser.add_argument("--only", nargs="*", choices=("hot", "lease", "json", "many"))
+    parser.add_argument("--only", nargs="*", choices=("hot", "lease", "json", "many", "import"))
     parser.add_argument("--json", help="write the figures to this file")
     arguments = parser.parse_args()
     asyncio.run(main(arguments))
