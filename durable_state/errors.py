@@ -177,22 +177,32 @@ class UnknownMachine(StatechartError, LookupError):
     """A machine id that is not among the machines an actor system knows.
 
     Raised when a stored snapshot names a machine that is not registered (the
-    snapshot is left untouched), or when a machine is asked for by an id
-    nobody registered.
+    snapshot is left untouched), when a machine is asked for by an id nobody
+    registered, or when an :class:`~durable_state.ActorSystem` is built with
+    a machine whose ``send_to(..., machine=...)`` names a machine it lacks.
 
     Attributes:
         machine_id: the id asked for (``None`` when the snapshot names none).
         key: the storage key of the snapshot, when a snapshot named it.
         known: the ids that are registered.
+        sender: the id of the machine whose ``send_to`` names it, if one does.
     """
 
     def __init__(
-        self, machine_id: str | None, *, key: str | None = None, known: tuple[str, ...] = ()
+        self,
+        machine_id: str | None,
+        *,
+        key: str | None = None,
+        known: tuple[str, ...] = (),
+        sender: str | None = None,
     ) -> None:
         self.machine_id = machine_id
         self.key = key
         self.known = known
+        self.sender = sender
         where = f" (the snapshot stored at {key!r} names it)" if key is not None else ""
+        if sender is not None:
+            where = f" (machine {sender!r} sends to it with send_to(..., machine=...))"
         have = ", ".join(repr(k) for k in known) or "none"
         super().__init__(f"no machine {machine_id!r} is registered{where}; known: {have}")
 

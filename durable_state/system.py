@@ -49,7 +49,7 @@ from .errors import (
     VersionConflict,
 )
 from .persisted import Outcome, PersistedActor
-from .statechart import Machine, Snapshot, to_event
+from .statechart import Machine, SendTo, Snapshot, to_event
 
 if TYPE_CHECKING:
     from .locks import LockManager
@@ -281,6 +281,26 @@ class _Lane:
         return batch
 
 
+def _machines_sent_to(machine: Machine) -> set[str]:
+    """The machine ids a machine's ``send_to(..., machine=...)`` actions name.
+
+    Found among its ``actions=`` implementations and inline in its config;
+    what an ``enqueue_actions`` function sends is known only when it runs.
+    """
+    found: set[str] = set()
+    stack: list[Any] = [*machine.actions.values(), machine.config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, SendTo):
+            if value.machine is not None:
+                found.add(value.machine)
+        elif isinstance(value, Mapping):
+            stack.extend(v for k, v in value.items() if k != "context")  # data, no actions
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return found
+
+
 def _spawned_by(creator: _Request | None) -> tuple[str, str] | None:
     """For a child actor its parent's spawn message creates: (parent id, child id)."""
     if creator is None or creator.kind != "message" or creator.event is None:
@@ -365,6 +385,12 @@ class ActorSystem:
         self._idle.set()
         for machine in machines:
             self.register(machine)
+        # A message that may create its receiver needs the receiver's machine
+        # here: refused now, not dead-lettered at the first send.
+        for machine in self._machines.values():
+            for wanted in _machines_sent_to(machine):
+                if wanted not in self._machines:
+                    raise UnknownMachine(wanted, known=tuple(self._machines), sender=machine.id)
 
     def __repr__(self) -> str:
         return (

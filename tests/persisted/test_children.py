@@ -340,7 +340,10 @@ def relay_machine() -> Machine:
                 "late", {"type": "ADD", "by": 2}, machine="counter", delay=5000, id="t"
             ),
             "cancel_it": cancel("t"),
-            "unknown": send_to("x", {"type": "ADD"}, machine="no-such-machine"),
+            # What an enqueue_actions function sends is known only when it runs.
+            "unknown": enqueue_actions(
+                lambda q, context, event: q.send_to("x", {"type": "ADD"}, machine="no-such-machine")
+            ),
             "decide": enqueue_actions(
                 lambda q, context, event: q.send_to(
                     "big" if q.check(lambda c, e: e["n"] > 10) else "small",
@@ -396,7 +399,7 @@ async def test_enqueue_actions_decides_where_a_message_goes() -> None:
 
 
 async def test_log_goes_to_the_actor_logger(caplog: pytest.LogCaptureFixture) -> None:
-    system = ActorSystem([relay_machine()], storage=MemoryStorage())
+    system = ActorSystem([relay_machine(), counter()], storage=MemoryStorage())
     with caplog.at_level(logging.INFO, logger="durable_state.actor"):
         await system.send("r", {"type": "SAY", "what": "hi"}, machine="relay")
     assert any(r.getMessage() == "actor r: said hi" for r in caplog.records)
@@ -547,3 +550,25 @@ async def test_a_message_that_breaks_the_save_is_refused_alone() -> None:
         "SendResult",
     ]
     assert (await must(system, "s"))["context"]["got"] == [1, 2, 3]
+
+
+def test_a_send_to_a_machine_the_system_lacks_is_refused_when_it_is_built() -> None:
+    from durable_state import UnknownMachine
+
+    sender = Machine(
+        {"id": "sender", "initial": "on", "states": {"on": {"on": {"GO": {"actions": "go"}}}}},
+        actions={"go": send_to("x", {"type": "ADD"}, machine="counter")},
+    )
+    with pytest.raises(UnknownMachine, match="machine 'sender' sends to it") as caught:
+        ActorSystem([sender], storage=MemoryStorage())
+    assert caught.value.machine_id == "counter"
+    ActorSystem([sender, counter()], storage=MemoryStorage())  # with it: fine
+    inline = Machine(
+        {
+            "id": "inline",
+            "initial": "on",
+            "states": {"on": {"entry": send_to("x", {"type": "ADD"}, machine="nope")}},
+        }
+    )
+    with pytest.raises(UnknownMachine, match="'nope'"):
+        ActorSystem([inline], storage=MemoryStorage())
