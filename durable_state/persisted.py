@@ -835,11 +835,7 @@ class PersistedActor:
             version = await self.storage.write(self.actor_id, payload, if_version=expected)
         except VersionConflict as exc:
             logger.warning(
-                "refused to save actor %s: expected version %s, found %s (lease token %s)",
-                self.actor_id,
-                expected,
-                exc.actual,
-                token,
+                "refused to save actor %s (lease token %s): %s", self.actor_id, token, exc
             )
             raise
         logger.info(

@@ -337,4 +337,4 @@ async def test_loads_saves_and_refusals_are_logged(
     assert len(refused) == 1
     assert refused[0].levelno == logging.WARNING
     assert actor_id in refused[0].getMessage()
-    assert f"expected version {version}" in refused[0].getMessage()
+    assert f"expected version {version!r}" in refused[0].getMessage()
