@@ -6,7 +6,10 @@ script in a child process) can import it too.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -219,3 +222,21 @@ def child_env(spec: Mapping[str, Any]) -> dict[str, str]:
             }
         )
     return env
+
+
+async def spawn_worker(
+    script: str, spec: Mapping[str, Any] | None, command: str, *args: str, stdin: bool = False
+) -> asyncio.subprocess.Process:
+    """Start ``python script command SPEC args...`` with pipes, in the backend's environment."""
+    assert spec is not None, "a backend a child process can open (not memory)"
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        script,
+        command,
+        json.dumps(spec),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin else None,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(spec),
+    )

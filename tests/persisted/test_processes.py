@@ -20,7 +20,7 @@ import pytest
 
 from durable_state import LockTimeout, persisted_actor
 
-from ._machines import child_env, counter_machine
+from ._machines import counter_machine, spawn_worker
 from .conftest import DYNAMO_SKEW, Backend
 
 pytestmark = [
@@ -34,18 +34,7 @@ INCREMENTS = 25
 
 
 async def spawn(backend: Backend, *args: str) -> asyncio.subprocess.Process:
-    assert backend.spec is not None
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        WORKER,
-        args[0],
-        json.dumps(backend.spec),
-        *args[1:],
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_env(backend.spec),
-    )
+    return await spawn_worker(WORKER, backend.spec, *args, stdin=True)
 
 
 async def read_line(proc: asyncio.subprocess.Process, seconds: float = 30.0) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import pytest
 
-from ._machines import child_env
+from ._machines import spawn_worker
 from .conftest import Backend
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
@@ -46,17 +46,7 @@ RUNS = 20 if os.environ.get("DURABLE_STATE_SLOW") else 1
 
 
 async def spawn(backend: Backend, *args: str) -> asyncio.subprocess.Process:
-    assert backend.spec is not None
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        WORKER,
-        args[0],
-        json.dumps(backend.spec),
-        *args[1:],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_env(backend.spec),
-    )
+    return await spawn_worker(WORKER, backend.spec, *args)
 
 
 async def read(backend: Backend, actor_id: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ._machines import child_env
+from ._machines import spawn_worker
 from .conftest import Backend
 
 pytestmark = [
@@ -25,17 +25,7 @@ ACTORS = 200
 
 
 async def spawn(backend: Backend, *args: str) -> asyncio.subprocess.Process:
-    assert backend.spec is not None
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        WORKER,
-        args[0],
-        json.dumps(backend.spec),
-        *args[1:],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_env(backend.spec),
-    )
+    return await spawn_worker(WORKER, backend.spec, *args)
 
 
 async def expect(proc: asyncio.subprocess.Process, line: str, seconds: float = 60) -> None:

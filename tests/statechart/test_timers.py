@@ -126,11 +126,9 @@ def test_a_step_that_touches_no_timer_shares_the_queue() -> None:
     assert [t.id for t in fired.timers] == [f"T{i}" for i in range(1, 50)]
 
 
-def test_persisted_snapshot_validates_once_and_shares_the_context(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    m = timer_machine()
-    s, _ = m.transition(m.initial_snapshot(), "ADD")
+@pytest.fixture
+def checked_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the core's JSON check is called with, in order."""
     calls: list[str] = []
     real = machine_module.check_json
 
@@ -139,6 +137,15 @@ def test_persisted_snapshot_validates_once_and_shares_the_context(
         real(value, path)
 
     monkeypatch.setattr(machine_module, "check_json", counting)
+    return calls
+
+
+def test_persisted_snapshot_validates_once_and_shares_the_context(
+    checked_paths: list[str],
+) -> None:
+    m = timer_machine()
+    s, _ = m.transition(m.initial_snapshot(), "ADD")
+    calls = checked_paths
     data = m.persisted_snapshot(s)
     # One pass over the document, and one over the timer no save checked yet.
     assert calls == ["", "$durable.timers[0]"]
@@ -150,20 +157,14 @@ def test_persisted_snapshot_validates_once_and_shares_the_context(
     assert calls == [""]  # the timer was checked once, by the first save
 
 
-def test_timers_read_from_json_are_not_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timers_read_from_json_are_not_checked_again(checked_paths: list[str]) -> None:
     m = timer_machine()
     s = m.initial_snapshot()
     for i in range(3):
         s, _ = m.transition(s, "ADD", now_ms=float(i))
     raw = json.loads(json.dumps(m.persisted_snapshot(s)))
-    calls: list[str] = []
-    real = machine_module.check_json
-
-    def counting(value: Any, path: str) -> None:
-        calls.append(path)
-        real(value, path)
-
-    monkeypatch.setattr(machine_module, "check_json", counting)
+    calls = checked_paths
+    calls.clear()
     decoded = m.restore_snapshot(raw, from_json=True)
     data = m.persisted_snapshot(decoded)
     assert calls == [""]  # JSON holds JSON values: its timers are saved as read
