@@ -98,6 +98,7 @@ from .._dynamodb import (
     due_shard,
     parse_due_id,
     state_id,
+    str_attr,
 )
 from ..errors import (
     LockLost,
@@ -895,6 +896,4 @@ def _spilled_key(item: Mapping[str, Any]) -> str | None:
 
 def _str(item: Mapping[str, Any], name: str) -> str:
     """A String attribute of an item as the low-level client returns it ('' if absent)."""
-    value = item.get(name)
-    text = value.get("S") if isinstance(value, Mapping) else None
-    return text if isinstance(text, str) else ""
+    return str_attr(item, name) or ""
