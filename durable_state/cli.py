@@ -11,7 +11,8 @@ Commands::
     durable-state wake --machine module:attr ... [--once]   fire due timers (a waker)
     durable-state diagram module:attr [--format mermaid|dot] [--no-children]
 
-Backends are named by URL (``--storage file://DIR | s3://BUCKET/PREFIX``,
+Backends are named by URL (``--storage file://DIR | s3://BUCKET/PREFIX |
+dynamodb://TABLE/PREFIX``,
 ``--lock file://DIR | dynamodb://TABLE | none``) or by the environment
 variables ``DURABLE_STATE_STORAGE``, ``DURABLE_STATE_LOCK`` and
 ``DURABLE_STATE_ENDPOINT_URL``; the default is ``./.durable-state`` for both.
@@ -244,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--storage",
         metavar="URL",
-        help=f"file://DIR or s3://BUCKET/PREFIX (default: ${ENV_STORAGE}, else file://{DEFAULT_DIR})",
+        help=(
+            f"file://DIR, s3://BUCKET/PREFIX or dynamodb://TABLE/PREFIX (default: ${ENV_STORAGE}, "
+            f"else file://{DEFAULT_DIR})"
+        ),
     )
     group.add_argument(
         "--lock",
