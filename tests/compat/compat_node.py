@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _npm import install_into
+
 HERE = Path(__file__).resolve().parent
 PACKAGE_JSON = HERE / "package.json"
 RUNNER = HERE / "runner.mjs"
 MIN_NODE = 18
-NPM_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 120
 
 
@@ -81,35 +82,6 @@ def _cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "durable-state-compat" / digest
 
 
-def _install(npm: str, target: Path) -> None:
-    """Installs package.json's dependencies into ``target`` (atomically)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
-    try:
-        shutil.copyfile(PACKAGE_JSON, staging / "package.json")
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--no-package-lock", "--ignore-scripts"],
-            cwd=staging,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"npm install failed in {staging} (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-            )
-        try:
-            staging.rename(target)
-        except OSError:
-            # Another session installed it meanwhile; theirs is as good.
-            if not (target / "node_modules" / "xstate").is_dir():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 def find_runner() -> XstateRunner | str:
     """The xstate oracle, installed on first use, or why it cannot run here.
 
@@ -132,7 +104,7 @@ def find_runner() -> XstateRunner | str:
         npm = shutil.which("npm")
         if npm is None:
             return "npm is not installed: the xstate differential suite installs xstate with it"
-        _install(npm, target)
+        install_into(npm, PACKAGE_JSON, target, package="xstate")
     version = json.loads(installed.read_text())["version"]
     pinned = json.loads(PACKAGE_JSON.read_text())["dependencies"]["xstate"]
     if version != pinned:

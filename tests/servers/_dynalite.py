@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _npm import NpmInstallFailed, install_into
+
 from ._process import (
     READY_TIMEOUT_S,
     ChildServer,
@@ -36,7 +38,6 @@ LAUNCHER = HERE / "dynalite_server.js"
 #: Chooses the directory the pinned dynalite is installed into.
 CACHE_ENV = "DURABLE_STATE_SERVERS_DIR"
 MIN_NODE = 20
-NPM_TIMEOUT_S = 300
 REGION = "us-east-1"
 #: dynalite checks no signature; botocore still signs, with these.
 CREDENTIALS = {"aws_access_key_id": "dynalite", "aws_secret_access_key": "dynalite"}
@@ -103,42 +104,14 @@ def install(target: Path | None = None) -> Path:
         npm = shutil.which("npm")
         if npm is None:
             raise ServerUnavailable("npm is not installed: the tests install dynalite with it")
-        _npm_install(npm, target)
+        try:
+            install_into(npm, PACKAGE_JSON, target, package="dynalite")
+        except NpmInstallFailed as exc:
+            raise ServerFailed(str(exc)) from exc
     version: str = json.loads(installed.read_text())["version"]
     if version != _pinned():
         raise ServerFailed(f"{target} holds dynalite {version}, package.json pins {_pinned()}")
     return target
-
-
-def _npm_install(npm: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
-    try:
-        shutil.copyfile(PACKAGE_JSON, staging / "package.json")
-        # No install scripts: classic-level (dynalite's LevelDB binding, unused
-        # in memory mode) ships prebuilt binaries and needs no build step.
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--no-package-lock", "--ignore-scripts"],
-            cwd=staging,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise ServerFailed(
-                f"npm install of dynalite failed in {staging} (exit {proc.returncode}):\n"
-                f"{proc.stderr[-4000:]}"
-            )
-        try:
-            staging.rename(target)
-        except OSError:
-            # Another session installed it meanwhile; theirs is as good.
-            if not (target / "node_modules" / "dynalite").is_dir():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 class Dynalite:
