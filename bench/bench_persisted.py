@@ -50,16 +50,16 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from _moto import REGION, moto_server  # type: ignore[import-not-found]
 
 from durable_state import Machine, assign, persisted_actor
 from durable_state.locks import HeldLease, Lease
@@ -71,7 +71,6 @@ TARGET_TRIPS = {"read-write": 4, "write": 4, None: 2}
 TARGET_OVERHEAD = 0.10
 BUCKET = "bench-persisted"
 TABLE = "bench-persisted-locks"
-REGION = "us-east-1"
 LEASE_TTL = 60.0
 
 Step = Callable[[], Awaitable[None]]
@@ -94,45 +93,6 @@ def counter_machine() -> Machine:
 
 
 # -- the moto server ---------------------------------------------------------- #
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server in a child process on 127.0.0.1; yields its URL."""
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_SESSION_TOKEN": "bench",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the moto server did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 # -- counting ------------------------------------------------------------------ #

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+
+from _moto import moto_server  # type: ignore[import-not-found]
 
 from durable_state import Machine, assign, persisted_actor
 from durable_state.locks import DynamoDBLockManager
@@ -50,26 +48,6 @@ COUNTER = Machine(
     actions={"inc": assign(lambda c, e: {"n": c["n"] + 1})},
 )
 GOALS = {"dynamodb": 0.55, "dynamodb cached": 0.30}
-
-
-def moto() -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @asynccontextmanager
@@ -124,17 +102,12 @@ async def measure(name: str, url: str, proxy: FaultProxy, steps: int) -> dict[st
 
 
 async def main(latency: float, steps: int) -> None:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    proc, port = moto()
-    try:
+    with moto_server() as url:
+        port = int(url.rsplit(":", 1)[1])
         with FaultProxy("127.0.0.1", port, latency=latency) as proxy:
             results = {}
             for name in ("s3+lock", "dynamodb", "dynamodb cached", "s3 cached"):
                 results[name] = await measure(name, proxy.url, proxy, steps)
-    finally:
-        proc.terminate()
-        proc.wait(10)
     base = results["s3+lock"]["median_ms"]
     print(
         f"one step (load, one event, save), {latency * 1000:.0f} ms added per request, {steps} steps:"

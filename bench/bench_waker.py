@@ -25,16 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from _moto import moto_server  # type: ignore[import-not-found]
 
 from durable_state import ActorSystem, Machine, ManualClock, assign, fire_due_timers
 from durable_state.locks import FileLockManager, MemoryLockManager
@@ -122,7 +120,7 @@ async def _send(system: ActorSystem, event: str) -> None:
 
 
 async def index_s3(n: int) -> None:
-    with _moto() as endpoint:
+    with moto_server() as endpoint:
         host, port = endpoint.removeprefix("http://").split(":")
         with FaultProxy(host, int(port)) as proxy:
             storage = S3Storage("bench-waker", endpoint_url=proxy.url, region_name="us-east-1")
@@ -261,37 +259,6 @@ async def _by_hand(
 def _local() -> tuple[Storage, Any]:
     root = tempfile.mkdtemp(prefix="bench-waker-")
     return LocalFileStorage(root), FileLockManager(root)
-
-
-class _moto:
-    """A moto server in a child process on 127.0.0.1."""
-
-    def __enter__(self) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
-        os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
+import contextlib
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,6 +37,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from _moto import moto_server  # type: ignore[import-not-found]
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
@@ -131,75 +130,47 @@ def serve(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, int]:
     return server, thread, port
 
 
-def moto() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{port}"
-
-
 def main(files: bool) -> None:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    proc = None
-    tmp = tempfile.TemporaryDirectory()
-    if files:
-        from durable_state import FileLockManager, LocalFileStorage
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        if files:
+            from durable_state import FileLockManager, LocalFileStorage
 
-        storage: Any = LocalFileStorage(tmp.name)
-        lock: Any = FileLockManager(tmp.name)
-        label = "local files"
-    else:
-        from durable_state import DynamoDBLockManager, S3Storage
+            storage: Any = LocalFileStorage(tmp)
+            lock: Any = FileLockManager(tmp)
+            label = "local files"
+        else:
+            from durable_state import DynamoDBLockManager, S3Storage
 
-        proc, url = moto()
-        storage = S3Storage("bench-web", endpoint_url=url)
-        lock = DynamoDBLockManager("bench-web", endpoint_url=url)
+            url = stack.enter_context(moto_server())
+            storage = S3Storage("bench-web", endpoint_url=url)
+            lock = DynamoDBLockManager("bench-web", endpoint_url=url)
 
-        async def create() -> None:
-            async with S3Storage("bench-web", endpoint_url=url) as maker:
-                client = await maker._aws.get()
-                await client.create_bucket(Bucket="bench-web")
-            async with DynamoDBLockManager("bench-web", endpoint_url=url) as tables:
-                await tables.create_table()
+            async def create() -> None:
+                async with S3Storage("bench-web", endpoint_url=url) as maker:
+                    client = await maker._aws.get()
+                    await client.create_bucket(Bucket="bench-web")
+                async with DynamoDBLockManager("bench-web", endpoint_url=url) as tables:
+                    await tables.create_table()
 
-        asyncio.run(create())
-        label = "S3 + DynamoDB (moto)"
-    server, thread, port = serve(make_app(storage, lock))
-    try:
-        print(
-            f"FastAPI under uvicorn, {label}: {REQUESTS} requests, {BUSY} for one actor, "
-            f"{IN_FLIGHT} in flight"
-        )
-        for endpoint in ("session", "system"):
-            result = asyncio.run(drive(port, endpoint, endpoint))
-            answers = ", ".join(f"{k}: {v}" for k, v in sorted(result["answers"].items()))
+            asyncio.run(create())
+            label = "S3 + DynamoDB (moto)"
+        server, thread, port = serve(make_app(storage, lock))
+        try:
             print(
-                f"  {endpoint:8s} {result['completed_per_s']:6.1f} requests/s; answers {answers}; "
-                f"retries {result['retries']}, given up {result['given_up']}"
+                f"FastAPI under uvicorn, {label}: {REQUESTS} requests, {BUSY} for one actor, "
+                f"{IN_FLIGHT} in flight"
             )
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
-        tmp.cleanup()
+            for endpoint in ("session", "system"):
+                result = asyncio.run(drive(port, endpoint, endpoint))
+                answers = ", ".join(f"{k}: {v}" for k, v in sorted(result["answers"].items()))
+                print(
+                    f"  {endpoint:8s} {result['completed_per_s']:6.1f} requests/s; "
+                    f"answers {answers}; retries {result['retries']}, given up {result['given_up']}"
+                )
+        finally:
+            server.should_exit = True
+            thread.join(10)
 
 
 if __name__ == "__main__":

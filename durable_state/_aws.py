@@ -29,6 +29,7 @@ from typing import Any
 import anyio.to_thread
 
 from ._shield import shielded
+from .errors import MissingDependency
 
 __all__ = (
     "LoopBoundClient",
@@ -238,6 +239,28 @@ def _preload_models(session: Any, service: str) -> None:
 # --------------------------------------------------------------------------- #
 # botocore's errors, read in one place
 # --------------------------------------------------------------------------- #
+
+
+def aws_errors(owner: str, client: Any) -> tuple[type[Exception], tuple[type[BaseException], ...]]:
+    """What a backend catches around its calls: ``(client_error(), driver_errors())``.
+
+    Also checks that the ``aws`` extra is there: aioboto3 is needed unless
+    the caller brings its own ``client``.
+
+    Args:
+        owner: the backend's name, for the error.
+        client: the user's client, or ``None``.
+
+    Raises:
+        MissingDependency: the ``aws`` extra is not installed.
+    """
+    try:
+        caught = client_error(), driver_errors()
+        if client is None:
+            import aioboto3  # noqa: F401  (checked here, used when the client is made)
+    except ImportError as exc:
+        raise MissingDependency(owner, "aws") from exc
+    return caught
 
 
 def client_error() -> type[Exception]:

@@ -302,3 +302,17 @@ class BaseStorage(anyio.abc.AsyncResource):
     @abc.abstractmethod
     async def _remove_due(self, entry: DueEntry) -> None:
         """Remove the entry if present."""
+
+
+def prefix_bytes(prefix: object) -> int:
+    """The UTF-8 length of a backend's key prefix, once it is known to be one.
+
+    Raises:
+        ValueError: ``prefix`` is not a str, holds NUL, or is not UTF-8 encodable.
+    """
+    if not isinstance(prefix, str) or "\x00" in prefix:
+        raise ValueError("the prefix must be a str without NUL")
+    try:
+        return len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("the prefix must be encodable as UTF-8") from None

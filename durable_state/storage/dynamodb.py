@@ -73,9 +73,8 @@ import anyio
 
 from .._aws import (
     LoopBoundClient,
-    client_error,
+    aws_errors,
     describe,
-    driver_errors,
     error_code,
     response_of,
 )
@@ -102,13 +101,12 @@ from .._dynamodb import (
 )
 from ..errors import (
     LockLost,
-    MissingDependency,
     SnapshotCorrupt,
     StorageError,
     StorageUnavailable,
     VersionConflict,
 )
-from ._base import new_write_id
+from ._base import new_write_id, prefix_bytes
 from ._cache import CachingStorage, make_cache
 from ._keys import MAX_KEY_BYTES
 from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
@@ -207,23 +205,10 @@ class DynamoDBStorage(CachingStorage):
         spill: S3Storage | str | None = None,
         spill_threshold: int = DEFAULT_SPILL_THRESHOLD,
     ) -> None:
-        try:
-            self._client_error = client_error()
-            self._driver_errors = driver_errors()
-            if client is None:
-                import aioboto3  # noqa: F401  (checked here, used when the client is made)
-        except ImportError as exc:
-            raise MissingDependency("DynamoDBStorage", "aws") from exc
-
+        self._client_error, self._driver_errors = aws_errors("DynamoDBStorage", client)
         if not isinstance(table, str) or not table:
             raise ValueError("DynamoDBStorage needs a table name")
-        if not isinstance(prefix, str) or "\x00" in prefix:
-            raise ValueError("the prefix must be a str without NUL")
-        try:
-            prefix_bytes = len(prefix.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValueError("the prefix must be encodable as UTF-8") from None
-        if prefix_bytes > MAX_PREFIX_BYTES:
+        if prefix_bytes(prefix) > MAX_PREFIX_BYTES:
             raise ValueError(f"the prefix may have at most {MAX_PREFIX_BYTES} UTF-8 bytes")
         if isinstance(spill_threshold, bool) or not isinstance(spill_threshold, int):
             raise TypeError(f"spill_threshold must be an int, not {spill_threshold!r}")

@@ -48,21 +48,20 @@ import anyio
 
 from .._aws import (
     LoopBoundClient,
-    client_error,
+    aws_errors,
     describe,
-    driver_errors,
     error_code,
     http_status,
 )
 from .._retry import backoff
 from ..errors import (
     InvalidKey,
-    MissingDependency,
     SnapshotCorrupt,
     StorageError,
     StorageUnavailable,
     VersionConflict,
 )
+from ._base import prefix_bytes
 from ._cache import CachingStorage, make_cache
 from ._keys import MAX_KEY_BYTES, check_key
 from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
@@ -176,20 +175,10 @@ class S3Storage(CachingStorage):
         kms_key_id: str | None = None,
         cache: bool | int = False,
     ) -> None:
-        try:
-            self._client_error = client_error()
-            # Everything a driver call can raise besides ClientError.
-            self._driver_errors = driver_errors()
-            if client is None:
-                import aioboto3  # noqa: F401  (checked here, used when the client is made)
-        except ImportError as exc:
-            raise MissingDependency("S3Storage", "aws") from exc
-
+        self._client_error, self._driver_errors = aws_errors("S3Storage", client)
         if not isinstance(bucket, str) or not bucket:
             raise ValueError("S3Storage needs a bucket name")
-        if not isinstance(prefix, str) or "\x00" in prefix:
-            raise ValueError("the prefix must be a str without NUL")
-        self._prefix_bytes = len(prefix.encode("utf-8"))
+        self._prefix_bytes = prefix_bytes(prefix)
         if self._prefix_bytes >= MAX_KEY_BYTES - 64:
             raise ValueError(f"the prefix leaves no room for keys ({self._prefix_bytes} bytes)")
         if kms_key_id is not None and sse is None:
