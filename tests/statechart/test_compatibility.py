@@ -633,8 +633,12 @@ async def test_row18_a_persisted_child_is_an_actor_of_its_own_reached_after_the_
     # xstate: the child runs in the parent's system and POKE's message is
     # processed before send() returns (the child's count is 1 at once).
     system, _ = _persisted_pair()
-    await system.send("p", "POKE", machine="parent")
-    assert await system.storage.read("p/kid") is None  # not delivered yet
+    async with system.actor("p", "parent") as parent:
+        await parent.send("POKE")
+        # The step is taken; its messages (the child's spawn, POKE's ADD)
+        # wait in the outbox for the save at the end of this session.
+        assert [e["to"] for e in parent.mailbox.outbox] == ["p/kid", "p/kid"]
+        assert await system.storage.read("p/kid") is None
     await system.idle()
     assert (await _stored(system, "p/kid"))["context"] == {"n": 1}
 
