@@ -338,7 +338,7 @@ async def main(args: argparse.Namespace) -> None:
     if "many" in chosen:
         await many(1000 if args.quick else 10_000, 64)
     if "import" in chosen:
-        import_time(10 if args.quick else 40)
+        await asyncio.to_thread(import_time, 10 if args.quick else 40)
 
 
 if __name__ == "__main__":
