@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._clock import Clock, SystemClock
@@ -50,6 +51,7 @@ from .errors import (
 )
 from .persisted import Outcome, PersistedActor
 from .statechart import Machine, SendTo, Snapshot, to_event
+from .storage._base import MAX_DUE_MS
 
 if TYPE_CHECKING:
     from .locks import LockManager
@@ -279,6 +281,93 @@ class _Lane:
                 break
             batch.append(self.queue.popleft())
         return batch
+
+
+# --------------------------------------------------------------------------- #
+# The background waker
+# --------------------------------------------------------------------------- #
+
+#: How far past an entry's due time the waker wakes up, so that a loop timer
+#: firing a hair early never finds the timer not yet due.
+_DUE_MARGIN_S = 0.001
+
+
+class _Waker:
+    """The background waker: visits each actor at its due time.
+
+    Each poll reads the index up to one poll interval ahead and gives every
+    actor found a visit that sleeps until its earliest due time, then waits
+    for one of ``concurrency`` places. A timer therefore fires at its due
+    time (plus the time its turn takes), not at the first poll after it. An
+    actor with a visit planned or running is not planned again; at most
+    ``limit`` visits are planned at once.
+    """
+
+    def __init__(self, system: ActorSystem, poll_interval: float, limit: int, concurrency: int):
+        self.system = system
+        self.ahead_ms = int(poll_interval * 1000)
+        self.limit = limit
+        self.places = asyncio.Semaphore(concurrency)
+        self.visits: dict[str, asyncio.Task[None]] = {}
+        self.changed = asyncio.Event()
+        #: Whether the last poll read ``limit`` entries (more may be due).
+        self.full = False
+
+    async def poll(self) -> None:
+        system = self.system
+        now = int(system.clock.now_ms())
+        entries = await system.storage.list_due(
+            min(now + self.ahead_ms, MAX_DUE_MS), limit=self.limit
+        )
+        system.stats.passes += 1
+        self.full = len(entries) >= self.limit
+        by_key: dict[str, list[DueEntry]] = {}
+        for entry in entries:
+            by_key.setdefault(entry.key, []).append(entry)
+        loop = asyncio.get_running_loop()
+        for key, found in by_key.items():
+            if key in self.visits or len(self.visits) >= self.limit:
+                continue
+            visit = loop.create_task(self._visit_when_due(key, found), name=f"wake {key}")
+            self.visits[key] = visit
+            visit.add_done_callback(partial(self._visited, key))
+
+    async def _visit_when_due(self, key: str, found: list[DueEntry]) -> None:
+        clock = self.system.clock
+        due = min(entry.due_ms for entry in found)
+        wait = (due - clock.now_ms()) / 1000
+        if wait > 0:
+            await asyncio.sleep(wait + _DUE_MARGIN_S)
+            if clock.now_ms() < due:
+                return  # a clock that the loop's does not drive: the next poll comes back
+        async with self.places:
+            await self.system._visit(key, found)
+
+    def _visited(self, key: str, visit: asyncio.Task[None]) -> None:
+        self.visits.pop(key, None)
+        self.changed.set()
+        if not visit.cancelled() and visit.exception() is not None:  # pragma: no cover
+            logger.error("waker: the visit of %s failed", key, exc_info=visit.exception())
+
+    async def progressed(self, since: int) -> None:
+        """Return once no visit is left and the visits changed something since ``since``.
+
+        (Visits that changed nothing, such as those to unloadable snapshots
+        whose entries stay, must not make the waker read the same entries
+        again at once.)
+        """
+        stats = self.system.stats
+        while self.visits or stats.stepped + stats.stale == since:
+            self.changed.clear()
+            await self.changed.wait()
+
+    async def stop(self) -> None:
+        """Cancel every planned or running visit; return once all have ended."""
+        visits = list(self.visits.values())
+        for visit in visits:
+            visit.cancel()
+        if visits:
+            await asyncio.wait(visits)
 
 
 def _machines_sent_to(machine: Machine) -> set[str]:
@@ -1032,34 +1121,44 @@ class ActorSystem:
     ) -> None:
         if not poll_interval > 0:
             raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {concurrency!r}")
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            began = loop.time()
-            current = asyncio.ensure_future(self._pass(limit, concurrency))
-            stopping = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait((current, stopping), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
-                if not current.done():
-                    current.cancel()
-                    await asyncio.wait((current,))
-            if stop.is_set():
-                return
-            if self._last_pass_full:
-                continue  # more is due than one pass reads
-            # Passes start every poll_interval, however long a pass took.
-            pause = poll_interval - (loop.time() - began)
-            if pause > 0:
-                with suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), pause)
-
-    async def _pass(self, limit: int, concurrency: int) -> None:
+        waker = _Waker(self, poll_interval, limit, concurrency)
         try:
-            await self.fire_due(limit=limit, concurrency=concurrency)
-        except DurableStateError as exc:
-            self._last_pass_full = False
-            logger.warning("waker: the pass failed: %s", exc)
+            while not stop.is_set():
+                began = loop.time()
+                progress = self.stats.stepped + self.stats.stale
+                polling = asyncio.ensure_future(waker.poll())
+                stopping = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait((polling, stopping), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopping.cancel()
+                    if not polling.done():
+                        polling.cancel()
+                        await asyncio.wait((polling,))
+                if stop.is_set():
+                    return
+                if not polling.cancelled() and polling.exception() is not None:
+                    # Only the index read can fail (visits handle their errors).
+                    logger.warning("waker: reading the due index failed: %s", polling.exception())
+                # Polls start every poll_interval, however long the visits take;
+                # after a read that hit ``limit``, the next one starts as soon
+                # as the visits of this one are done (if they changed anything).
+                wake_up: list[asyncio.Task[Any]] = [loop.create_task(stop.wait())]
+                if waker.full:
+                    wake_up.append(loop.create_task(waker.progressed(progress)))
+                pause = poll_interval - (loop.time() - began)
+                try:
+                    await asyncio.wait(
+                        wake_up, timeout=max(pause, 0), return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for task in wake_up:
+                        task.cancel()
+        finally:
+            await waker.stop()
 
     async def aclose(self) -> None:
         """Stop serving queued requests (their callers get ``RuntimeError``).

@@ -56,9 +56,6 @@ from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Final
 
-import anyio
-import anyio.to_thread
-
 from .. import _posix
 from .._keys import MAX_PLAIN_NAME, decode_key, encode_key, key_file_stem
 from .._posix import DEFAULT_CONTENTION_TIMEOUT as DEFAULT_CONTENTION_TIMEOUT
@@ -406,7 +403,7 @@ class LocalFileStorage(BaseStorage):
         key_bytes = key.encode("utf-8")
         with _posix.map_exceptions(StorageUnavailable, "read", key):
             # One self-contained call: a cancelled caller leaks no descriptor.
-            raw = await anyio.to_thread.run_sync(_read_file, self._path(key))
+            raw = await _posix.run_in_thread(_read_file, self._path(key))
         if raw is None:
             return None
         try:
@@ -449,18 +446,18 @@ class LocalFileStorage(BaseStorage):
 
     async def _exists(self, key: str) -> bool:
         with _posix.map_exceptions(StorageUnavailable, "exists", key):
-            return await anyio.to_thread.run_sync(_file_exists, self._path(key))
+            return await _posix.run_in_thread(_file_exists, self._path(key))
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
         # The directory is read once, when iteration starts.
         with _posix.map_exceptions(StorageUnavailable, "list", None):
-            keys = await anyio.to_thread.run_sync(_scan, self.root, prefix)
+            keys = await _posix.run_in_thread(_scan, self.root, prefix)
         for key in keys:
             yield key
 
     async def _landed(self, key: str, write_id: str) -> str | None:
         with _posix.map_exceptions(StorageUnavailable, "read", key):
-            head = await anyio.to_thread.run_sync(_read_file, self._path(key), _PEEK_BYTES)
+            head = await _posix.run_in_thread(_read_file, self._path(key), _PEEK_BYTES)
         try:
             version = _parse(head)[0] if head is not None else None
         except _Corrupt:
@@ -470,7 +467,7 @@ class LocalFileStorage(BaseStorage):
     async def _add_due(self, key: str, due_ms: int) -> None:
         name = f"{due_ms:015d}-{key_file_stem(key.encode('utf-8'))}"
         with _posix.map_exceptions(StorageUnavailable, "add_due", key):
-            bucket = await anyio.to_thread.run_sync(_add_due_entry, self.root, due_ms, name)
+            bucket = await _posix.run_in_thread(_add_due_entry, self.root, due_ms, name)
         sync = _DueSync(key, bucket)
         self._due_syncs = [*self._pending_due_syncs(), sync]
         # The key's next write makes the entry durable; should none come soon,
@@ -479,7 +476,7 @@ class LocalFileStorage(BaseStorage):
 
     def _sync_soon(self, sync: _DueSync) -> None:
         if not sync.done:
-            asyncio.get_running_loop().run_in_executor(None, _run_quietly, sync)
+            _posix.start_in_thread(_run_quietly, sync)
 
     def _pending_due_syncs(self, key: str | None = None) -> list[_DueSync]:
         """The due entries still to make durable (of ``key``, or all of them)."""
@@ -490,16 +487,16 @@ class LocalFileStorage(BaseStorage):
         pending = self._pending_due_syncs()
         if pending:
             with _posix.map_exceptions(StorageUnavailable, "close", None):
-                await anyio.to_thread.run_sync(_run_all, pending)
+                await _posix.run_in_thread(_run_all, pending)
 
     async def _list_due(self, now_ms: int, limit: int | None) -> list[DueEntry]:
         with _posix.map_exceptions(StorageUnavailable, "list_due", None):
-            return await anyio.to_thread.run_sync(_list_due_entries, self.root, now_ms, limit)
+            return await _posix.run_in_thread(_list_due_entries, self.root, now_ms, limit)
 
     async def _remove_due(self, entry: DueEntry) -> None:
         name = f"{entry.due_ms:015d}-{key_file_stem(entry.key.encode('utf-8'))}"
         with _posix.map_exceptions(StorageUnavailable, "remove_due", entry.key):
-            await anyio.to_thread.run_sync(_remove_due_entry, self.root, entry.due_ms, name)
+            await _posix.run_in_thread(_remove_due_entry, self.root, entry.due_ms, name)
 
 
 def _file_exists(path: str) -> bool:

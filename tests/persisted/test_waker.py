@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
+import anyio
 import pytest
 
 from durable_state import ActorSystem, Machine, ManualClock, assign
@@ -204,3 +206,85 @@ async def test_the_background_waker_fires_on_time() -> None:
             if (await _value(system, "q"))["value"] == "rung":
                 break
     assert (await _value(system, "q"))["context"]["rings"] == 1
+
+
+def _stamping_alarm(delay_ms: int) -> Machine:
+    """Rings ``delay_ms`` after it is created and keeps the wall-clock time of both."""
+    return Machine(
+        {
+            "id": "stamped",
+            "initial": "armed",
+            "context": {"armed_at": None, "rang_at": None},
+            "states": {
+                "armed": {
+                    "entry": "arm",
+                    "after": {str(delay_ms): {"target": "rung", "actions": "ring"}},
+                },
+                "rung": {},
+            },
+        },
+        actions={
+            "arm": assign(lambda c, e: {"armed_at": time.time() * 1000}),
+            "ring": assign(lambda c, e: {"rang_at": time.time() * 1000}),
+        },
+    )
+
+
+async def _until_rung(system: ActorSystem, actor_id: str, within: float) -> Any:
+    with anyio.fail_after(within):
+        while True:  # another system saves it: nothing here to wait on but time
+            value = await _value(system, actor_id)
+            if value["value"] == "rung":
+                return value
+            await asyncio.sleep(0.01)
+
+
+async def test_the_background_waker_visits_at_the_due_time_not_at_the_next_poll() -> None:
+    system = ActorSystem([_stamping_alarm(300)], storage=MemoryStorage())
+    await system.send("s", {"type": "HELLO"}, machine="stamped")
+    # The first poll reads one poll interval ahead: the visit is planned for
+    # the due time, long before the second poll (10 s later) would find it.
+    async with system.waker(poll_interval=10.0):
+        context = (await _until_rung(system, "s", within=5.0))["context"]
+    assert context["rang_at"] - context["armed_at"] >= 300  # never early
+    assert system.stats.passes == 1
+
+
+async def test_a_planned_visit_waits_for_a_clock_the_loop_does_not_drive() -> None:
+    clock = ManualClock(start_ms=START)
+    system = ActorSystem([alarm_machine()], storage=MemoryStorage(), clock=clock)
+    await system.send("a", "TOUCH", machine="alarm")  # due at START + 1000
+    await clock.set(START + 900)
+    async with system.waker(poll_interval=0.2):  # reads up to START + 1100
+        await asyncio.sleep(0.6)  # planned visits wake up to a clock at START + 900
+        assert (await _value(system, "a"))["value"] == "armed"
+        assert system.stats.stepped == 0
+        await clock.set(START + 1000)
+        await _until_rung(system, "a", within=5.0)
+    assert (await _value(system, "a"))["context"]["rings"] == 1
+
+
+async def test_stopping_the_waker_cancels_the_planned_visits() -> None:
+    system = ActorSystem([_stamping_alarm(3000)], storage=MemoryStorage())
+    await system.send("s", {"type": "HELLO"}, machine="stamped")
+    with anyio.fail_after(2.0):  # not 3 s: the planned visit does not hold it up
+        async with system.waker(poll_interval=5.0):
+            await asyncio.sleep(0.1)
+    assert (await _value(system, "s"))["value"] == "armed"
+    assert system.stats.stepped == 0
+
+
+async def test_a_full_read_of_entries_that_stay_is_not_read_again_at_once() -> None:
+    clock = ManualClock(start_ms=START)
+    storage = MemoryStorage()
+    other = ActorSystem([alarm_machine()], storage=storage, clock=clock)
+    for i in range(3):
+        await other.send(f"a{i}", "TOUCH", machine="alarm")
+    await clock.set(START + 1000)
+    system = ActorSystem([counter_machine()], storage=storage, clock=clock)  # no "alarm"
+    async with system.waker(poll_interval=0.1, limit=2):
+        await asyncio.sleep(0.55)
+    # Reads that hit the limit are followed at once only by visits that
+    # changed something; unloadable snapshots change nothing.
+    assert system.stats.unknown_machine >= 2
+    assert system.stats.passes <= 8
