@@ -11,8 +11,10 @@ sits behind ``durable_state.testing.FaultProxy``, which adds ``--latency``
 * ``dynamodb cached``: DynamoDBStorage(cache=True), optimistic (1 request);
 * ``s3 cached``: S3Storage(cache=True), optimistic (1 request).
 
-Printed: median and p90 per step, requests per step (counted by the proxy),
-and the ratio of each median to the baseline's, all from this run. Goals:
+The four run interleaved (one step of each per round, the order turning
+every round), so that they share whatever else loads the machine. Printed:
+median and p90 per step, requests per step (counted by the proxy), and the
+ratio of each median to the baseline's, all from this run. Goals:
 ``dynamodb`` <= 0.55x, ``dynamodb cached`` <= 0.3x.
 
 Usage::
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,47 +80,51 @@ async def setup(name: str, url: str) -> AsyncIterator[dict[str, Any]]:
                     yield {"storage": storage, "lock": lock}
 
 
-async def measure(name: str, url: str, proxy: FaultProxy, steps: int) -> dict[str, float]:
-    async with setup(name, url) as backends:
-
-        async def step() -> None:
-            async with persisted_actor("bench-1", COUNTER, **backends) as actor:
-                await actor.send("INC")
-
-        for _ in range(3):
-            await step()  # create, connect, warm the cache
-        times: list[float] = []
-        proxy.reset_counts()
-        for _ in range(steps):
-            started = time.perf_counter()
-            await step()
-            times.append(time.perf_counter() - started)
-        requests = proxy.request_count / steps
-    times.sort()
-    return {
-        "median_ms": statistics.median(times) * 1000,
-        "p90_ms": times[int(len(times) * 0.9) - 1] * 1000,
-        "requests": requests,
-    }
-
-
 async def main(latency: float, steps: int) -> None:
+    names = ("s3+lock", "dynamodb", "dynamodb cached", "s3 cached")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    requests = dict.fromkeys(names, 0)
     with moto_server() as url:
         port = int(url.rsplit(":", 1)[1])
         with FaultProxy("127.0.0.1", port, latency=latency) as proxy:
-            results = {}
-            for name in ("s3+lock", "dynamodb", "dynamodb cached", "s3 cached"):
-                results[name] = await measure(name, proxy.url, proxy, steps)
-    base = results["s3+lock"]["median_ms"]
+            async with contextlib.AsyncExitStack() as stack:
+                steps_of = {}
+                for name in names:
+                    backends = await stack.enter_async_context(setup(name, proxy.url))
+                    steps_of[name] = _stepper(f"bench-{len(steps_of)}", backends)
+                    for _ in range(3):
+                        await steps_of[name]()  # create, connect, warm the cache
+                # Interleaved, in an order that turns every round, so that
+                # every configuration sees the same load on the machine.
+                for i in range(steps):
+                    for name in names[i % len(names) :] + names[: i % len(names)]:
+                        proxy.reset_counts()
+                        started = time.perf_counter()
+                        await steps_of[name]()
+                        times[name].append(time.perf_counter() - started)
+                        requests[name] += proxy.request_count
+    base = statistics.median(times["s3+lock"])
     print(
-        f"one step (load, one event, save), {latency * 1000:.0f} ms added per request, {steps} steps:"
+        f"one step (load, one event, save), {latency * 1000:.0f} ms added per request, "
+        f"{steps} steps each, interleaved:"
     )
-    for name, r in results.items():
+    for name in names:
+        ordered = sorted(times[name])
+        median = statistics.median(ordered)
+        p90 = ordered[int(len(ordered) * 0.9) - 1]
         goal = f" (goal <= {GOALS[name]}x)" if name in GOALS else ""
         print(
-            f"  {name:16s} {r['requests']:4.1f} requests  median {r['median_ms']:6.1f} ms  "
-            f"p90 {r['p90_ms']:6.1f} ms  {r['median_ms'] / base:4.2f}x{goal}"
+            f"  {name:16s} {requests[name] / steps:4.1f} requests  median {median * 1000:6.1f} ms  "
+            f"p90 {p90 * 1000:6.1f} ms  {median / base:4.2f}x{goal}"
         )
+
+
+def _stepper(actor_id: str, backends: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+    async def step() -> None:
+        async with persisted_actor(actor_id, COUNTER, **backends) as actor:
+            await actor.send("INC")
+
+    return step
 
 
 if __name__ == "__main__":
