@@ -1067,11 +1067,19 @@ class ActorSystem:
     ) -> AsyncIterator[ActorSystem]:
         """Run the waker in the background while the block runs.
 
+        Every ``poll_interval`` seconds the waker reads the due index one
+        poll interval ahead and plans a visit to each actor found at its
+        earliest due time, so that timers fire when they fall due rather
+        than at the next poll. Leaving the block cancels the planned and
+        running visits (leases are released, nothing half-done is saved).
+
         Args:
-            poll_interval: seconds from the start of one pass to the start
-                of the next (a pass that read ``limit`` entries is followed by
-                the next one at once).
-            limit: the most index entries read per pass.
+            poll_interval: seconds from the start of one read of the index
+                to the start of the next, and how far ahead each reads (a
+                read that returned ``limit`` entries is followed by the next
+                one as soon as its visits changed something).
+            limit: the most index entries read at once, and the most visits
+                planned at once.
             concurrency: the most actors visited at the same time.
 
         Yields:
@@ -1093,14 +1101,15 @@ class ActorSystem:
     ) -> None:
         """Run the waker until cancelled, or until SIGTERM (a worker process).
 
-        On SIGTERM (when called from the main thread) the current pass is
-        cancelled -- leases are released, nothing half-done is saved -- and
-        the call returns. On cancellation it stops the same way and the
-        cancellation propagates.
+        The same waker as :meth:`waker`. On SIGTERM (when called from the
+        main thread) the planned and running visits are cancelled -- leases
+        are released, nothing half-done is saved -- and the call returns. On
+        cancellation it stops the same way and the cancellation propagates.
 
         Args:
-            poll_interval: seconds between passes.
-            limit: the most index entries read per pass.
+            poll_interval: seconds between reads of the due index, and how
+                far ahead each reads.
+            limit: the most index entries read at once (and visits planned).
             concurrency: the most actors visited at the same time.
         """
         stop = asyncio.Event()
