@@ -83,7 +83,7 @@ TTL_ATTRIBUTE: Final = "expireAt"
 #: ``id`` of a snapshot item: this + the storage prefix + the key.
 STATE_PREFIX: Final = "state#"
 #: The version of the stored value: the write id of the write that stored it
-#: (32 hex digits, 128 random bits: it never repeats, not even after a delete).
+#: (32 hex digits that never repeat, not even after a delete).
 VERSION: Final = "version"
 #: The value's bytes (Binary), when it is kept in the item.
 DATA: Final = "data"

@@ -46,7 +46,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -56,6 +55,7 @@ import anyio
 
 from ._retry import backoff
 from ._shield import shielded
+from ._unique import unique_hex
 
 if sys.platform != "win32":
     import fcntl
@@ -236,7 +236,7 @@ def replace_atomically(
         OSError: the file system failed.
     """
     directory = os.path.dirname(path)
-    tmp = os.path.join(directory, TMP_PREFIX + secrets.token_hex(8))
+    tmp = os.path.join(directory, TMP_PREFIX + unique_hex())
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     fd = os.open(tmp, flags, mode)
     try:

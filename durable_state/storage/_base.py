@@ -4,7 +4,7 @@
 times), the ``async with`` protocol, and one rule every write needs:
 
 **A write whose outcome was lost is recognised by its write id.** Each call
-of :meth:`~BaseStorage.write` draws a fresh random write id and the backend
+of :meth:`~BaseStorage.write` draws a fresh write id and the backend
 stores it with the value (in the S3 envelope, in the local file's version,
 in the DynamoDB item). When a write fails in a way that leaves its outcome
 open -- a version conflict that may be the echo of our own retried request
@@ -36,12 +36,12 @@ from __future__ import annotations
 import abc
 import builtins
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from typing import Final
 
 import anyio.abc
 
+from .._unique import unique_hex
 from ..errors import StorageError, StorageUnavailable, VersionConflict
 from ._keys import MAX_KEY_BYTES, check_data, check_key, check_version
 from ._protocol import ANY_VERSION, DueEntry, IfVersion, Stored
@@ -55,8 +55,8 @@ MAX_DUE_MS: Final = 10**14 - 1
 
 
 def new_write_id() -> str:
-    """A fresh write id: 32 lower-case hex digits (128 random bits)."""
-    return secrets.token_hex(16)
+    """A fresh write id: 32 lower-case hex digits that never repeat (``durable_state._unique``)."""
+    return unique_hex()
 
 
 def check_due(due_ms: object) -> int:

@@ -23,7 +23,7 @@ which TTL does not read. Every write of a snapshot is one ``UpdateItem`` that
 sets and removes only the attributes above, so attributes it does not know
 (such a lease) are kept.
 
-**Versions and conditions.** The version is the 128-bit random write id
+**Versions and conditions.** The version is the write id
 stored in ``version``: it never repeats, not even after a delete and
 re-create. A write with ``if_version=None`` is conditional on
 ``attribute_not_exists(version)``, with a version on ``version = :expected``;
