@@ -52,10 +52,11 @@ from .errors import (
 from .persisted import Outcome, PersistedActor
 from .statechart import Machine, SendTo, Snapshot, to_event
 from .storage._base import MAX_DUE_MS
+from .storage._protocol import DueEntry
 
 if TYPE_CHECKING:
     from .locks import LockManager
-    from .storage import DueEntry, Storage
+    from .storage import Storage
 
 __all__ = ("ActorSystem", "SendResult", "WakerStats")
 
@@ -292,6 +293,15 @@ class _Lane:
 _DUE_MARGIN_S = 0.001
 
 
+def _check_waker(poll_interval: float, limit: int, concurrency: int) -> None:
+    if not poll_interval > 0:
+        raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, not {limit!r}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, not {concurrency!r}")
+
+
 class _Waker:
     """The background waker: visits each actor at its due time.
 
@@ -312,13 +322,14 @@ class _Waker:
         self.changed = asyncio.Event()
         #: Whether the last poll read ``limit`` entries (more may be due).
         self.full = False
+        #: How far the last poll read (epoch ms).
+        self.horizon = 0
 
     async def poll(self) -> None:
         system = self.system
-        now = int(system.clock.now_ms())
-        entries = await system.storage.list_due(
-            min(now + self.ahead_ms, MAX_DUE_MS), limit=self.limit
-        )
+        horizon = min(int(system.clock.now_ms()) + self.ahead_ms, MAX_DUE_MS)
+        entries = await system.storage.list_due(horizon, limit=self.limit)
+        self.horizon = horizon
         system.stats.passes += 1
         self.full = len(entries) >= self.limit
         by_key: dict[str, list[DueEntry]] = {}
@@ -335,13 +346,22 @@ class _Waker:
     async def _visit_when_due(self, key: str, found: list[DueEntry]) -> None:
         clock = self.system.clock
         due = min(entry.due_ms for entry in found)
-        wait = (due - clock.now_ms()) / 1000
-        if wait > 0:
-            await asyncio.sleep(wait + _DUE_MARGIN_S)
-            if clock.now_ms() < due:
-                return  # a clock that the loop's does not drive: the next poll comes back
-        async with self.places:
-            await self.system._visit(key, found)
+        while True:
+            wait = (due - clock.now_ms()) / 1000
+            if wait > 0:
+                await asyncio.sleep(wait + _DUE_MARGIN_S)
+                if clock.now_ms() < due:
+                    return  # a clock that the loop's does not drive: the next poll comes back
+            async with self.places:
+                tick = await self.system._visit(key, found)
+            # A step that moved the actor's next due time within what the
+            # last poll read (a chain of short timers) plans the next visit
+            # now instead of at the next poll.
+            if tick is None or not tick.stepped or tick.due is None:
+                return
+            if not due < tick.due <= self.horizon:
+                return
+            due, found = tick.due, [DueEntry(tick.due, key)]
 
     def _visited(self, key: str, visit: asyncio.Task[None]) -> None:
         self.visits.pop(key, None)
@@ -1002,7 +1022,8 @@ class ActorSystem:
         async def visit(key: str, found: list[DueEntry]) -> None:
             nonlocal stepped
             async with limiter:
-                if await self._visit(key, found):
+                tick = await self._visit(key, found)
+                if tick is not None and tick.stepped:
                     stepped += 1
 
         await asyncio.gather(*(visit(key, found) for key, found in by_key.items()))
@@ -1016,39 +1037,39 @@ class ActorSystem:
 
     _last_pass_full = False
 
-    async def _visit(self, key: str, entries: list[DueEntry]) -> bool:
-        """Step one due actor; returns whether something was saved."""
+    async def _visit(self, key: str, entries: list[DueEntry]) -> _Tick | None:
+        """Step one due actor; what the visit found, or ``None`` if it failed."""
         request = _Request("tick", asyncio.get_running_loop().create_future())
         self._lane(key).submit(request)
         try:
             tick: _Tick = await request.future
         except ActorNotFound:
             await self._remove_stale(entries, keep=None)  # deleted since: nothing to wake
-            return False
+            return None
         except LockTimeout:
             self.stats.busy += 1
             logger.debug("waker: actor %s is busy; it is visited again later", key)
-            return False
+            return None
         except UnknownMachine as exc:
             self.stats.unknown_machine += 1
             logger.error("waker: actor %s: %s; its index entry is kept", key, exc)
-            return False
+            return None
         except (SnapshotCorrupt, SnapshotIncompatible) as exc:
             self.stats.failed += 1
             logger.error("waker: actor %s cannot be loaded (left untouched): %s", key, exc)
-            return False
+            return None
         except DurableStateError as exc:
             self.stats.failed += 1
             logger.warning("waker: actor %s was not stepped: %s", key, exc)
-            return False
+            return None
         except Exception:
             self.stats.failed += 1
             logger.exception("waker: stepping actor %s failed; it is tried again later", key)
-            return False
+            return None
         await self._remove_stale(entries, keep=tick.due)
         if tick.stepped:
             self.stats.stepped += 1
-        return tick.stepped
+        return tick
 
     async def _remove_stale(self, entries: list[DueEntry], *, keep: int | None) -> None:
         for entry in entries:
@@ -1084,7 +1105,11 @@ class ActorSystem:
 
         Yields:
             The system itself.
+
+        Raises:
+            ValueError: ``poll_interval``, ``limit`` or ``concurrency`` is not positive.
         """
+        _check_waker(poll_interval, limit, concurrency)
         task = asyncio.get_running_loop().create_task(
             self._wake_forever(poll_interval, limit, concurrency, asyncio.Event()),
             name="durable_state waker",
@@ -1111,7 +1136,11 @@ class ActorSystem:
                 far ahead each reads.
             limit: the most index entries read at once (and visits planned).
             concurrency: the most actors visited at the same time.
+
+        Raises:
+            ValueError: ``poll_interval``, ``limit`` or ``concurrency`` is not positive.
         """
+        _check_waker(poll_interval, limit, concurrency)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         installed = False
@@ -1128,10 +1157,6 @@ class ActorSystem:
     async def _wake_forever(
         self, poll_interval: float, limit: int, concurrency: int, stop: asyncio.Event
     ) -> None:
-        if not poll_interval > 0:
-            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, not {concurrency!r}")
         loop = asyncio.get_running_loop()
         waker = _Waker(self, poll_interval, limit, concurrency)
         try:
@@ -1149,9 +1174,13 @@ class ActorSystem:
                         await asyncio.wait((polling,))
                 if stop.is_set():
                     return
-                if not polling.cancelled() and polling.exception() is not None:
-                    # Only the index read can fail (visits handle their errors).
-                    logger.warning("waker: reading the due index failed: %s", polling.exception())
+                failure = None if polling.cancelled() else polling.exception()
+                if isinstance(failure, DurableStateError):
+                    # The index could not be read (visits handle their own
+                    # errors): try again at the next poll.
+                    logger.warning("waker: reading the due index failed: %s", failure)
+                elif failure is not None:
+                    raise failure
                 # Polls start every poll_interval, however long the visits take;
                 # after a read that hit ``limit``, the next one starts as soon
                 # as the visits of this one are done (if they changed anything).

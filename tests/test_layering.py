@@ -3,7 +3,7 @@
 From the bottom up::
 
     foundation  errors, _json, _keys, _clock, _aws,        shared by everything below the top
-                _dynamodb, _retry, _shield, _await, _options, _posix
+                _dynamodb, _retry, _shield, _await, _options, _posix, _unique
     core        statechart/                                pure and synchronous
     backends    storage/, locks/                           two independent families
     shell       actor, persisted, system, _mailbox,        runs the core on the backends
@@ -54,6 +54,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_await",
         "_options",
         "_posix",
+        "_unique",
     ),
     "core": ("statechart",),
     "backends": ("storage", "locks"),

@@ -230,11 +230,13 @@ def _stamping_alarm(delay_ms: int) -> Machine:
     )
 
 
-async def _until_rung(system: ActorSystem, actor_id: str, within: float) -> Any:
+async def _until_rung(
+    system: ActorSystem, actor_id: str, within: float, state: str = "rung"
+) -> Any:
     with anyio.fail_after(within):
         while True:  # another system saves it: nothing here to wait on but time
             value = await _value(system, actor_id)
-            if value["value"] == "rung":
+            if value["value"] == state:
                 return value
             await asyncio.sleep(0.01)
 
@@ -288,3 +290,31 @@ async def test_a_full_read_of_entries_that_stay_is_not_read_again_at_once() -> N
     # changed something; unloadable snapshots change nothing.
     assert system.stats.unknown_machine >= 2
     assert system.stats.passes <= 8
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("poll_interval", 0), ("limit", 0), ("concurrency", 0)]
+)
+async def test_the_waker_refuses_options_out_of_range(option: str, value: float) -> None:
+    system = ActorSystem([alarm_machine()], storage=MemoryStorage())
+    with pytest.raises(ValueError, match=option):
+        async with system.waker(**{option: value}):
+            pass
+    with pytest.raises(ValueError, match=option):
+        await system.run_waker(**{option: value})
+
+
+async def test_a_chain_of_short_timers_is_followed_without_waiting_for_the_next_poll() -> None:
+    chain = Machine(
+        {
+            "id": "chain",
+            "initial": "a",
+            "states": {"a": {"after": {"150": "b"}}, "b": {"after": {"150": "c"}}, "c": {}},
+        }
+    )
+    system = ActorSystem([chain], storage=MemoryStorage())
+    await system.send("c", {"type": "HELLO"}, machine="chain")
+    async with system.waker(poll_interval=10.0):
+        await _until_rung(system, "c", within=5.0, state="c")
+    assert system.stats.passes == 1  # both timers fired after the first read
+    assert system.stats.stepped == 2
