@@ -14,7 +14,9 @@ sits behind ``durable_state.testing.FaultProxy``, which adds ``--latency``
 The four run interleaved (one step of each per round, the order turning
 every round), so that they share whatever else loads the machine. Printed:
 median and p90 per step, requests per step (counted by the proxy), and the
-ratio of each median to the baseline's, all from this run. Goals:
+ratio of each median to the baseline's, all from this run; then the median
+time of a request by operation (what separates the pairs beyond their
+number of requests is the server's time per operation). Goals:
 ``dynamodb`` <= 0.55x, ``dynamodb cached`` <= 0.3x.
 
 Usage::
@@ -30,6 +32,7 @@ import asyncio
 import contextlib
 import statistics
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -84,6 +87,7 @@ async def main(latency: float, steps: int) -> None:
     names = ("s3+lock", "dynamodb", "dynamodb cached", "s3 cached")
     times: dict[str, list[float]] = {name: [] for name in names}
     requests = dict.fromkeys(names, 0)
+    per_request: dict[str, list[float]] = defaultdict(list)
     with moto_server() as url:
         port = int(url.rsplit(":", 1)[1])
         with FaultProxy("127.0.0.1", port, latency=latency) as proxy:
@@ -94,6 +98,9 @@ async def main(latency: float, steps: int) -> None:
                     steps_of[name] = _stepper(f"bench-{len(steps_of)}", backends)
                     for _ in range(3):
                         await steps_of[name]()  # create, connect, warm the cache
+                    for role, backend in backends.items():
+                        client = await backend._aws.get()
+                        _time_requests(client, f"{name} {role}", per_request)
                 # Interleaved, in an order that turns every round, so that
                 # every configuration sees the same load on the machine.
                 for i in range(steps):
@@ -117,6 +124,25 @@ async def main(latency: float, steps: int) -> None:
             f"  {name:16s} {requests[name] / steps:4.1f} requests  median {median * 1000:6.1f} ms  "
             f"p90 {p90 * 1000:6.1f} ms  {median / base:4.2f}x{goal}"
         )
+    print("time per request by operation, as the client saw it (latency, proxy and server):")
+    for operation, seconds in sorted(per_request.items()):
+        print(
+            f"  {operation:16s} median {statistics.median(seconds) * 1000:6.2f} ms  ({len(seconds)})"
+        )
+
+
+def _time_requests(client: Any, label: str, into: dict[str, list[float]]) -> None:
+    """Record the time of each request ``client`` makes, by operation (botocore's events)."""
+    started: dict[str, float] = {}
+
+    def before(model: Any, **kwargs: Any) -> None:
+        started[model.name] = time.perf_counter()
+
+    def after(model: Any, **kwargs: Any) -> None:
+        into[f"{label} {model.name}"].append(time.perf_counter() - started.pop(model.name))
+
+    client.meta.events.register("before-call.*.*", before)
+    client.meta.events.register("after-call.*.*", after)
 
 
 def _stepper(actor_id: str, backends: dict[str, Any]) -> Callable[[], Awaitable[None]]:
