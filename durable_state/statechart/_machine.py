@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -585,7 +585,14 @@ class Machine:
         context = data.get("context", {})
         if not isinstance(context, Mapping):
             raise SnapshotIncompatible("context is not a mapping", key=key)
-        nodes = self._nodes_from_value(data.get("value"), key)
+        value = data.get("value")
+        entered = meta.get("entered")
+        configs = self._configs
+        # The configuration and entry order a persisted state value stands
+        # for depend on the machine alone: worked out once per value.
+        cache_key = _restored_key(value, entered)
+        found = configs.restored.get(cache_key) if cache_key is not None else None
+        nodes = self._nodes_from_value(value, key) if found is None else None
         history: dict[str, tuple[StateNode, ...]] = {}
         raw_hist = data.get("historyValue") or {}
         if not isinstance(raw_hist, Mapping):
@@ -654,7 +661,7 @@ class Machine:
                 set_attr(timer, "_checked", True)
             timers.append(timer)
         try:
-            queue = TimerQueue.of(timers)
+            queue = TimerQueue.of(timers) if timers else EMPTY_TIMERS
         except ValueError as exc:
             raise SnapshotIncompatible(f"timers: {exc}", key=key) from None
         children: dict[str, ChildRecord] = {}
@@ -687,8 +694,15 @@ class Machine:
                 else (snap.get("input") if isinstance(snap, Mapping) else None)
             )
             children[cid] = ChildRecord(src, child_input, system_id, nested, child_status)
-        info = self._configs.intern(nodes)
-        order = self._restore_order(data.get("value"), info, meta.get("entered"), key)
+        if found is None:
+            assert nodes is not None
+            info = configs.intern(nodes)
+            found = (info, self._restore_order(value, info, entered, key))
+            if cache_key is not None:
+                if len(configs.restored) >= _CACHE_LIMIT:
+                    configs.restored.clear()
+                configs.restored[cache_key] = found
+        info, order = found
         return Snapshot(
             self,
             info,
@@ -810,17 +824,21 @@ class _Configs:
     so its compiled selections and microstep plans are found by identity.
     """
 
-    __slots__ = ("root", "table")
+    __slots__ = ("restored", "root", "table")
 
     def __init__(self, root: StateNode) -> None:
         self.root = root
         self.table: dict[frozenset[StateNode], ConfigInfo] = {}
+        # Persisted state values (and entry orders) restored before, by
+        # _restored_key: their configuration and entry order.
+        self.restored: dict[Hashable, tuple[ConfigInfo, tuple[StateNode, ...] | None]] = {}
 
     def intern(self, nodes: frozenset[StateNode]) -> ConfigInfo:
         info = self.table.get(nodes)
         if info is None:
             if len(self.table) >= _CACHE_LIMIT:
                 self.table.clear()
+                self.restored.clear()
             info = ConfigInfo(nodes, self.root)
             self.table[nodes] = info
         return info
@@ -1323,6 +1341,43 @@ class _Run:
             for t in self.timers:
                 self.effects.append(CancelTimerEffect(t.id))
             self.timers = EMPTY_TIMERS
+
+
+def _restored_key(value: Any, entered: Any) -> Hashable | None:
+    """A key for a persisted state value and entry order, or ``None`` for an unusual one.
+
+    Keys keep the order of a value's keys, which the entry order of a
+    restored snapshot depends on.
+    """
+    if entered is None:
+        tail: tuple[str, ...] | None = None
+    elif type(entered) is list and all(type(i) is str for i in entered):
+        tail = tuple(entered)
+    else:
+        return None
+    if type(value) is str:
+        return (value, tail)
+    if type(value) is dict:
+        frozen = _frozen_value(value)
+        return None if frozen is None else (frozen, tail)
+    return None
+
+
+def _frozen_value(value: dict[Any, Any]) -> tuple[Any, ...] | None:
+    items: list[tuple[str, Any]] = []
+    for k, v in value.items():
+        if type(k) is not str:
+            return None
+        if type(v) is str:
+            items.append((k, v))
+        elif type(v) is dict:
+            sub = _frozen_value(v)
+            if sub is None:
+                return None
+            items.append((k, sub))
+        else:
+            return None
+    return tuple(items)
 
 
 def _restore_send(where: Any, event: Mapping[str, Any], index: int, key: str | None) -> SendEffect:
