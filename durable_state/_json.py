@@ -119,8 +119,16 @@ _DECODER = json.JSONDecoder()
 
 
 def dumps(value: Any) -> bytes:
-    """Encode as compact, key-sorted UTF-8 JSON (same value, same bytes)."""
-    return _ENCODER.encode(value).encode("utf-8")
+    """Encode as compact, key-sorted UTF-8 JSON (same value, same bytes).
+
+    Raises:
+        NotSerializable: a value JSON cannot hold (the error names its path).
+    """
+    try:
+        return _ENCODER.encode(value).encode("utf-8")
+    except (TypeError, ValueError):
+        check_json(value, "")  # names the value, when it is one JSON cannot hold
+        raise
 
 
 def loads(data: bytes | str) -> Any:

@@ -40,6 +40,7 @@ from .errors import (
     VersionConflict,
 )
 from .statechart import DURABLE_KEY, Machine, SendEffect, Snapshot, SpawnEffect, to_event
+from .statechart._snapshot import context_is_json
 
 if TYPE_CHECKING:
     from .locks._hold import HeldLease
@@ -374,7 +375,8 @@ class PersistedActor:
                 self.mailbox.parent, self.mailbox.child = self._parent
                 self._awaiting_spawn = True
         else:
-            data = _decode(stored.data, self.actor_id)
+            raw = stored.data
+            data = _decode(raw, self.actor_id)
             if self._machine is None:
                 self._machine = self._choose_machine(data)
             try:
@@ -383,6 +385,16 @@ class PersistedActor:
                 if exc.key is None:
                     raise SnapshotIncompatible(exc.reason, key=self.actor_id) from exc
                 raise
+            if (
+                type(raw) is bytes
+                and b"NaN" not in raw
+                and b"Infinity" not in raw
+                and data[DURABLE_KEY].get("version") == self._machine.version
+            ):
+                # Decoded here from JSON without the constants json.loads
+                # lets through, and not migrated: the context holds plain
+                # JSON, which the save does not walk again.
+                context_is_json(snapshot)
             processed = data[DURABLE_KEY].get("processed") or []
             if not isinstance(processed, list) or not all(isinstance(p, str) for p in processed):
                 raise SnapshotCorrupt(self.actor_id, "$durable.processed is not a list of strings")

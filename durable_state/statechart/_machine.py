@@ -83,6 +83,7 @@ DURABLE_KEY = "$durable"
 _INIT = "xstate.init"
 _STATUSES = frozenset({"active", "done", "error", "stopped"})
 _CACHE_LIMIT = 4096
+_UNSET: Any = object()
 #: The statuses a child machine's record keeps (a stopped child is dropped).
 _CHILD_STATUSES: dict[Any, ChildStatus] = {"active": "active", "done": "done", "error": "error"}
 
@@ -366,6 +367,7 @@ class Machine:
             EMPTY_TIMERS,
             {},
             snapshot._order,
+            snapshot._checked,
         )
 
     def _failed_start(self, error: BaseException) -> Snapshot:
@@ -475,8 +477,17 @@ class Machine:
         }
         # One walk over the document; paths are worked out only for a value
         # that fails ("context.items[2].price", "$durable.timers[0].event...").
-        # The timers are walked apart: only those not known to be JSON.
-        check_json(data, "")
+        # The timers are walked apart: only those not known to be JSON. So
+        # are the context values known to be JSON (see Snapshot._checked).
+        context = snapshot.context
+        known = snapshot._checked
+        if known is None or type(context) is not dict:
+            check_json(data, "")
+        else:
+            fresh = {k: v for k, v in context.items() if known.get(k, _UNSET) is not v}
+            check_json({**data, "context": fresh}, "")
+        if type(context) is dict and known is not context:
+            object.__setattr__(snapshot, "_checked", context)
         timers = snapshot.timers
         entries = [t.persisted() for t in timers]
         for i, t in enumerate(timers):
@@ -849,6 +860,7 @@ class _Run:
 
     __slots__ = (
         "changed",
+        "checked",
         "children",
         "context",
         "deferred",
@@ -899,11 +911,13 @@ class _Run:
         # of enqueue_actions sees while the microstep's actions run (xstate
         # updates a snapshot's states only at the end of the microstep).
         self.micro_nodes: frozenset[StateNode] = info.nodes
+        # Snapshot._checked, carried along a snapshot's line.
+        self.checked: Mapping[str, Any] | None = None
 
     @classmethod
     def resume(cls, snapshot: Snapshot, timers: TimerQueue, now_ms: float) -> _Run:
         """A run that continues from ``snapshot`` (with ``timers`` pending)."""
-        return cls(
+        run = cls(
             snapshot.machine,
             snapshot._info,
             snapshot.context,
@@ -913,6 +927,8 @@ class _Run:
             now_ms,
             snapshot._order,
         )
+        run.checked = snapshot._checked
+        return run
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
         """The snapshot reached; ``previous`` itself when nothing changed."""
@@ -938,6 +954,7 @@ class _Run:
             self.timers,
             self.children,
             self.order,
+            self.checked,
         )
 
     # -- selection and planning ---------------------------------------- #
