@@ -465,12 +465,16 @@ class Machine:
             "value": snapshot.value,  # a fresh copy
             "historyValue": {
                 hid: [{"id": n.id} for n in nodes] for hid, nodes in snapshot._history.items()
-            },
+            }
+            if snapshot._history
+            else {},
             # Shared with the snapshot, not copied: snapshots are immutable,
             # and so is what they hold (the core never changes a context in
             # place; it builds a new one).
             "context": snapshot.context,
-            "children": {cid: self._persist_child(c) for cid, c in snapshot.children.items()},
+            "children": {cid: self._persist_child(c) for cid, c in snapshot.children.items()}
+            if snapshot.children
+            else {},
             "output": snapshot.output,
             "error": error,
             DURABLE_KEY: durable,
@@ -489,7 +493,7 @@ class Machine:
         if type(context) is dict and known is not context:
             object.__setattr__(snapshot, "_checked", context)
         timers = snapshot.timers
-        entries = [t.persisted() for t in timers]
+        entries = [t.persisted() for t in timers] if timers else []
         for i, t in enumerate(timers):
             if not t._checked:
                 check_json(entries[i], f"{DURABLE_KEY}.timers[{i}]")
