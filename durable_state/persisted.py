@@ -417,13 +417,14 @@ class PersistedActor:
         if self.mailbox.stopped:
             return  # stopped by its parent: no timers fire, no work restarts
         await self._actor.start()
-        logger.debug(
-            "loaded actor %s (version %s, %s, lease token %s)",
-            self.actor_id,
-            self._version,
-            "created" if self._created else "restored",
-            self.lease.token if self.lease else None,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "loaded actor %s (version %s, %s, lease token %s)",
+                self.actor_id,
+                self._version,
+                "created" if self._created else "restored",
+                self.lease.token if self.lease else None,
+            )
 
     def _new_actor(self, snapshot: Snapshot | None, input: Any) -> Actor:
         return Actor(
