@@ -111,13 +111,30 @@ def _child(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
 
 
+# Made once: json.dumps with options makes an encoder on every call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_DECODER = json.JSONDecoder()
+
+
 def dumps(value: Any) -> bytes:
-    """Encode as compact, key-sorted UTF-8 JSON (same value, same bytes)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Encode as compact, key-sorted UTF-8 JSON (same value, same bytes).
+
+    Raises:
+        NotSerializable: a value JSON cannot hold (the error names its path).
+    """
+    try:
+        return _ENCODER.encode(value).encode("utf-8")
+    except (TypeError, ValueError):
+        check_json(value, "")  # names the value, when it is one JSON cannot hold
+        raise
 
 
 def loads(data: bytes | str) -> Any:
     """Decode JSON; raises ``ValueError`` (``json.JSONDecodeError``) on bad input."""
+    if type(data) is bytes and data[:1] == b"{" and data[1:2] != b"\x00":
+        # A JSON object in UTF-8 (what dumps writes), decoded as json.loads
+        # decodes bytes it finds to be UTF-8.
+        return _DECODER.decode(data.decode("utf-8", "surrogatepass"))
     return json.loads(data)

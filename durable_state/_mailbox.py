@@ -80,6 +80,10 @@ MAX_DEAD: Final = 100
 OUTBOX_GRACE_MS: Final = 5_000
 #: Storage keys are at most this long (every bundled backend's limit).
 _MAX_KEY_BYTES: Final = 1024
+#: The keys of ``$durable`` the mailbox is kept under.
+_KEYS: Final = frozenset(
+    ("outbox", "seq", "inbox", "dead", "parent", "child", "reported", "stopped")
+)
 
 
 def child_actor_id(parent_id: str, child_id: str, system_id: str | None = None) -> str:
@@ -110,6 +114,8 @@ class Mailbox:
             SnapshotCorrupt: a mailbox key holds something of the wrong shape.
         """
         box = cls()
+        if meta.keys().isdisjoint(_KEYS):
+            return box  # the common case: an actor that never sent or received a message
         try:
             box.outbox = [_entry(e) for e in meta.get("outbox") or ()]
             box.next_seq = int(meta.get("seq") or 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal, TypedDict
 
@@ -102,13 +103,50 @@ class SessionOptions:
             TypeError: a name is not an option.
             ValueError: a value is out of range.
         """
+        if not changes:
+            return self
+        # A session is opened for every step, mostly with the same options:
+        # the same changes to the same options give the options made before.
+        key = _key(self, changes)
+        found = _MERGED.get(key) if key is not None else None
+        if found is not None and found[0] is self:
+            return found[1]
         unknown = set(changes) - _FIELDS
         if unknown:
             raise TypeError(f"unknown session option(s): {', '.join(sorted(unknown))}")
-        return replace(self, **changes) if changes else self
+        merged = replace(self, **changes)
+        if key is not None:
+            if len(_MERGED) >= _MERGED_LIMIT:
+                _MERGED.clear()
+            _MERGED[key] = (self, merged)
+        return merged
 
 
 _FIELDS = frozenset(f.name for f in fields(SessionOptions))
+
+# (id of the options, the changes) -> (the options, merged); see _key.
+_MERGED: dict[tuple[object, ...], tuple[SessionOptions, SessionOptions]] = {}
+_MERGED_LIMIT = 256
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _key(options: SessionOptions, changes: Mapping[str, object]) -> tuple[object, ...] | None:
+    """What makes ``options.merged(**changes)`` that result, or ``None``: not cached.
+
+    Values are told apart by type as well as value (``1`` and ``1.0`` and
+    ``True`` stay apart); the options and a clock by identity (the cache
+    keeps both alive, so their ids are not reused meanwhile).
+    """
+    parts: list[object] = [id(options)]
+    for name, value in changes.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            parts.append((name, kind, value))
+        elif name == "clock":
+            parts.append((name, id(value)))
+        else:
+            return None
+    return tuple(parts)
 
 
 def _number(value: object) -> bool:

@@ -18,8 +18,9 @@ import enum
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +40,7 @@ from .errors import (
     VersionConflict,
 )
 from .statechart import DURABLE_KEY, Machine, SendEffect, Snapshot, SpawnEffect, to_event
+from .statechart._snapshot import context_is_json
 
 if TYPE_CHECKING:
     from .locks._hold import HeldLease
@@ -373,7 +375,8 @@ class PersistedActor:
                 self.mailbox.parent, self.mailbox.child = self._parent
                 self._awaiting_spawn = True
         else:
-            data = _decode(stored.data, self.actor_id)
+            raw = stored.data
+            data = _decode(raw, self.actor_id)
             if self._machine is None:
                 self._machine = self._choose_machine(data)
             try:
@@ -382,8 +385,18 @@ class PersistedActor:
                 if exc.key is None:
                     raise SnapshotIncompatible(exc.reason, key=self.actor_id) from exc
                 raise
+            if (
+                type(raw) is bytes
+                and b"NaN" not in raw
+                and b"Infinity" not in raw
+                and data[DURABLE_KEY].get("version") == self._machine.version
+            ):
+                # Decoded here from JSON without the constants json.loads
+                # lets through, and not migrated: the context holds plain
+                # JSON, which the save does not walk again.
+                context_is_json(snapshot)
             processed = data[DURABLE_KEY].get("processed") or []
-            if not isinstance(processed, list) or not all(isinstance(p, str) for p in processed):
+            if not isinstance(processed, list) or not _strings(processed):
                 raise SnapshotCorrupt(self.actor_id, "$durable.processed is not a list of strings")
             if self._processed_limit:
                 self._processed = dict.fromkeys(processed[-self._processed_limit :])
@@ -404,13 +417,14 @@ class PersistedActor:
         if self.mailbox.stopped:
             return  # stopped by its parent: no timers fire, no work restarts
         await self._actor.start()
-        logger.debug(
-            "loaded actor %s (version %s, %s, lease token %s)",
-            self.actor_id,
-            self._version,
-            "created" if self._created else "restored",
-            self.lease.token if self.lease else None,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "loaded actor %s (version %s, %s, lease token %s)",
+                self.actor_id,
+                self._version,
+                "created" if self._created else "restored",
+                self.lease.token if self.lease else None,
+            )
 
     def _new_actor(self, snapshot: Snapshot | None, input: Any) -> Actor:
         return Actor(
@@ -911,7 +925,7 @@ class PersistedActor:
         Returns:
             An async context manager yielding this actor (single use).
         """
-        return _session(self)
+        return _Session(self)
 
     @property
     def read_cached(self) -> bool:
@@ -977,8 +991,7 @@ class PersistedActor:
         return self._actor
 
 
-@asynccontextmanager
-async def persisted_actor(
+def persisted_actor(
     actor_id: str,
     machine: Machine,
     *,
@@ -988,7 +1001,7 @@ async def persisted_actor(
     create: bool = True,
     options: SessionOptions | None = None,
     **overrides: Unpack[SessionArgs],
-) -> AsyncIterator[PersistedActor]:
+) -> AbstractAsyncContextManager[PersistedActor]:
     """Load an actor, hold it while the body runs, save it if the body succeeds.
 
     ``locking="read-write"`` takes the lease, reads, runs the body, saves and
@@ -1019,8 +1032,9 @@ async def persisted_actor(
         **overrides: session options to change: ``locking``, ``lock_ttl``,
             ``lock_wait``, ``processed_limit``, ``clock``, ``save_on_error``.
 
-    Yields:
-        The loaded :class:`PersistedActor`.
+    Returns:
+        An async context manager yielding the loaded :class:`PersistedActor`
+        (single use; the arguments are checked when it is entered).
 
     Raises:
         LockTimeout: the lease is held elsewhere.
@@ -1031,77 +1045,118 @@ async def persisted_actor(
         SnapshotIncompatible: the snapshot does not fit the machine (untouched).
         NotSerializable: the context cannot be stored; nothing was written.
     """
-    pa = PersistedActor(
-        actor_id,
-        machine,
-        storage=storage,
-        lock=lock,
-        input=input,
-        create=create,
-        options=options,
-        **overrides,
+    return _Session(
+        None,
+        partial(
+            PersistedActor,
+            actor_id,
+            machine,
+            storage=storage,
+            lock=lock,
+            input=input,
+            create=create,
+            options=options,
+            **overrides,
+        ),
     )
-    async with pa.session():
-        yield pa
 
 
-@asynccontextmanager
-async def _session(pa: PersistedActor) -> AsyncIterator[PersistedActor]:
-    """Run a body on an actor: open it, save on success, release in every case."""
-    await pa.__aenter__()
-    body_done = False
-    try:
-        yield pa
-        body_done = True
-        # Still inside the body's cancel scope: a loss found while the write
-        # is in flight cancels it.
-        version = await pa._save(release=True)
-    except BaseException as exc:
-        if pa._exit_scope(type(exc), exc, exc.__traceback__):
-            # Cancelled by the loss of the lease: the loss is the error.
-            try:
-                await pa._finish(None)
-            except LockLost as lost:
-                raise lost from lost.__cause__
-            raise
+class _Session:
+    """A body run on an actor: open it, save on success, release in every case.
+
+    A plain async context manager (not a generator): a session is opened
+    for every step, and what it costs is paid on every step.
+    """
+
+    __slots__ = ("_make", "_pa")
+
+    def __init__(
+        self, pa: PersistedActor | None, make: Callable[[], PersistedActor] | None = None
+    ) -> None:
+        self._pa = pa
+        self._make = make
+
+    async def __aenter__(self) -> PersistedActor:
+        pa = self._pa
+        if pa is None:
+            assert self._make is not None
+            pa = self._pa = self._make()
+            self._make = None
+        await pa.__aenter__()
+        return pa
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        pa = self._pa
+        assert pa is not None
+        if exc_type is not None:
+            await _ended_badly(pa, exc if exc is not None else exc_type(), body_done=False)
+            return False  # the body's exception propagates
         try:
-            if (
-                pa.options.save_on_error
-                and not body_done
-                and isinstance(exc, Exception)
-                and not pa.lease_lost
-            ):
-                try:
-                    await pa.save()
-                except Exception:
-                    # The save (or a listener of its emitted events) failing
-                    # too must not hide why the body failed; it is logged.
-                    logger.warning(
-                        "actor %s: saving after a failed body failed too",
-                        pa.actor_id,
-                        exc_info=True,
-                    )
-        finally:
-            # Whatever the save did (even if cancelled), the actor is stopped
-            # and the lease released.
-            await pa._finish(exc)
-        raise
-    pa._exit_scope(None, None, None)
-    try:
-        await pa._finish(None)
-    except LockLost as exc:
-        if version is None:
+            # Still inside the body's cancel scope: a loss found while the
+            # write is in flight cancels it.
+            version = await pa._save(release=True)
+        except BaseException as error:
+            await _ended_badly(pa, error, body_done=True)
             raise
-        # The loss was noticed only after the write had succeeded: the write
-        # was a compare-and-set on the version read, so it overwrote nothing
-        # newer, and the commit stands. Raising now would invite a retry
-        # that applies the body's events twice.
-        logger.warning(
-            "actor %s: saved as version %s, then found the lease lost: %s",
-            pa.actor_id,
-            version,
-            exc,
-        )
+        pa._exit_scope(None, None, None)
+        try:
+            await pa._finish(None)
+        except LockLost as lost:
+            if version is None:
+                raise
+            # The loss was noticed only after the write had succeeded: the
+            # write was a compare-and-set on the version read, so it
+            # overwrote nothing newer, and the commit stands. Raising now
+            # would invite a retry that applies the body's events twice.
+            logger.warning(
+                "actor %s: saved as version %s, then found the lease lost: %s",
+                pa.actor_id,
+                version,
+                lost,
+            )
+        return False
+
+
+async def _ended_badly(pa: PersistedActor, exc: BaseException, *, body_done: bool) -> None:
+    """The body (or the save after it) raised ``exc``: stop and release; the caller re-raises.
+
+    Raises:
+        LockLost: the body was cancelled by the loss of the lease (the loss
+            is the error then).
+    """
+    if pa._exit_scope(type(exc), exc, exc.__traceback__):
+        # Cancelled by the loss of the lease: the loss is the error.
+        try:
+            await pa._finish(None)
+        except LockLost as lost:
+            raise lost from lost.__cause__
+        return
+    try:
+        if (
+            pa.options.save_on_error
+            and not body_done
+            and isinstance(exc, Exception)
+            and not pa.lease_lost
+        ):
+            try:
+                await pa.save()
+            except Exception:
+                # The save (or a listener of its emitted events) failing
+                # too must not hide why the body failed; it is logged.
+                logger.warning(
+                    "actor %s: saving after a failed body failed too",
+                    pa.actor_id,
+                    exc_info=True,
+                )
+    finally:
+        # Whatever the save did (even if cancelled), the actor is stopped
+        # and the lease released.
+        await pa._finish(exc)
 
 
 async def with_persisted_actor(
@@ -1185,11 +1240,19 @@ def _due_of(snapshot: Snapshot, mailbox: Mailbox) -> int | None:
     before its timer is due.
     """
     timer = snapshot.next_timer_at if snapshot.status == "active" and not mailbox.stopped else None
-    due = [math.ceil(timer)] if timer is not None else []
-    outbox = mailbox.due()
-    if outbox is not None:
-        due.append(outbox)
-    return min(due) if due else None
+    due = math.ceil(timer) if timer is not None else None
+    outbox = mailbox.due() if mailbox.outbox else None
+    if outbox is None:
+        return due
+    return outbox if due is None else min(due, outbox)
+
+
+def _strings(items: list[Any]) -> bool:
+    """Whether every item is a str (thousands of ids: their types compared in one set)."""
+    return set(map(type, items)) <= _STR or all(isinstance(i, str) for i in items)
+
+
+_STR = frozenset({str})
 
 
 def _decode(raw: bytes, key: str) -> dict[str, Any]:

@@ -129,7 +129,8 @@ class BaseLockManager(abc.ABC):
         owner = _new_owner()
         # Connections are made before the clock is read: a lease's time must
         # not be spent creating a client (a cold process takes a second).
-        await self._connect(key)
+        if type(self)._connect is not BaseLockManager._connect:
+            await self._connect(key)
         started = time.monotonic()
         attempt = 0
         while True:

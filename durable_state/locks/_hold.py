@@ -3,10 +3,12 @@
 One implementation serves every backend: it needs only ``acquire``, ``renew``,
 ``release`` and the manager's clock.
 
-Renewal is lazy: holding a lease costs one event-loop timer, armed for the
-next renewal. A block shorter than the renewal interval never starts a task;
-when the timer fires, one renewal runs in a task of its own and arms the
-timer again. On a loss the renewal cancels the block through the one cancel
+Renewal is lazy: holding a lease costs one wake-up, due at the next
+renewal, among those of every lease held on the event loop (one loop timer
+serves them all, armed for the earliest, so that a short block costs no
+timer of its own). A block shorter than the renewal interval never starts a
+task; when its wake-up comes, one renewal runs in a task of its own and
+sets the next one. On a loss the renewal cancels the block through the one cancel
 scope ``async with`` enters around it, and ``LockLost`` is raised from the
 ``async with`` statement.
 
@@ -19,7 +21,10 @@ the key, and the lease then runs out at its expiry.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import math
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
@@ -150,7 +155,7 @@ class HeldLease:
         self._last_error: LockError | None = None
         self._started = False
         self._stopped = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: _Wakeup | None = None
         self._renewal: asyncio.Task[None] | None = None
         self._callbacks: list[Callable[[], object]] = []
         self._scope: anyio.CancelScope | None = None
@@ -371,8 +376,7 @@ class HeldLease:
     def _arm(self, delay: float) -> None:
         assert self._lease is not None
         remaining = self._lease.expires_at - self._manager.clock()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(max(0.0, min(delay, remaining)), self._renew_soon)
+        self._timer = _wakeups().call_later(max(0.0, min(delay, remaining)), self._renew_soon)
 
     def _renew_soon(self) -> None:
         self._timer = None
@@ -437,3 +441,101 @@ class HeldLease:
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+
+class _Wakeup:
+    """A callback due at a time of the event loop's clock; see :class:`_Wakeups`."""
+
+    __slots__ = ("callback", "context", "owner", "when")
+
+    def __init__(self, owner: _Wakeups, when: float, callback: Callable[[], object]) -> None:
+        self.owner = owner
+        self.when = when
+        self.callback = callback
+        # Run in the context it was set in, as a loop callback would be.
+        self.context = contextvars.copy_context()
+
+    def cancel(self) -> None:
+        """Do not call it (idempotent)."""
+        self.owner.waiting.pop(self, None)
+
+
+class _Wakeups:
+    """The renewal wake-ups of the leases held on one event loop, behind one loop timer.
+
+    A timer of its own for every lease would cost every session a timer
+    that is set and cancelled, and cancelled timers weigh on the loop until
+    they are cleaned up. Here setting one is a dict insertion and cancelling
+    one a removal; the loop timer is armed for the earliest wake-up only, and
+    when it fires the wake-ups that are due are called, in the order they
+    were set.
+    """
+
+    __slots__ = ("at", "handle", "loop", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weak: the loop is this object's key in _BY_LOOP.
+        self.loop = weakref.ref(loop)
+        # An ordered set: the wake-ups, in the order they were set.
+        self.waiting: dict[_Wakeup, None] = {}
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = math.inf  # when the handle fires (inf: not armed)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> _Wakeup:
+        """Call ``callback()`` in ``delay`` seconds (loop time), unless cancelled."""
+        loop = self.loop()
+        assert loop is not None  # the running loop
+        wakeup = _Wakeup(self, loop.time() + delay, callback)
+        self.waiting[wakeup] = None
+        if wakeup.when < self.at:
+            self._arm(wakeup.when)
+        return wakeup
+
+    def _arm(self, at: float) -> None:
+        loop = self.loop()
+        assert loop is not None  # the running loop
+        if self.handle is not None:
+            self.handle.cancel()
+        self.at = at
+        self.handle = loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        # The loop runs a timer a little early (within its clock's
+        # resolution): what was due when it was armed is due now.
+        loop = self.loop()
+        assert loop is not None  # the loop running this callback
+        limit = max(loop.time(), self.at)
+        self.handle, self.at = None, math.inf
+        due = [w for w in self.waiting if w.when <= limit]
+        for wakeup in due:
+            del self.waiting[wakeup]
+        if self.waiting:
+            self._arm(min(w.when for w in self.waiting))
+        for wakeup in due:
+            try:
+                wakeup.context.run(wakeup.callback)
+            except Exception as exc:  # noqa: BLE001 - reported as the loop reports a callback's
+                loop.call_exception_handler(
+                    {"message": "a lease renewal wake-up failed", "exception": exc}
+                )
+
+
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+_last: _Wakeups | None = None  # those looked up last: most programs run one loop
+
+
+def _wakeups() -> _Wakeups:
+    """The wake-ups of the running event loop."""
+    global _last
+    loop = asyncio.get_running_loop()
+    found = _last
+    if found is None or found.loop() is not loop:
+        found = _BY_LOOP.get(loop)
+        if found is None:
+            found = _BY_LOOP[loop] = _Wakeups(loop)
+        _last = found
+    return found

@@ -103,8 +103,7 @@ class Busy:
     available_at: float | None = None
 
 
-_HOST: str | None = None
-_PREFIX: str | None = None
+_PREFIX: str | None = None  # host:pid:random, for the process that drew it
 _PID: int | None = None
 _COUNTER = itertools.count(1)
 
@@ -116,13 +115,13 @@ def new_owner() -> str:
     the counter grows with every call: unique across processes and restarts
     without a system call per acquisition.
     """
-    global _HOST, _PREFIX, _PID
+    global _PREFIX, _PID
     pid = os.getpid()
     if _PREFIX is None or pid != _PID:
         # gethostname() is a syscall, not I/O that blocks; once per process.
-        _HOST = socket.gethostname() or "localhost"
-        _PREFIX, _PID = secrets.token_hex(12), pid
-    return f"{_HOST}:{pid}:{_PREFIX}{next(_COUNTER):x}"
+        host = socket.gethostname() or "localhost"
+        _PREFIX, _PID = f"{host}:{pid}:{secrets.token_hex(12)}", pid
+    return f"{_PREFIX}{next(_COUNTER):x}"
 
 
 def check_key(key: object, *, max_bytes: int = MAX_KEY_BYTES) -> bytes:
@@ -145,7 +144,9 @@ def check_ttl(ttl: object, *, name: str = "ttl") -> float:
         TypeError: ``ttl`` is not a real number.
         ValueError: ``ttl`` is not finite or not positive.
     """
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+    if type(ttl) is float and 0.0 < ttl < math.inf:
+        return ttl  # the common case (a session passes its options' float)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {ttl!r}")
     value = float(ttl)
     if not math.isfinite(value) or value <= 0:
@@ -165,7 +166,7 @@ def check_wait(wait: object) -> float | None:
     """
     if wait is None:
         return None
-    if isinstance(wait, bool) or not isinstance(wait, int | float):
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)):
         raise TypeError(f"wait must be None or a number of seconds, not {wait!r}")
     value = float(wait)
     if math.isnan(value) or value < 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -83,6 +83,7 @@ DURABLE_KEY = "$durable"
 _INIT = "xstate.init"
 _STATUSES = frozenset({"active", "done", "error", "stopped"})
 _CACHE_LIMIT = 4096
+_UNSET: Any = object()
 #: The statuses a child machine's record keeps (a stopped child is dropped).
 _CHILD_STATUSES: dict[Any, ChildStatus] = {"active": "active", "done": "done", "error": "error"}
 
@@ -366,6 +367,7 @@ class Machine:
             EMPTY_TIMERS,
             {},
             snapshot._order,
+            snapshot._checked,
         )
 
     def _failed_start(self, error: BaseException) -> Snapshot:
@@ -463,22 +465,35 @@ class Machine:
             "value": snapshot.value,  # a fresh copy
             "historyValue": {
                 hid: [{"id": n.id} for n in nodes] for hid, nodes in snapshot._history.items()
-            },
+            }
+            if snapshot._history
+            else {},
             # Shared with the snapshot, not copied: snapshots are immutable,
             # and so is what they hold (the core never changes a context in
             # place; it builds a new one).
             "context": snapshot.context,
-            "children": {cid: self._persist_child(c) for cid, c in snapshot.children.items()},
+            "children": {cid: self._persist_child(c) for cid, c in snapshot.children.items()}
+            if snapshot.children
+            else {},
             "output": snapshot.output,
             "error": error,
             DURABLE_KEY: durable,
         }
         # One walk over the document; paths are worked out only for a value
         # that fails ("context.items[2].price", "$durable.timers[0].event...").
-        # The timers are walked apart: only those not known to be JSON.
-        check_json(data, "")
+        # The timers are walked apart: only those not known to be JSON. So
+        # are the context values known to be JSON (see Snapshot._checked).
+        context = snapshot.context
+        known = snapshot._checked
+        if known is None or type(context) is not dict:
+            check_json(data, "")
+        else:
+            fresh = {k: v for k, v in context.items() if known.get(k, _UNSET) is not v}
+            check_json({**data, "context": fresh}, "")
+        if type(context) is dict and known is not context:
+            object.__setattr__(snapshot, "_checked", context)
         timers = snapshot.timers
-        entries = [t.persisted() for t in timers]
+        entries = [t.persisted() for t in timers] if timers else []
         for i, t in enumerate(timers):
             if not t._checked:
                 check_json(entries[i], f"{DURABLE_KEY}.timers[{i}]")
@@ -585,7 +600,14 @@ class Machine:
         context = data.get("context", {})
         if not isinstance(context, Mapping):
             raise SnapshotIncompatible("context is not a mapping", key=key)
-        nodes = self._nodes_from_value(data.get("value"), key)
+        value = data.get("value")
+        entered = meta.get("entered")
+        configs = self._configs
+        # The configuration and entry order a persisted state value stands
+        # for depend on the machine alone: worked out once per value.
+        cache_key = _restored_key(value, entered)
+        found = configs.restored.get(cache_key) if cache_key is not None else None
+        nodes = self._nodes_from_value(value, key) if found is None else None
         history: dict[str, tuple[StateNode, ...]] = {}
         raw_hist = data.get("historyValue") or {}
         if not isinstance(raw_hist, Mapping):
@@ -654,7 +676,7 @@ class Machine:
                 set_attr(timer, "_checked", True)
             timers.append(timer)
         try:
-            queue = TimerQueue.of(timers)
+            queue = TimerQueue.of(timers) if timers else EMPTY_TIMERS
         except ValueError as exc:
             raise SnapshotIncompatible(f"timers: {exc}", key=key) from None
         children: dict[str, ChildRecord] = {}
@@ -687,8 +709,15 @@ class Machine:
                 else (snap.get("input") if isinstance(snap, Mapping) else None)
             )
             children[cid] = ChildRecord(src, child_input, system_id, nested, child_status)
-        info = self._configs.intern(nodes)
-        order = self._restore_order(data.get("value"), info, meta.get("entered"), key)
+        if found is None:
+            assert nodes is not None
+            info = configs.intern(nodes)
+            found = (info, self._restore_order(value, info, entered, key))
+            if cache_key is not None:
+                if len(configs.restored) >= _CACHE_LIMIT:
+                    configs.restored.clear()
+                configs.restored[cache_key] = found
+        info, order = found
         return Snapshot(
             self,
             info,
@@ -810,17 +839,21 @@ class _Configs:
     so its compiled selections and microstep plans are found by identity.
     """
 
-    __slots__ = ("root", "table")
+    __slots__ = ("restored", "root", "table")
 
     def __init__(self, root: StateNode) -> None:
         self.root = root
         self.table: dict[frozenset[StateNode], ConfigInfo] = {}
+        # Persisted state values (and entry orders) restored before, by
+        # _restored_key: their configuration and entry order.
+        self.restored: dict[Hashable, tuple[ConfigInfo, tuple[StateNode, ...] | None]] = {}
 
     def intern(self, nodes: frozenset[StateNode]) -> ConfigInfo:
         info = self.table.get(nodes)
         if info is None:
             if len(self.table) >= _CACHE_LIMIT:
                 self.table.clear()
+                self.restored.clear()
             info = ConfigInfo(nodes, self.root)
             self.table[nodes] = info
         return info
@@ -831,6 +864,7 @@ class _Run:
 
     __slots__ = (
         "changed",
+        "checked",
         "children",
         "context",
         "deferred",
@@ -881,11 +915,13 @@ class _Run:
         # of enqueue_actions sees while the microstep's actions run (xstate
         # updates a snapshot's states only at the end of the microstep).
         self.micro_nodes: frozenset[StateNode] = info.nodes
+        # Snapshot._checked, carried along a snapshot's line.
+        self.checked: Mapping[str, Any] | None = None
 
     @classmethod
     def resume(cls, snapshot: Snapshot, timers: TimerQueue, now_ms: float) -> _Run:
         """A run that continues from ``snapshot`` (with ``timers`` pending)."""
-        return cls(
+        run = cls(
             snapshot.machine,
             snapshot._info,
             snapshot.context,
@@ -895,6 +931,8 @@ class _Run:
             now_ms,
             snapshot._order,
         )
+        run.checked = snapshot._checked
+        return run
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
         """The snapshot reached; ``previous`` itself when nothing changed."""
@@ -920,6 +958,7 @@ class _Run:
             self.timers,
             self.children,
             self.order,
+            self.checked,
         )
 
     # -- selection and planning ---------------------------------------- #
@@ -1323,6 +1362,43 @@ class _Run:
             for t in self.timers:
                 self.effects.append(CancelTimerEffect(t.id))
             self.timers = EMPTY_TIMERS
+
+
+def _restored_key(value: Any, entered: Any) -> Hashable | None:
+    """A key for a persisted state value and entry order, or ``None`` for an unusual one.
+
+    Keys keep the order of a value's keys, which the entry order of a
+    restored snapshot depends on.
+    """
+    if entered is None:
+        tail: tuple[str, ...] | None = None
+    elif type(entered) is list and all(type(i) is str for i in entered):
+        tail = tuple(entered)
+    else:
+        return None
+    if type(value) is str:
+        return (value, tail)
+    if type(value) is dict:
+        frozen = _frozen_value(value)
+        return None if frozen is None else (frozen, tail)
+    return None
+
+
+def _frozen_value(value: dict[Any, Any]) -> tuple[Any, ...] | None:
+    items: list[tuple[str, Any]] = []
+    for k, v in value.items():
+        if type(k) is not str:
+            return None
+        if type(v) is str:
+            items.append((k, v))
+        elif type(v) is dict:
+            sub = _frozen_value(v)
+            if sub is None:
+                return None
+            items.append((k, sub))
+        else:
+            return None
+    return tuple(items)
 
 
 def _restore_send(where: Any, event: Mapping[str, Any], index: int, key: str | None) -> SendEffect:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._machine import Machine
     from ._nodes import StateNode
 
-__all__ = ("ChildRecord", "ChildStatus", "Snapshot", "Status")
+__all__ = ("ChildRecord", "ChildStatus", "Snapshot", "Status", "context_is_json")
 
 _object_setattr = object.__setattr__
 
@@ -101,6 +101,7 @@ class Snapshot:
     """
 
     __slots__ = (
+        "_checked",
         "_history",
         "_info",
         "_order",
@@ -126,6 +127,10 @@ class Snapshot:
     # not the document order (None): it decides which eventless transitions
     # of different regions run first, as in xstate.
     _order: tuple[StateNode, ...] | None
+    # A context whose values are known to be JSON (this snapshot's, an
+    # earlier one's in its line, or None): a value of this context that is
+    # still there, the same object, is not checked again when persisted.
+    _checked: Mapping[str, Any] | None
 
     def __init__(
         self,
@@ -139,6 +144,7 @@ class Snapshot:
         timers: TimerQueue,
         children: Mapping[str, ChildRecord],
         order: tuple[StateNode, ...] | None = None,
+        checked: Mapping[str, Any] | None = None,
     ) -> None:
         setattr_ = _object_setattr
         setattr_(self, "machine", machine)
@@ -151,6 +157,7 @@ class Snapshot:
         setattr_(self, "timers", timers)
         setattr_(self, "children", children)
         setattr_(self, "_order", order)
+        setattr_(self, "_checked", checked)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Snapshot is immutable (cannot set {name!r})")
@@ -249,6 +256,17 @@ class Snapshot:
         )
 
     __hash__: ClassVar[None] = None  # type: ignore[assignment]  # equal by value: not hashable
+
+
+def context_is_json(snapshot: Snapshot) -> None:
+    """Record that the values of the snapshot's context are plain JSON data.
+
+    For a shell that restored the snapshot from JSON text it decoded itself
+    (text without ``NaN`` or infinities): persisting the snapshot, or one
+    that follows from it, then checks only the context values that changed.
+    Snapshots and what they hold are never changed in place.
+    """
+    _object_setattr(snapshot, "_checked", snapshot.context)
 
 
 def _copy_value(v: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -122,3 +123,26 @@ async def test_renew_interval_is_configurable() -> None:
     assert manager.attempts >= 4
     with pytest.raises(ValueError, match="renew_interval"):
         manager.hold("k", renew_interval=0)
+
+
+async def test_renewal_wake_ups_share_one_loop_timer() -> None:
+    # Every lease held on a loop sets its next renewal among the others';
+    # one loop timer, armed for the earliest, calls those that are due, in
+    # the order they were set, and never a cancelled one.
+    from durable_state.locks._hold import _wakeups
+
+    wakeups = _wakeups()
+    called: list[str] = []
+    late = wakeups.call_later(0.05, lambda: called.append("late"))
+    first = wakeups.call_later(0.01, lambda: called.append("first"))
+    gone = wakeups.call_later(0.01, lambda: called.append("gone"))
+    second = wakeups.call_later(0.01, lambda: called.append("second"))
+    gone.cancel()
+    gone.cancel()  # idempotent
+    await asyncio.sleep(0.03)
+    assert called == ["first", "second"]
+    await asyncio.sleep(0.05)
+    assert called == ["first", "second", "late"]
+    assert not wakeups.waiting
+    for wakeup in (late, first, second):
+        wakeup.cancel()  # after it was called: a no-op
