@@ -1172,9 +1172,9 @@ class ActorSystem:
                     if not polling.done():
                         polling.cancel()
                         await asyncio.wait((polling,))
+                failure = None if polling.cancelled() else polling.exception()
                 if stop.is_set():
                     return
-                failure = None if polling.cancelled() else polling.exception()
                 if isinstance(failure, DurableStateError):
                     # The index could not be read (visits handle their own
                     # errors): try again at the next poll.
