@@ -1,7 +1,7 @@
 """Ids that never repeat, without a system call each.
 
-Write ids (the versions of every storage) and temp file names must be
-unique across processes, hosts and restarts. Drawing 128 random bits for each
+Write ids (the versions of every storage), lease owner ids and temp file
+names must be unique across processes, hosts and restarts. Drawing 128 random bits for each
 costs a ``getrandom`` system call, which on a busy event loop releases the
 GIL and lets a worker thread take it: measured on local files, those waits
 were an eighth of the event loop's time per step. Instead, 80 random bits are

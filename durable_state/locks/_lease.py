@@ -7,15 +7,14 @@ or wait accepted by ``MemoryLockManager`` in a test is accepted by
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-import secrets
 import socket
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from .._keys import check_key as _check_key
+from .._unique import unique_hex
 
 __all__ = (
     "DEFAULT_TTL",
@@ -103,25 +102,21 @@ class Busy:
     available_at: float | None = None
 
 
-_PREFIX: str | None = None  # host:pid:random, for the process that drew it
-_PID: int | None = None
-_COUNTER = itertools.count(1)
+_HOST_PID: tuple[int, str] | None = None  # (pid, "host:pid:") of the process that made it
 
 
 def new_owner() -> str:
-    """A fresh owner id: ``host:pid:random:counter``.
+    """A fresh owner id: ``host:pid:`` and an id that never repeats (``durable_state._unique``).
 
-    The random part is drawn once per process (and again in a forked child),
-    the counter grows with every call: unique across processes and restarts
-    without a system call per acquisition.
+    Unique across processes and restarts, without a system call per
+    acquisition (the host name is read once per process).
     """
-    global _PREFIX, _PID
+    global _HOST_PID
     pid = os.getpid()
-    if _PREFIX is None or pid != _PID:
+    if _HOST_PID is None or _HOST_PID[0] != pid:
         # gethostname() is a syscall, not I/O that blocks; once per process.
-        host = socket.gethostname() or "localhost"
-        _PREFIX, _PID = f"{host}:{pid}:{secrets.token_hex(12)}", pid
-    return f"{_PREFIX}{next(_COUNTER):x}"
+        _HOST_PID = (pid, f"{socket.gethostname() or 'localhost'}:{pid}:")
+    return _HOST_PID[1] + unique_hex()
 
 
 def check_key(key: object, *, max_bytes: int = MAX_KEY_BYTES) -> bytes:
