@@ -263,8 +263,10 @@ def context_is_json(snapshot: Snapshot) -> None:
 
     For a shell that restored the snapshot from JSON text it decoded itself
     (text without ``NaN`` or infinities): persisting the snapshot, or one
-    that follows from it, then checks only the context values that changed.
-    Snapshots and what they hold are never changed in place.
+    that follows from it, then checks only the context values that changed
+    (what snapshots hold is never changed in place, so a value that is the
+    same object is the same value). It sets a private field of an otherwise
+    immutable snapshot: call it on one that nothing else holds yet.
     """
     _object_setattr(snapshot, "_checked", snapshot.context)
 
