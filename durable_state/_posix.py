@@ -174,14 +174,44 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+#: How much :func:`read_file` asks for per ``read``: most records and
+#: snapshots fit in one, so a small file costs open, read, read (end), close.
+_READ_CHUNK: Final = 256 * 1024
+
+
 def read_file(path: str, limit: int = -1) -> bytes | None:
-    """A whole file (or its first ``limit`` bytes); ``None`` if it is missing."""
+    """A whole file (or its first ``limit`` bytes); ``None`` if it is missing.
+
+    Plain ``read`` calls on the descriptor: no buffered file object, whose
+    ``fstat``, ``isatty`` and ``lseek`` calls would double the system calls
+    of reading a small file (each one a hand-over of the GIL in a busy
+    worker thread).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    with os.fdopen(fd, "rb") as f:  # owns fd from here on
-        return f.read(limit)
+    try:
+        return _read_fd(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    """Read from ``fd`` until the end or ``limit`` bytes (``-1``: no limit)."""
+    wanted = _READ_CHUNK if limit < 0 else min(limit, _READ_CHUNK)
+    first = os.read(fd, wanted)
+    if not first or (0 <= limit <= len(first)):
+        return first
+    chunks = [first]
+    got = len(first)
+    while limit < 0 or got < limit:
+        chunk = os.read(fd, _READ_CHUNK if limit < 0 else min(limit - got, _READ_CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def unlink_missing_ok(path: str) -> bool:

@@ -535,6 +535,26 @@ async def test_short_writes_are_completed(
     assert await storage.read("k") == Stored(data, version)
 
 
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_read_file_reads_whole_files_and_prefixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int | None
+) -> None:
+    """Across read calls (a file larger than one, or short reads), and up to a limit."""
+    if chunk is not None:
+        real_read = os.read
+        monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, chunk)))
+    big = bytes(range(256)) * (3 * _posix._READ_CHUNK // 256 + 5)
+    path = tmp_path / "f"
+    path.write_bytes(big)
+    assert _posix.read_file(str(path)) == big
+    for limit in (0, 1, 100, _posix._READ_CHUNK + 3, len(big), len(big) + 10):
+        assert _posix.read_file(str(path), limit) == big[:limit]
+    path.write_bytes(b"")
+    assert _posix.read_file(str(path)) == b""
+    assert _posix.read_file(str(path), 10) == b""
+    assert _posix.read_file(str(tmp_path / "missing")) is None
+
+
 async def test_cancel_while_waiting_for_another_process_lock(local_root: Path) -> None:
     storage = LocalFileStorage(local_root)
     version = await storage.write("k", b"old")
