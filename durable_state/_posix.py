@@ -60,14 +60,17 @@ if sys.platform != "win32":
     import fcntl
 
 __all__ = (
+    "BUSY",
     "DEFAULT_CONTENTION_TIMEOUT",
     "TMP_PREFIX",
+    "BusyMarker",
     "ContentionTimeout",
     "check_contention_timeout",
     "describe",
     "fsync_dir",
     "lock_file",
     "map_exceptions",
+    "pwrite_all",
     "read_file",
     "replace_atomically",
     "run_in_thread",
@@ -163,6 +166,14 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write every byte of ``data`` at ``offset`` (``os.pwrite`` may write fewer)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def fsync_dir(path: str) -> None:
@@ -438,24 +449,35 @@ class _Busy:
     """What an attempt returns when another holder has the lock."""
 
 
-_BUSY: Final = _Busy()
+#: The type of :data:`BUSY`.
+BusyMarker = _Busy
+
+
+#: What an attempt returns when another holder has the lock; a step may
+#: return it too (a second lock it needs is held elsewhere): it is retried
+#: as if the first lock had been held.
+BUSY: Final = _Busy()
 
 
 class _Attempts:
     """The attempts of one :func:`run_locked` call; :meth:`run` runs in a worker thread."""
 
-    __slots__ = ("_abandoned", "_mutex", "lock_path")
+    __slots__ = ("_abandoned", "_mutex", "lock_path", "pass_fd")
 
-    def __init__(self, lock_path: str) -> None:
+    def __init__(self, lock_path: str, *, pass_fd: bool = False) -> None:
         self.lock_path = lock_path
+        self.pass_fd = pass_fd
         self._mutex = threading.Lock()
         self._abandoned = False
 
-    def run(self, step: Callable[..., _T], *args: object) -> _T | _Busy:
-        """Run ``step(*args)`` under the lock, or return ``_BUSY`` without running it."""
+    def run(self, step: Callable[..., _T | _Busy], *args: object) -> _T | _Busy:
+        """Run ``step(*args)`` under the lock, or return :data:`BUSY` without running it.
+
+        With ``pass_fd``, the step gets the locked descriptor first.
+        """
         with self._mutex:
             if self._abandoned:
-                return _BUSY
+                return BUSY
             try:
                 fd = lock_file(self.lock_path)
             except FileNotFoundError:
@@ -463,9 +485,9 @@ class _Attempts:
                 os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
                 fd = lock_file(self.lock_path)
             if fd is None:
-                return _BUSY
+                return BUSY
             try:
-                return step(*args)
+                return step(fd, *args) if self.pass_fd else step(*args)
             finally:
                 unlock(fd)
 
@@ -476,7 +498,11 @@ class _Attempts:
 
 
 async def run_locked(
-    lock_path: str, contention_timeout: float, step: Callable[..., _T], *args: object
+    lock_path: str,
+    contention_timeout: float,
+    step: Callable[..., _T | _Busy],
+    *args: object,
+    pass_fd: bool = False,
 ) -> _T:
     """Run ``step(*args)`` in a worker thread while holding ``lock_path``'s ``flock``.
 
@@ -491,8 +517,13 @@ async def run_locked(
         lock_path: the lock file.
         contention_timeout: how long to keep trying while the lock is held
             elsewhere, in seconds.
-        step: a blocking function; it runs in a worker thread.
+        step: a blocking function; it runs in a worker thread. It may return
+            :data:`BUSY` (another lock it needs is held): it is then tried
+            again like a held ``lock_path``.
         args: its arguments.
+        pass_fd: give ``step`` the descriptor that holds the lock as its first
+            argument (it must not close it), for a step that works on the
+            lock file itself.
 
     Returns:
         What ``step`` returned.
@@ -502,7 +533,7 @@ async def run_locked(
         OSError: locking failed.
         Exception: whatever ``step`` raised (after which the lock is free).
     """
-    attempts = _Attempts(lock_path)
+    attempts = _Attempts(lock_path, pass_fd=pass_fd)
     deadline = anyio.current_time() + contention_timeout
     attempt = 0
     while True:

@@ -2,16 +2,22 @@
 
 Two mechanisms, with separate jobs:
 
-* **Mutual exclusion is the lease record.** Each key has a JSON record
+* **Mutual exclusion is the lease record.** Each key has a record file
   (owner, fencing token, expiry, released flag, the holder's session). Every
   acquire, renew, release and abandon is a read-modify-write of that record
-  inside a short critical section guarded by an ``flock`` on a per-key
-  ``.lock`` file (:func:`durable_state._posix.run_locked`: tried without
-  blocking in a worker thread, retried from the event loop, so that no thread
-  ever blocks and a waiting task stays cancellable). The record is replaced
-  atomically (:func:`durable_state._posix.replace_atomically`), so a crash
-  leaves the old or the new record, never a torn one, and fencing tokens
-  survive a power loss.
+  inside a short critical section: an ``flock`` on the record file itself
+  (:func:`durable_state._posix.run_locked`: tried without blocking in a
+  worker thread, retried from the event loop, so that no thread ever blocks
+  and a waiting task stays cancellable).
+* **The record file has two slots** of :data:`_SLOT_SIZE` bytes, each a
+  checksummed JSON record with a sequence number; the newest whole one is
+  the record. A write goes in place, into the slot that does not hold the
+  acquisition of the current token, so a torn write can only destroy the
+  record it replaces. An acquisition (a new token) is flushed before it is
+  used, so fencing tokens survive a power loss; a renewal or a release is
+  not flushed: lost with the power, it leaves the acquisition of the same
+  token, whose holder's session died with the power (free at once). A new
+  file is written whole and renamed into place.
 * **Liveness is a session.** Each open manager holds an exclusive ``flock``
   on its own session file for as long as it lives; the kernel drops that lock
   when the process dies, however it dies. A contender that finds an unexpired
@@ -27,10 +33,20 @@ per-process.
 
 Layout under the root::
 
-    <root>/.locks/keys/<name>.lock      critical-section lock, never deleted
-    <root>/.locks/keys/<name>.json      the lease record, kept after release
-                                        so that tokens keep increasing
+    <root>/.locks/keys/<name>.json      the lease record and its critical
+                                        section's lock; never deleted, so
+                                        that tokens keep increasing
+    <root>/.locks/keys/<name>.lock      the critical section's lock of the
+                                        previous release's format (below)
     <root>/.locks/sessions/<hex id>     one per live manager (its liveness)
+
+The previous release kept one JSON record per file, replaced by rename under
+an ``flock`` on the ``.lock`` file. Such a record is read as it is (its token
+carries on, a lease it holds is respected) and converted by the first
+acquisition, which holds that ``.lock`` too: a process of the previous release
+sharing the root waits for the conversion, and then reports the new record as
+corrupt instead of taking a lease that is held. Upgrade every process sharing
+a root; never run the two formats side by side for longer than a rollout.
 
 File names: the key's UTF-8 bytes with every byte outside ``[a-z0-9_-]``
 written as ``%XX`` (upper-case hex); an encoded name longer than
@@ -53,6 +69,7 @@ import re
 import secrets
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, TypeVar
@@ -69,7 +86,12 @@ __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "FileLockManager")
 logger: logging.Logger = logging.getLogger("durable_state.locks")
 
 _SESSION_ID: Final = re.compile(r"[0-9a-f]{32}")
-_RECORD_VERSION: Final = 1
+_RECORD_VERSION: Final = 2
+_LEGACY_VERSION: Final = 1  # one JSON object per file, replaced by rename
+_SLOT_SIZE: Final = 1024
+_FILE_SIZE: Final = 2 * _SLOT_SIZE
+_SLOT_HEADER: Final = re.compile(rb"([0-9a-f]{8}) ([0-9]{4})\n")
+_HEADER_SIZE: Final = 14
 
 _T = TypeVar("_T")
 
@@ -81,13 +103,22 @@ def file_name(key_bytes: bytes) -> str:
 
 @dataclass(frozen=True)
 class _Record:
-    key: str
     owner: str
     token: int
     expires_at: float
     ttl: float
     released: bool
     session: str
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """What a record file holds: its newest record, and where the next write goes."""
+
+    record: _Record | None
+    seq: int  # the newest record's sequence number (0: none)
+    offset: int  # where the next record goes
+    settled: bool  # False: empty, or a record in the previous release's format
 
 
 class _Corrupt(Exception):
@@ -105,12 +136,12 @@ class _Store:
         self._session_fd: int | None = None
         self._session_lock = threading.Lock()
 
-    def lock_path(self, name: str) -> str:
-        """The file whose ``flock`` guards the record of ``name``."""
+    def legacy_lock_path(self, name: str) -> str:
+        """The file whose ``flock`` guarded the record of ``name`` in the previous format."""
         return os.path.join(self.keys_dir, name + ".lock")
 
     def record_path(self, name: str) -> str:
-        """The lease record of ``name``."""
+        """The lease record of ``name``; its ``flock`` guards the key's critical section."""
         return os.path.join(self.keys_dir, name + ".json")
 
     # -- sessions ---------------------------------------------------------- #
@@ -205,48 +236,96 @@ class _Store:
 
     # -- records ----------------------------------------------------------- #
 
-    def read(self, name: str) -> _Record | None:
-        path = self.record_path(name)
-        raw = _posix.read_file(path)
-        if raw is None:
+    def peek(self, name: str, now: float, key: str) -> Lease | None:
+        # A writer changes one slot in place (or renames a whole new file
+        # into place): a reader without the critical section sees the newest
+        # whole record, or the one before it.
+        try:
+            fd = os.open(self.record_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
             return None
         try:
-            data = json.loads(raw)
-            if not isinstance(data, dict) or data.get("v") != _RECORD_VERSION:
-                raise ValueError(f"unknown record format: {raw[:80]!r}")
-            record = _Record(
-                key=_typed(data, "key", str),
-                owner=_typed(data, "owner", str),
-                token=_typed(data, "token", int),
-                expires_at=float(_typed(data, "expires_at", float | int)),
-                ttl=float(_typed(data, "ttl", float | int)),
-                released=_typed(data, "released", bool),
-                session=_typed(data, "session", str),
-            )
-        except ValueError as exc:
-            raise _Corrupt(f"the lease record {path!r} is corrupt: {exc}") from exc
-        return record
+            found = self._load(fd, name)
+        finally:
+            os.close(fd)
+        record = found.record
+        if record is None or record.released or record.expires_at <= now:
+            return None
+        if not self.session_alive(record.session):
+            return None  # its holder's process is gone: acquirable at once
+        return Lease(key, record.owner, record.token, record.expires_at, record.ttl)
 
-    def write(self, name: str, record: _Record, *, new_token: bool = True) -> None:
-        """Replace the record of ``name``.
+    def _load(self, fd: int, name: str) -> _Slots:
+        raw = os.pread(fd, _FILE_SIZE, 0)
+        if raw[:1] == b"{" and len(raw) == _FILE_SIZE:
+            # A record of the previous format, longer than a new file.
+            raw = _posix.read_file(self.record_path(name)) or b""
+        return _decode(raw, self.record_path(name))
 
-        Only a record with a new token must survive a power loss as soon as
-        it is written (tokens never go back). A renewal or a release keeps
-        the token: should the power fail before the directory reached the
-        disk, the record found afterwards is the acquired one with the same
-        token, whose holder's session died with the power: free at once.
-        Those skip the directory's ``fsync``.
+    def _update(self, fd: int, found: _Slots, record: _Record) -> None:
+        """Write a record that keeps the token (a renewal or a release): in place, no flush.
+
+        It goes to the slot that does not hold the acquisition of this token,
+        so a torn or lost update leaves that acquisition, whose holder's
+        session died with the power: free at once, with the same token.
         """
-        payload = json.dumps({"v": _RECORD_VERSION, **asdict(record)}).encode()
-        _posix.replace_atomically(
-            self.record_path(name), (payload,), mode=0o644, sync_directory=new_token
-        )
+        assert found.settled, "only an acquisition writes to an empty or old-format file"
+        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=False), found.offset)
 
     # -- lease operations (all but peek run in the key's critical section) -- #
 
-    def try_acquire(self, name: str, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
+    def try_acquire(
+        self, fd: int, name: str, key: str, owner: str, ttl: float, now: float
+    ) -> Lease | Busy | _posix.BusyMarker:
         session = self.ensure_session()
-        record = self.read(name)
+        found = self._load(fd, name)
+        if not found.settled:
+            return self._first_acquire(fd, name, key, owner, ttl, now, session)
+        taken = self._take(found.record, key, owner, ttl, now, session)
+        if isinstance(taken, Busy):
+            return taken
+        record, dead = taken
+        # A new token must survive a power loss before anyone uses it.
+        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=True), found.offset)
+        os.fdatasync(fd)
+        return self._taken(key, record, dead)
+
+    def _first_acquire(
+        self, fd: int, name: str, key: str, owner: str, ttl: float, now: float, session: str
+    ) -> Lease | Busy | _posix.BusyMarker:
+        """Acquire through an empty record file or one in the previous release's format.
+
+        That format was one JSON record replaced by rename, in a critical
+        section guarded by the ``.lock`` file beside it. Holding that lock
+        too keeps a process of the previous release out while the file is
+        converted (it reports the new format as corrupt rather than taking
+        a lease that is held). The new file is renamed into place whole: a
+        crash leaves the old record or the new one.
+        """
+        guard = _posix.lock_file(self.legacy_lock_path(name))
+        if guard is None:
+            return _posix.BUSY
+        try:
+            path = self.record_path(name)
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                return _posix.BUSY  # replaced since it was opened: read the new one
+            found = self._load(fd, name)
+            if found.settled:
+                return _posix.BUSY  # converted meanwhile: take the common path
+            taken = self._take(found.record, key, owner, ttl, now, session)
+            if isinstance(taken, Busy):
+                return taken
+            record, dead = taken
+            content = _encode_slot(record, 1, acquired=True) + bytes(_SLOT_SIZE)
+            _posix.replace_atomically(path, (content,))
+            return self._taken(key, record, dead)
+        finally:
+            _posix.unlock(guard)
+
+    def _take(
+        self, record: _Record | None, key: str, owner: str, ttl: float, now: float, session: str
+    ) -> tuple[_Record, _Record | None] | Busy:
+        """The record that takes ``key`` for ``owner``, and the dead holder it replaces."""
         dead: _Record | None = None
         if record is not None and not record.released and record.expires_at > now:
             if self.session_alive(record.session):
@@ -255,42 +334,112 @@ class _Store:
             # lease is free although its expiry is still ahead.
             dead = record
         token = 1 if record is None else record.token + 1
-        self.write(name, _Record(key, owner, token, now + ttl, ttl, False, session))
+        return _Record(owner, token, now + ttl, ttl, False, session), dead
+
+    def _taken(self, key: str, record: _Record, dead: _Record | None) -> Lease:
         if dead is not None:
             logger.info("took over the lease on %r from %r, whose process is gone", key, dead.owner)
             self.forget_session(dead.session)
-        return Lease(key=key, owner=owner, token=token, expires_at=now + ttl, ttl=ttl)
+        return Lease(key, record.owner, record.token, record.expires_at, record.ttl)
 
-    def peek(self, name: str, now: float) -> Lease | None:
-        # Records are replaced whole, so a read needs no critical section.
-        record = self.read(name)
-        if record is None or record.released or record.expires_at <= now:
-            return None
-        if not self.session_alive(record.session):
-            return None  # its holder's process is gone: acquirable at once
-        return Lease(record.key, record.owner, record.token, record.expires_at, record.ttl)
-
-    def renew(self, name: str, lease: Lease, now: float) -> Lease:
+    def renew(self, fd: int, name: str, lease: Lease, now: float) -> Lease:
         expires_at = now + lease.ttl
-        record = self.read(name)
-        stale = stale_reason(record, lease)
-        if stale is not None or record is None:
+        found = self._load(fd, name)
+        stale = stale_reason(found.record, lease)
+        if stale is not None or found.record is None:
             raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale or "")
-        self.write(name, replace(record, expires_at=expires_at), new_token=False)
+        self._update(fd, found, replace(found.record, expires_at=expires_at))
         return Lease(lease.key, lease.owner, lease.token, expires_at, lease.ttl)
 
-    def release(self, name: str, lease: Lease) -> str | None:
-        record = self.read(name)
+    def release(self, fd: int, name: str, lease: Lease) -> str | None:
+        found = self._load(fd, name)
+        record = found.record
         if record is None or record.owner != lease.owner or record.token != lease.token:
             return stale_reason(record, lease)
         if not record.released:
-            self.write(name, replace(record, released=True), new_token=False)
+            self._update(fd, found, replace(record, released=True))
         return None
 
-    def abandon(self, name: str, owner: str) -> None:
-        record = self.read(name)
+    def abandon(self, fd: int, name: str, owner: str) -> None:
+        found = self._load(fd, name)
+        record = found.record
         if record is not None and record.owner == owner and not record.released:
-            self.write(name, replace(record, released=True), new_token=False)
+            self._update(fd, found, replace(record, released=True))
+
+
+def _encode_slot(record: _Record, seq: int, *, acquired: bool) -> bytes:
+    """One slot: ``<crc32 hex> <length>\\n``, the record as JSON, zeros to the slot's end."""
+    body = json.dumps(
+        {"v": _RECORD_VERSION, "seq": seq, "acquired": acquired, **asdict(record)},
+        separators=(",", ":"),
+    ).encode()
+    if len(body) > _SLOT_SIZE - _HEADER_SIZE:  # pragma: no cover - owners are generated
+        raise ValueError(f"a lease record of {len(body)} bytes does not fit in a slot")
+    return (b"%08x %04d\n" % (zlib.crc32(body), len(body)) + body).ljust(_SLOT_SIZE, b"\0")
+
+
+def _decode_slot(slot: bytes) -> tuple[int, bool, _Record] | None:
+    """``(seq, acquired, record)``, or ``None`` for a slot that is not whole (torn or unused)."""
+    header = _SLOT_HEADER.match(slot)
+    if header is None:
+        return None
+    body = slot[_HEADER_SIZE : _HEADER_SIZE + int(header[2])]
+    if len(body) != int(header[2]) or zlib.crc32(body) != int(header[1], 16):
+        return None
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.get("v") != _RECORD_VERSION:
+            return None
+        return _typed(data, "seq", int), _typed(data, "acquired", bool), _record(data)
+    except ValueError:
+        return None
+
+
+def _decode(raw: bytes, path: str) -> _Slots:
+    """What the record file at ``path`` holds (its content ``raw``).
+
+    Raises:
+        _Corrupt: neither slot holds a whole record, or an old-format record
+            cannot be decoded.
+    """
+    if not raw.strip(b"\0"):
+        return _Slots(None, 0, 0, settled=False)  # created, never written
+    if raw[:1] == b"{":
+        return _Slots(_decode_legacy(raw, path), 0, 0, settled=False)
+    found = [
+        (slot[0], index, slot[1], slot[2])
+        for index in range(2)
+        if (slot := _decode_slot(raw[index * _SLOT_SIZE : (index + 1) * _SLOT_SIZE]))
+    ]
+    if not found:
+        raise _Corrupt(f"the lease record {path!r} is corrupt: no whole record in it")
+    seq, index, acquired, record = max(found)
+    # The next write goes where it cannot destroy the newest acquisition:
+    # never over the only whole record, and never over the slot whose record
+    # took the current token.
+    target = 1 - index if len(found) == 1 or acquired else index
+    return _Slots(record, seq, target * _SLOT_SIZE, settled=True)
+
+
+def _decode_legacy(raw: bytes, path: str) -> _Record:
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("v") != _LEGACY_VERSION:
+            raise ValueError(f"unknown record format: {raw[:80]!r}")
+        return _record(data)
+    except ValueError as exc:
+        raise _Corrupt(f"the lease record {path!r} is corrupt: {exc}") from exc
+
+
+def _record(data: dict[str, Any]) -> _Record:
+    return _Record(
+        owner=_typed(data, "owner", str),
+        token=_typed(data, "token", int),
+        expires_at=float(_typed(data, "expires_at", float | int)),
+        ttl=float(_typed(data, "ttl", float | int)),
+        released=_typed(data, "released", bool),
+        session=_typed(data, "session", str),
+    )
 
 
 def _typed(data: dict[str, Any], field: str, kind: Any) -> Any:
@@ -371,10 +520,12 @@ class FileLockManager(BaseLockManager):
     def record_path(self, key: str) -> str:
         """Where the lease record of ``key`` lives, whether or not it exists yet.
 
-        The record is a JSON object with (among others) ``owner``, ``token``,
-        ``expires_at`` and ``released``; it is replaced atomically, never
-        edited in place. For diagnostics and tests: the managers read and
-        write it only inside the key's critical section.
+        The file holds two slots of :data:`_SLOT_SIZE` bytes, each a line
+        ``<crc32 hex> <length>`` and a JSON object with (among others)
+        ``seq``, ``owner``, ``token``, ``expires_at`` and ``released``; the
+        whole slot with the highest ``seq`` is the record. For diagnostics
+        and tests: the managers write it only inside the key's critical
+        section (an ``flock`` on this file).
 
         Raises:
             InvalidKey: ``key`` is not a valid key.
@@ -382,12 +533,23 @@ class FileLockManager(BaseLockManager):
         check_key(key, max_bytes=self._max_key_bytes)
         return self._store.record_path(file_name(key.encode("utf-8")))
 
-    async def _locked(self, operation: str, key: str, step: Callable[..., _T], *args: object) -> _T:
-        """Run ``step(name, *args)`` in a worker thread, in the key's critical section."""
+    async def _locked(
+        self, operation: str, key: str, step: Callable[..., _T | _posix.BusyMarker], *args: object
+    ) -> _T:
+        """Run ``step(fd, name, *args)`` in a worker thread, in the key's critical section.
+
+        ``fd`` is the record file, open for reading and writing, whose
+        ``flock`` is the critical section.
+        """
         name = file_name(key.encode("utf-8"))
         with _reported(operation, key):
             return await _posix.run_locked(
-                self._store.lock_path(name), self.contention_timeout, step, name, *args
+                self._store.record_path(name),
+                self.contention_timeout,
+                step,
+                name,
+                *args,
+                pass_fd=True,
             )
 
     async def _try_acquire(self, key: str, owner: str, ttl: float, now: float) -> Lease | Busy:
@@ -406,7 +568,8 @@ class FileLockManager(BaseLockManager):
 
     async def _peek(self, key: str, now: float) -> Lease | None:
         with _reported("peek", key):
-            return await _posix.run_in_thread(self._store.peek, file_name(key.encode("utf-8")), now)
+            name = file_name(key.encode("utf-8"))
+            return await _posix.run_in_thread(self._store.peek, name, now, key)
 
     async def _aclose(self) -> None:
         with _posix.map_exceptions(LockUnavailable, "close", self.root):

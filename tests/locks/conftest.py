@@ -11,7 +11,6 @@ per test; ``dynamodb-dynalite`` runs the same manager against dynalite (marked
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _lease_files import change_record, read_record
 
 from durable_state.locks import (
     DynamoDBLockManager,
@@ -62,9 +62,8 @@ class FileLockBackend(LockBackend):
         return FileLockManager(self.root, clock=clock, default_ttl=default_ttl)
 
     async def read_record(self, key: str) -> LeaseRecord | None:
-        try:
-            data = json.loads(await anyio.Path(self._probe.record_path(key)).read_text())
-        except FileNotFoundError:
+        data = read_record(self._probe.record_path(key))
+        if data is None:
             return None
         return LeaseRecord(data["owner"], data["token"], data["expires_at"], data["released"])
 
@@ -72,15 +71,13 @@ class FileLockBackend(LockBackend):
         await anyio.Path(self._probe.record_path(key)).unlink()
 
     async def write_record(self, key: str, record: LeaseRecord) -> None:
-        path = anyio.Path(self._probe.record_path(key))
-        data = json.loads(await path.read_text())
-        data.update(
+        change_record(
+            self._probe.record_path(key),
             owner=record.owner,
             token=record.token,
             expires_at=record.expires_at,
             released=record.released,
         )
-        await path.write_text(json.dumps(data))
 
 
 class DynamoDBLockBackend(LockBackend):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from durable_state.errors import InvalidKey, LockTimeout, LockUnavailable
 from durable_state.locks import FileLockManager
+from durable_state.locks import file as lease_files
 from durable_state.locks.file import MAX_PLAIN_NAME, file_name
 from durable_state.storage import LocalFileStorage
 
@@ -182,10 +184,12 @@ def test_a_forked_child_takes_leases_in_its_own_name(tmp_path: Path) -> None:
 import asyncio, json, os, sys
 from durable_state.locks import FileLockManager
 
+sys.path.insert(0, sys.argv[2])
+from _lease_files import read_record
+
 async def acquire(manager, key):
     await manager.acquire(key, ttl=60)
-    with open(manager.record_path(key)) as f:
-        return json.load(f)["session"]
+    return read_record(manager.record_path(key))["session"]
 
 manager = FileLockManager(sys.argv[1])
 parent = asyncio.run(acquire(manager, "parent"))
@@ -197,7 +201,7 @@ _, status = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(status), len(os.listdir(manager._store.sessions_dir)))
 """
     result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
+        [sys.executable, "-c", code, str(tmp_path), str(Path(__file__).parents[1])],
         capture_output=True,
         text=True,
         timeout=60,
@@ -266,7 +270,7 @@ class CriticalSections:
         self.fds: list[int] = []
 
     def hold(self, manager: FileLockManager, key: str) -> None:
-        fd = os.open(Path(manager.record_path(key)).with_suffix(".lock"), os.O_RDWR)
+        fd = os.open(manager.record_path(key), os.O_RDWR)
         self.fds.append(fd)
         fcntl.flock(fd, fcntl.LOCK_EX)
 
@@ -332,12 +336,203 @@ def test_contention_timeout_is_the_storages(tmp_path: Path) -> None:
 
 
 async def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """os.write may write fewer bytes than asked: records and session files are whole."""
-    real_write = os.write
+    """os.write and os.pwrite may write fewer bytes than asked: records and session files are whole."""
+    real_write, real_pwrite = os.write, os.pwrite
     monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:5])))
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, at: real_pwrite(fd, bytes(data[:5]), at))
     async with FileLockManager(tmp_path) as manager:
-        lease = await manager.acquire("k", ttl=60)
+        lease = await manager.acquire("k", ttl=60)  # a new file: renamed into place
+        await manager.release(lease)
+        lease = await manager.acquire("k", ttl=60)  # written in place
         monkeypatch.undo()
         assert await manager.peek("k") == lease
         (session,) = (tmp_path / ".locks" / "sessions").iterdir()
         assert session.read_text() == f"pid {os.getpid()}\n"
+
+
+# --------------------------------------------------------------------------- #
+# The record file: two slots written in place
+# --------------------------------------------------------------------------- #
+
+SLOT = lease_files._SLOT_SIZE
+
+
+def _slots(path: str) -> list[dict[str, object] | None]:
+    raw = Path(path).read_bytes()
+    decoded = [lease_files._decode_slot(raw[i * SLOT : (i + 1) * SLOT]) for i in range(2)]
+    return [
+        None if d is None else {"seq": d[0], "acquired": d[1], "token": d[2].token} for d in decoded
+    ]
+
+
+def _content(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _tear(path: str, slot: int) -> None:
+    """What a power loss in the middle of writing ``slot`` may leave."""
+    with open(path, "r+b") as f:
+        f.seek(slot * SLOT + 100)
+        f.write(b"\xff" * 50)
+
+
+async def test_updates_go_beside_the_acquisition_and_are_not_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An acquisition is flushed once, in place; a renewal or a release is neither flushed nor renamed."""
+    calls: list[str] = []
+    for name in ("fsync", "fdatasync", "replace", "rename"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _n=name, _r=real: (calls.append(_n), _r(*a))[1])
+    async with FileLockManager(tmp_path) as manager:
+        path = manager.record_path("k")
+        first = await manager.acquire("k", ttl=60)
+        assert "replace" in calls  # a new file is renamed into place whole
+        assert _slots(path) == [{"seq": 1, "acquired": True, "token": 1}, None]
+        calls.clear()
+        await manager.renew(first)
+        await manager.release(first)
+        assert calls == []
+        assert _slots(path) == [
+            {"seq": 1, "acquired": True, "token": 1},
+            {"seq": 3, "acquired": False, "token": 1},
+        ]
+        second = await manager.acquire("k", ttl=60)
+        assert calls == ["fdatasync"]
+        # Over the update, never over the acquisition of the token before it.
+        assert _slots(path) == [
+            {"seq": 1, "acquired": True, "token": 1},
+            {"seq": 4, "acquired": True, "token": 2},
+        ]
+        await manager.renew(second)
+        assert _slots(path)[0] == {"seq": 5, "acquired": False, "token": 2}
+        assert _slots(path)[1] == {"seq": 4, "acquired": True, "token": 2}
+
+
+async def test_a_torn_update_leaves_the_acquisition_and_its_token(tmp_path: Path) -> None:
+    async with FileLockManager(tmp_path) as holder:
+        lease = await holder.acquire("k", ttl=600)
+        await holder.renew(lease)
+        _tear(holder.record_path("k"), 1)
+        # The acquisition is what is left: still held by a live holder, same token.
+        assert await holder.peek("k") == lease
+        renewed = await holder.renew(lease)
+        assert renewed.token == lease.token
+    async with FileLockManager(tmp_path) as other:  # the holder's session is gone
+        taken = await other.acquire("k", ttl=60)
+        assert taken.token == lease.token + 1
+
+
+async def test_a_write_never_covers_the_only_whole_record(tmp_path: Path) -> None:
+    """A torn acquisition leaves the update before it; the next write goes over the torn slot."""
+    async with FileLockManager(tmp_path) as manager:
+        first = await manager.acquire("k", ttl=60)
+        await manager.release(first)
+        second = await manager.acquire("k", ttl=60)  # slot 1
+        path = manager.record_path("k")
+        await manager.release(second)  # slot 0
+        _tear(path, 1)  # as if the second acquisition had never reached the disk
+        assert _slots(path)[1] is None
+        third = await manager.acquire("k", ttl=60)
+        assert third.token == second.token + 1
+        assert _slots(path)[0] == {"seq": 4, "acquired": False, "token": 2}
+        assert _slots(path)[1] == {"seq": 5, "acquired": True, "token": 3}
+
+
+async def test_a_record_with_no_whole_slot_is_reported_not_overwritten(tmp_path: Path) -> None:
+    async with FileLockManager(tmp_path) as manager:
+        lease = await manager.acquire("k", ttl=60)
+        await manager.renew(lease)
+        path = manager.record_path("k")
+        _tear(path, 0)
+        _tear(path, 1)
+        before = _content(path)
+        with pytest.raises(LockUnavailable, match="no whole record"):
+            await manager.acquire("k", ttl=60)
+        with pytest.raises(LockUnavailable, match="no whole record"):
+            await manager.renew(lease)
+        assert _content(path) == before
+
+
+def _legacy_record(path: str, **fields: object) -> None:
+    """A record as the previous release wrote it: one JSON object, replaced by rename."""
+    record = {
+        "v": 1,
+        "key": "k",
+        "owner": "old:1:a",
+        "token": 41,
+        "expires_at": time.time() + 600,
+        "ttl": 600.0,
+        "released": True,
+        "session": "0" * 32,
+        **fields,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record))
+
+
+async def test_a_record_of_the_previous_format_keeps_its_token(tmp_path: Path) -> None:
+    async with FileLockManager(tmp_path) as manager:
+        path = manager.record_path("k")
+        _legacy_record(path)
+        assert await manager.peek("k") is None  # released
+        lease = await manager.acquire("k", ttl=60)
+        assert lease.token == 42
+        assert _slots(path) == [{"seq": 1, "acquired": True, "token": 42}, None]
+        await manager.release(lease)
+        assert (await manager.acquire("k", ttl=60)).token == 43
+
+
+async def test_a_lease_held_in_the_previous_format_is_respected(tmp_path: Path) -> None:
+    """A process of the previous release that holds a lease keeps it."""
+    async with FileLockManager(tmp_path) as old, FileLockManager(tmp_path) as new:
+        await old.acquire("other", ttl=60)  # opens the session a live holder has
+        session = old._store.session_id
+        _legacy_record(new.record_path("k"), released=False, session=session)
+        before = _content(new.record_path("k"))
+        held = await new.peek("k")
+        assert held is not None
+        assert (held.owner, held.token) == ("old:1:a", 41)
+        with pytest.raises(LockTimeout):
+            await new.acquire("k", ttl=60, wait=0.2)
+        assert _content(new.record_path("k")) == before
+
+
+async def test_a_conversion_waits_for_the_previous_formats_critical_section(
+    tmp_path: Path, sections: CriticalSections
+) -> None:
+    """A process of the previous release inside its critical section (the ``.lock`` file)
+    keeps a first acquisition out until it leaves."""
+    async with FileLockManager(tmp_path, contention_timeout=0.3) as manager:
+        path = manager.record_path("k")
+        _legacy_record(path)
+        guard = os.open(Path(path).with_suffix(".lock"), os.O_RDWR | os.O_CREAT)
+        sections.fds.append(guard)
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        with pytest.raises(LockUnavailable, match="stayed locked"):
+            await manager.acquire("k", ttl=60)
+        assert json.loads(_content(path))["token"] == 41  # untouched
+        sections.release_all()
+        assert (await manager.acquire("k", ttl=60)).token == 42
+
+
+async def test_a_record_renamed_into_place_meanwhile_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first acquisition that locked a file since replaced starts over on the new one."""
+    async with FileLockManager(tmp_path) as manager:
+        path = manager.record_path("k")
+        _legacy_record(path)
+        real_lock_file = lease_files._posix.lock_file
+        swapped = []
+
+        def lock_file(target: str, **kwargs: object) -> int | None:
+            if target.endswith(".lock") and not swapped:
+                # What a process of the previous release does in its section.
+                swapped.append(True)
+                _legacy_record(path + ".new", token=99)
+                os.replace(path + ".new", path)
+            return real_lock_file(target, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(lease_files._posix, "lock_file", lock_file)
+        assert (await manager.acquire("k", ttl=60)).token == 100

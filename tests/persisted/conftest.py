@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +26,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _lease_files import change_record
 
 from durable_state.errors import LockTimeout
 from durable_state.locks.file import FileLockManager
@@ -189,10 +189,7 @@ def _file_backend(stack: AsyncExitStack, root: Path) -> Backend:
         return other
 
     async def expire(key: str) -> None:
-        path = anyio.Path(lock.record_path(key))
-        record = json.loads(await path.read_bytes())
-        record["expires_at"] = 0.0
-        await path.write_text(json.dumps(record))
+        change_record(lock.record_path(key), expires_at=0.0)
 
     async def delete(key: str) -> None:
         await anyio.Path(lock.record_path(key)).unlink()

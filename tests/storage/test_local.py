@@ -489,8 +489,8 @@ def test_attempts_queued_behind_an_abort_do_nothing(local_root: Path) -> None:
     attempts = _posix._Attempts(_stripe(local_root, b"k"))
     attempts.abort()
     write = (local_module._replace, str(path), "k", "*", b"k", b"new", WRITE_ID, ())
-    assert attempts.run(*write) is _posix._BUSY
-    assert attempts.run(local_module._remove, str(path), "k", None) is _posix._BUSY
+    assert attempts.run(*write) is _posix.BUSY
+    assert attempts.run(local_module._remove, str(path), "k", None) is _posix.BUSY
     assert _tmp_files(local_root) == []
     assert path.read_bytes() == b"DSF1 1.00 k\nold"
     # Nothing was locked: a fresh attempt goes through at once.
