@@ -40,17 +40,16 @@ SMB or most FUSE mounts; POSIX only.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import atexit
 import contextlib
 import errno
 import logging
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, TypeVar
-
-import anyio
 
 from ._retry import backoff
 from ._shield import shielded
@@ -397,47 +396,159 @@ def unlock(fd: int) -> None:
 #: system calls, and the event loop waits for it: on 2 cores, 8 threads step
 #: a fifth more actors per second on local files than 32 did.
 _IO_THREADS: Final = min(32, (os.cpu_count() or 1) * 4)
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
 
 
-def _io_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                _executor = concurrent.futures.ThreadPoolExecutor(
-                    _IO_THREADS, thread_name_prefix="durable_state-io"
-                )
-    return _executor
+class _Workers:
+    """The worker threads that make the blocking file-system calls.
+
+    Leaner than ``loop.run_in_executor`` on a ``ThreadPoolExecutor``: a call
+    is one queue item, and its result reaches the loop with one
+    ``call_soon_threadsafe``, without a ``concurrent.futures.Future`` (a
+    condition variable each) chained to the asyncio one. The threads start
+    with the first call (idle ones wait on the queue at no cost) and are
+    joined when the interpreter exits, after the calls already queued.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"durable_state-io_{n}") for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._closed = False
+
+    def submit(self, call: _Call) -> None:
+        if self._closed:
+            raise RuntimeError("the interpreter is shutting down: no new file-system calls")
+        self._queue.put(call)
+
+    def _work(self) -> None:
+        while (call := self._queue.get()) is not None:
+            call.run()
+
+    def shut_down(self) -> None:
+        """Let the queued calls finish, then stop the threads (at interpreter exit)."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+class _Call:
+    """One call for a worker thread; ``future`` (on ``loop``) gets its outcome, if any."""
+
+    __slots__ = ("args", "function", "future", "loop")
+
+    def __init__(
+        self,
+        function: Callable[..., object],
+        args: tuple[object, ...],
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[object] | None,
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.loop = loop
+        self.future = future
+
+    def run(self) -> None:
+        loop, future = self.loop, self.future
+        if loop is None or future is None:
+            try:
+                self.function(*self.args)
+            except Exception:
+                logger.exception("a background file-system call failed")
+            return
+        if future.cancelled():
+            return  # its caller is gone and it has not started: never run it
+        try:
+            result = self.function(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - the caller's to handle; the thread goes on
+            _report(loop, _set_exception, future, exc)
+        else:
+            _report(loop, _set_result, future, result)
+
+
+def _report(
+    loop: asyncio.AbstractEventLoop,
+    setter: Callable[[asyncio.Future[object], object], None],
+    future: asyncio.Future[object],
+    value: object,
+) -> None:
+    try:
+        loop.call_soon_threadsafe(setter, future, value)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is waiting any more
+
+
+def _set_result(future: asyncio.Future[object], result: object) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[object], exc: object) -> None:
+    if not future.done():
+        assert isinstance(exc, BaseException)
+        future.set_exception(exc)
+
+
+_workers: _Workers | None = None
+_workers_lock = threading.Lock()
+
+
+def _io_workers() -> _Workers:
+    global _workers
+    if _workers is None:
+        with _workers_lock:
+            if _workers is None:
+                workers = _Workers(_IO_THREADS)
+                _register_atexit(workers.shut_down)
+                _workers = workers
+    return _workers
+
+
+def _register_atexit(function: Callable[[], None]) -> None:
+    """Call ``function`` at exit, before the interpreter joins its threads (as
+    ``concurrent.futures`` does for its pools)."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - every supported Python has it
+        atexit.register(function)
+    else:
+        register(function)
 
 
 async def run_in_thread(function: Callable[..., _T], *args: object) -> _T:
     """Run the blocking ``function(*args)`` in a worker thread; await the result.
 
     Half the event loop's cost of ``anyio.to_thread.run_sync`` per call
-    (no cancel scope, capacity limiter or library detection on the way),
-    which is what bounds how many actors per second one process steps on
-    local files. Cancelling the awaiting task drops a call that has not
-    started yet; a running one finishes in its thread, its result unused, so
-    ``function`` must be self-contained (open, use and close what it needs).
+    (no cancel scope, capacity limiter or library detection on the way), and
+    less than ``loop.run_in_executor`` (see :class:`_Workers`): that is what
+    bounds how many actors per second one process steps on local files.
+    Cancelling the awaiting task drops a call that has not started yet; a
+    running one finishes in its thread, its result unused, so ``function``
+    must be self-contained (open, use and close what it needs).
     """
-    return await asyncio.get_running_loop().run_in_executor(_io_executor(), function, *args)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+    _io_workers().submit(_Call(function, args, loop, future))  # type: ignore[arg-type]
+    return await future
 
 
 def start_in_thread(function: Callable[..., object], *args: object) -> None:
     """Run the blocking ``function(*args)`` in a worker thread; nobody waits for it.
 
-    ``function`` must handle its own errors (what it raises is dropped).
+    ``function`` should handle its own errors (what it raises is logged).
     """
-    _io_executor().submit(function, *args)
+    _io_workers().submit(_Call(function, args, None, None))
 
 
 def _forget_executor() -> None:
     # A forked child has none of the pool's threads: it starts a pool of its own.
-    global _executor, _executor_lock
-    _executor = None
-    _executor_lock = threading.Lock()
+    global _workers, _workers_lock
+    _workers = None
+    _workers_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------- #
@@ -508,10 +619,11 @@ async def run_locked(
 
     The lock file (and its directory) is created on demand. While another
     holder has the lock, sleep on the event loop (cancellably, with jittered
-    exponential backoff from 0.5 ms to 20 ms) and try again. A running step is
-    never interrupted: a cancelled caller returns only after it finished, and
-    a step still queued (possible after a native ``Task.cancel()``) never
-    runs.
+    exponential backoff from 0.5 ms to 20 ms) and try again. A caller
+    cancelled before the call (an expired scope) gets its cancellation before
+    any attempt starts. A running step is never interrupted: a cancelled
+    caller returns only after it finished, and a step still queued (possible
+    after a native ``Task.cancel()``) never runs.
 
     Args:
         lock_path: the lock file.
@@ -533,8 +645,13 @@ async def run_locked(
         OSError: locking failed.
         Exception: whatever ``step`` raised (after which the lock is free).
     """
+    # A cancellation already on its way (an expired scope, a pending
+    # Task.cancel()) lands here, before the step can start: a worker thread
+    # picks a call up at once, and a started step always finishes.
+    await asyncio.sleep(0)
     attempts = _Attempts(lock_path, pass_fd=pass_fd)
-    deadline = anyio.current_time() + contention_timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + contention_timeout
     attempt = 0
     while True:
         try:
@@ -552,7 +669,7 @@ async def run_locked(
             raise
         if not isinstance(result, _Busy):
             return result
-        if anyio.current_time() >= deadline:
+        if loop.time() >= deadline:
             raise ContentionTimeout(lock_path, contention_timeout)
-        await anyio.sleep(backoff(attempt, initial=_FIRST_BACKOFF, maximum=_MAX_BACKOFF))
+        await asyncio.sleep(backoff(attempt, initial=_FIRST_BACKOFF, maximum=_MAX_BACKOFF))
         attempt += 1
