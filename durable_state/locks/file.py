@@ -79,7 +79,7 @@ from .._keys import MAX_PLAIN_NAME, key_file_stem
 from .._posix import DEFAULT_CONTENTION_TIMEOUT as DEFAULT_CONTENTION_TIMEOUT
 from ..errors import LockLost, LockUnavailable
 from ._base import BaseLockManager
-from ._lease import DEFAULT_TTL, Busy, Lease, check_key, stale_reason
+from ._lease import DEFAULT_TTL, Busy, Lease, LeaseRecord, check_key, stale_reason
 
 __all__ = ("DEFAULT_CONTENTION_TIMEOUT", "MAX_PLAIN_NAME", "FileLockManager")
 
@@ -254,6 +254,42 @@ class _Store:
         if not self.session_alive(record.session):
             return None  # its holder's process is gone: acquirable at once
         return Lease(key, record.owner, record.token, record.expires_at, record.ttl)
+
+    def read_record(self, name: str) -> _Record | None:
+        """The newest record of ``name``, whatever its state (no critical section, like peek)."""
+        try:
+            fd = os.open(self.record_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            return self._load(fd, name).record
+        finally:
+            os.close(fd)
+
+    def set_record(self, fd: int, name: str, fields: LeaseRecord | None) -> None:
+        """Replace the record of ``name`` (keeping its TTL and session), or remove it."""
+        path = self.record_path(name)
+        if fields is None:
+            _posix.unlink_missing_ok(path)
+            return
+        found = self._load(fd, name)
+        old = found.record
+        record = _Record(
+            fields.owner,
+            fields.token,
+            fields.expires_at,
+            old.ttl if old is not None else 0.0,
+            fields.released,
+            old.session if old is not None else self.ensure_session(),
+        )
+        acquired = old is None or record.token != old.token
+        if not found.settled:
+            content = _encode_slot(record, 1, acquired=True) + bytes(_SLOT_SIZE)
+            _posix.replace_atomically(path, (content,))
+            return
+        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=acquired), found.offset)
+        if acquired:
+            os.fdatasync(fd)
 
     def _load(self, fd: int, name: str) -> _Slots:
         raw = os.pread(fd, _FILE_SIZE, 0)
@@ -532,6 +568,41 @@ class FileLockManager(BaseLockManager):
         """
         check_key(key, max_bytes=self._max_key_bytes)
         return self._store.record_path(file_name(key.encode("utf-8")))
+
+    async def record(self, key: str) -> LeaseRecord | None:
+        """The last lease recorded for ``key``, whatever its state.
+
+        Unlike :meth:`peek`, a released or expired lease is a record too. For
+        diagnostics and for tests that look behind the managers' backs.
+
+        Raises:
+            InvalidKey: ``key`` is not a valid key.
+            LockUnavailable: the file system failed, or the record is corrupt.
+        """
+        check_key(key, max_bytes=self._max_key_bytes)
+        name = file_name(key.encode("utf-8"))
+        with _reported("record", key):
+            found = await _posix.run_in_thread(self._store.read_record, name)
+        if found is None:
+            return None
+        return LeaseRecord(found.owner, found.token, found.expires_at, found.released)
+
+    async def set_record(self, key: str, record: LeaseRecord | None) -> None:
+        """Replace the record of ``key``, or remove it (``None``), in its critical section.
+
+        For tests that play an operator or another holder: a lease whose
+        record is rewritten or removed here is lost to its holder at its next
+        renewal. The record keeps its TTL and the session that vouches for
+        its holder; a record written where there was none gets this
+        manager's session (its holder lives as long as this manager) and a
+        TTL of 0. A new token is flushed to disk, as an acquisition is.
+
+        Raises:
+            InvalidKey: ``key`` is not a valid key.
+            LockUnavailable: the file system failed, or the record is corrupt.
+        """
+        check_key(key, max_bytes=self._max_key_bytes)
+        await self._locked("set_record", key, self._store.set_record, record)
 
     async def _locked(
         self, operation: str, key: str, step: Callable[..., _T | _posix.BusyMarker], *args: object

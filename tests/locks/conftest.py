@@ -17,9 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from _lease_files import change_record, read_record
 
 from durable_state.locks import (
     DynamoDBLockManager,
@@ -52,7 +50,7 @@ async def dynamo_client(moto_server: Any, aws_session: Any) -> AsyncIterator[Any
 
 
 class FileLockBackend(LockBackend):
-    """Managers over one root; the lease records are JSON files under it."""
+    """Managers over one root; the records through ``record()`` and ``set_record()``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -62,22 +60,13 @@ class FileLockBackend(LockBackend):
         return FileLockManager(self.root, clock=clock, default_ttl=default_ttl)
 
     async def read_record(self, key: str) -> LeaseRecord | None:
-        data = read_record(self._probe.record_path(key))
-        if data is None:
-            return None
-        return LeaseRecord(data["owner"], data["token"], data["expires_at"], data["released"])
+        return await self._probe.record(key)
 
     async def delete_record(self, key: str) -> None:
-        await anyio.Path(self._probe.record_path(key)).unlink()
+        await self._probe.set_record(key, None)
 
     async def write_record(self, key: str, record: LeaseRecord) -> None:
-        change_record(
-            self._probe.record_path(key),
-            owner=record.owner,
-            token=record.token,
-            expires_at=record.expires_at,
-            released=record.released,
-        )
+        await self._probe.set_record(key, record)
 
 
 class DynamoDBLockBackend(LockBackend):

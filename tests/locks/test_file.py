@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -18,8 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_state.errors import InvalidKey, LockTimeout, LockUnavailable
-from durable_state.locks import FileLockManager
+from durable_state.errors import InvalidKey, LockLost, LockTimeout, LockUnavailable
+from durable_state.locks import FileLockManager, LeaseRecord
 from durable_state.locks import file as lease_files
 from durable_state.locks.file import MAX_PLAIN_NAME, file_name
 from durable_state.storage import LocalFileStorage
@@ -184,12 +185,13 @@ def test_a_forked_child_takes_leases_in_its_own_name(tmp_path: Path) -> None:
 import asyncio, json, os, sys
 from durable_state.locks import FileLockManager
 
-sys.path.insert(0, sys.argv[2])
-from _lease_files import read_record
+from durable_state.locks.file import _decode
 
 async def acquire(manager, key):
     await manager.acquire(key, ttl=60)
-    return read_record(manager.record_path(key))["session"]
+    path = manager.record_path(key)
+    with open(path, "rb") as f:
+        return _decode(f.read(), path).record.session
 
 manager = FileLockManager(sys.argv[1])
 parent = asyncio.run(acquire(manager, "parent"))
@@ -201,7 +203,7 @@ _, status = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(status), len(os.listdir(manager._store.sessions_dir)))
 """
     result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path), str(Path(__file__).parents[1])],
+        [sys.executable, "-c", code, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -536,3 +538,28 @@ async def test_a_record_renamed_into_place_meanwhile_is_read_again(
 
         monkeypatch.setattr(lease_files._posix, "lock_file", lock_file)
         assert (await manager.acquire("k", ttl=60)).token == 100
+
+
+async def test_set_record_keeps_the_ttl_and_session_and_gives_new_records_its_own(
+    tmp_path: Path,
+) -> None:
+    async with FileLockManager(tmp_path) as holder, FileLockManager(tmp_path) as operator:
+        lease = await holder.acquire("k", ttl=60)
+        record = await operator.record("k")
+        assert record == LeaseRecord(lease.owner, lease.token, lease.expires_at, False)
+        await operator.set_record("k", replace(record, owner="other", token=7))
+        taken = await holder.peek("k")  # the holder's session still vouches for it
+        assert taken is not None
+        assert (taken.owner, taken.token, taken.ttl) == ("other", 7, 60.0)
+        with pytest.raises(LockLost):
+            await holder.renew(lease)
+        await operator.set_record("k", None)
+        assert await operator.record("k") is None
+        assert not await anyio.Path(holder.record_path("k")).exists()
+        await operator.set_record("new", LeaseRecord("someone", 3, time.time() + 60))
+        fresh = await holder.peek("new")  # vouched for by the operator's session
+        assert fresh is not None
+        assert (fresh.owner, fresh.token) == ("someone", 3)
+    async with FileLockManager(tmp_path) as later:
+        assert await later.peek("new") is None  # the operator has gone
+        assert (await later.acquire("new", ttl=60)).token == 4

@@ -26,7 +26,6 @@ from typing import Any
 
 import anyio
 import pytest
-from _lease_files import change_record
 
 from durable_state.errors import LockTimeout
 from durable_state.locks.file import FileLockManager
@@ -189,7 +188,9 @@ def _file_backend(stack: AsyncExitStack, root: Path) -> Backend:
         return other
 
     async def expire(key: str) -> None:
-        change_record(lock.record_path(key), expires_at=0.0)
+        record = await lock.record(key)
+        assert record is not None
+        await lock.set_record(key, replace(record, expires_at=0.0))
 
     async def delete(key: str) -> None:
         await anyio.Path(lock.record_path(key)).unlink()
