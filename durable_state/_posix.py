@@ -175,6 +175,16 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
+def _write_chunks(fd: int, chunks: list[bytes]) -> None:
+    """Write ``chunks`` in order with one ``writev`` (completing a short one)."""
+    if len(chunks) == 1:
+        write_all(fd, chunks[0])
+        return
+    written = os.writev(fd, chunks)
+    if written < sum(map(len, chunks)):
+        write_all(fd, b"".join(chunks)[written:])
+
+
 def fsync_dir(path: str) -> None:
     """Make the names in a directory (a create, a rename, an unlink) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_DIRECTORY", 0))
@@ -280,8 +290,7 @@ def replace_atomically(
     fd = os.open(tmp, flags, mode)
     try:
         try:
-            for chunk in chunks:
-                write_all(fd, chunk)
+            _write_chunks(fd, list(chunks))
             os.fsync(fd)
         finally:
             os.close(fd)

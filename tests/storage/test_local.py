@@ -525,9 +525,10 @@ def test_an_attempt_cleans_up_after_itself(
 async def test_short_writes_are_completed(
     local_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """os.write may write fewer bytes than asked: the value is still whole."""
-    real_write = os.write
+    """os.write and os.writev may write fewer bytes than asked: the value is still whole."""
+    real_write, real_writev = os.write, os.writev
     monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    monkeypatch.setattr(os, "writev", lambda fd, chunks: real_writev(fd, [bytes(chunks[0][:3])]))
     data = bytes(range(256)) * 40
     storage = LocalFileStorage(local_root)
     version = await storage.write("k", data)
