@@ -181,7 +181,7 @@ async def test_a_lease_lost_mid_batch_fails_every_caller_and_saves_nothing(
         },
         actions={"hold": hold, "inc": assign(lambda c, e: {"n": c["n"] + 1})},
     )
-    system = ActorSystem([machine], storage=backend.storage, lock=backend.lock, lock_ttl=1.0)
+    system = ActorSystem([machine], storage=backend.storage, lock=backend.lock, lock_ttl=3.0)
     await system.send("h", "INC", machine="holder")
     calls = [
         asyncio.ensure_future(system.send("h", "INC")),
