@@ -26,9 +26,9 @@ operating system is the same, so it lives here once:
   :func:`unlock`, which record it; a forked child closes its copies at once
   (``O_CLOEXEC`` only covers ``exec``), so it can neither pin a critical
   section nor keep a dead parent looking alive.
-* **Worker threads** (:func:`run_in_thread`): every blocking call runs in
-  one process-wide pool of threads of its own (four per core), entered
-  straight through the event loop's executor hook.
+* **Worker threads** (:func:`run_in_thread`): every blocking call runs on
+  one process-wide set of threads of its own (four per core), fed by a plain
+  queue, each result handed to its event loop with ``call_soon_threadsafe``.
 * **Errors**: :func:`map_exceptions` turns an ``OSError`` into the backend's
   own error (``StorageUnavailable`` or ``LockUnavailable``), described by
   :func:`describe` as errno name and text.
@@ -219,19 +219,15 @@ def read_file(path: str, limit: int = -1) -> bytes | None:
 
 def _read_fd(fd: int, limit: int) -> bytes:
     """Read from ``fd`` until the end or ``limit`` bytes (``-1``: no limit)."""
-    wanted = _READ_CHUNK if limit < 0 else min(limit, _READ_CHUNK)
-    first = os.read(fd, wanted)
-    if not first or (0 <= limit <= len(first)):
-        return first
-    chunks = [first]
-    got = len(first)
+    chunks: list[bytes] = []
+    got = 0
     while limit < 0 or got < limit:
         chunk = os.read(fd, _READ_CHUNK if limit < 0 else min(limit - got, _READ_CHUNK))
         if not chunk:
             break
         chunks.append(chunk)
         got += len(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks)  # one chunk: that chunk itself, not a copy
 
 
 def unlink_missing_ok(path: str) -> bool:
@@ -335,7 +331,7 @@ def _after_fork_in_child() -> None:
             pass
     _HELD.clear()
     _HELD_LOCK.release()
-    _forget_executor()
+    _forget_workers()
     for callback in callbacks:
         callback()
 
@@ -553,7 +549,7 @@ def start_in_thread(function: Callable[..., object], *args: object) -> None:
     _io_workers().submit(_Call(function, args, None, None))
 
 
-def _forget_executor() -> None:
+def _forget_workers() -> None:
     # A forked child has none of the pool's threads: it starts a pool of its own.
     global _workers, _workers_lock
     _workers = None
@@ -565,18 +561,14 @@ def _forget_executor() -> None:
 # --------------------------------------------------------------------------- #
 
 
-class _Busy:
-    """What an attempt returns when another holder has the lock."""
-
-
-#: The type of :data:`BUSY`.
-BusyMarker = _Busy
+class BusyMarker:
+    """The type of :data:`BUSY`."""
 
 
 #: What an attempt returns when another holder has the lock; a step may
 #: return it too (a second lock it needs is held elsewhere): it is retried
 #: as if the first lock had been held.
-BUSY: Final = _Busy()
+BUSY: Final = BusyMarker()
 
 
 class _Attempts:
@@ -590,7 +582,7 @@ class _Attempts:
         self._mutex = threading.Lock()
         self._abandoned = False
 
-    def run(self, step: Callable[..., _T | _Busy], *args: object) -> _T | _Busy:
+    def run(self, step: Callable[..., _T | BusyMarker], *args: object) -> _T | BusyMarker:
         """Run ``step(*args)`` under the lock, or return :data:`BUSY` without running it.
 
         With ``pass_fd``, the step gets the locked descriptor first.
@@ -620,7 +612,7 @@ class _Attempts:
 async def run_locked(
     lock_path: str,
     contention_timeout: float,
-    step: Callable[..., _T | _Busy],
+    step: Callable[..., _T | BusyMarker],
     *args: object,
     pass_fd: bool = False,
 ) -> _T:
@@ -664,7 +656,7 @@ async def run_locked(
     attempt = 0
     while True:
         try:
-            result: _T | _Busy = await run_in_thread(attempts.run, step, *args)
+            result: _T | BusyMarker = await run_in_thread(attempts.run, step, *args)
         except Exception:
             raise  # raised by the attempt itself: it has finished and unlocked
         except BaseException:
@@ -676,7 +668,7 @@ async def run_locked(
             except TimeoutError:
                 logger.warning("a cancelled critical section on %s is still running", lock_path)
             raise
-        if not isinstance(result, _Busy):
+        if not isinstance(result, BusyMarker):
             return result
         if loop.time() >= deadline:
             raise ContentionTimeout(lock_path, contention_timeout)

@@ -240,15 +240,7 @@ class _Store:
         # A writer changes one slot in place (or renames a whole new file
         # into place): a reader without the critical section sees the newest
         # whole record, or the one before it.
-        try:
-            fd = os.open(self.record_path(name), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        try:
-            found = self._load(fd, name)
-        finally:
-            os.close(fd)
-        record = found.record
+        record = self.read_record(name)
         if record is None or record.released or record.expires_at <= now:
             return None
         if not self.session_alive(record.session):
@@ -268,9 +260,8 @@ class _Store:
 
     def set_record(self, fd: int, name: str, fields: LeaseRecord | None) -> None:
         """Replace the record of ``name`` (keeping its TTL and session), or remove it."""
-        path = self.record_path(name)
         if fields is None:
-            _posix.unlink_missing_ok(path)
+            _posix.unlink_missing_ok(self.record_path(name))
             return
         found = self._load(fd, name)
         old = found.record
@@ -282,14 +273,7 @@ class _Store:
             fields.released,
             old.session if old is not None else self.ensure_session(),
         )
-        acquired = old is None or record.token != old.token
-        if not found.settled:
-            content = _encode_slot(record, 1, acquired=True) + bytes(_SLOT_SIZE)
-            _posix.replace_atomically(path, (content,))
-            return
-        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=acquired), found.offset)
-        if acquired:
-            os.fdatasync(fd)
+        self._put(fd, name, found, record, acquired=old is None or record.token != old.token)
 
     def _load(self, fd: int, name: str) -> _Slots:
         raw = os.pread(fd, _FILE_SIZE, 0)
@@ -298,15 +282,25 @@ class _Store:
             raw = _posix.read_file(self.record_path(name)) or b""
         return _decode(raw, self.record_path(name))
 
-    def _update(self, fd: int, found: _Slots, record: _Record) -> None:
-        """Write a record that keeps the token (a renewal or a release): in place, no flush.
+    def _put(self, fd: int, name: str, found: _Slots, record: _Record, *, acquired: bool) -> None:
+        """Write ``record`` as the newest record of the file ``fd`` (which holds ``found``).
 
-        It goes to the slot that does not hold the acquisition of this token,
-        so a torn or lost update leaves that acquisition, whose holder's
-        session died with the power: free at once, with the same token.
+        An acquisition (a new token) is flushed before this returns: tokens
+        must survive a power loss before anyone uses them. A renewal or a
+        release keeps the token and is not flushed; it goes to the slot that
+        does not hold the acquisition of this token, so a torn or lost update
+        leaves that acquisition, whose holder's session died with the power:
+        free at once, with the same token. An empty or old-format file is
+        replaced whole by a new one renamed into place, with its directory
+        flushed.
         """
-        assert found.settled, "only an acquisition writes to an empty or old-format file"
-        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=False), found.offset)
+        if not found.settled:
+            content = _encode_slot(record, 1, acquired=True) + bytes(_SLOT_SIZE)
+            _posix.replace_atomically(self.record_path(name), (content,))
+            return
+        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=acquired), found.offset)
+        if acquired:
+            os.fdatasync(fd)
 
     # -- lease operations (all but peek run in the key's critical section) -- #
 
@@ -321,9 +315,7 @@ class _Store:
         if isinstance(taken, Busy):
             return taken
         record, dead = taken
-        # A new token must survive a power loss before anyone uses it.
-        _posix.pwrite_all(fd, _encode_slot(record, found.seq + 1, acquired=True), found.offset)
-        os.fdatasync(fd)
+        self._put(fd, name, found, record, acquired=True)
         return self._taken(key, record, dead)
 
     def _first_acquire(
@@ -342,8 +334,7 @@ class _Store:
         if guard is None:
             return _posix.BUSY
         try:
-            path = self.record_path(name)
-            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            if os.fstat(fd).st_ino != os.stat(self.record_path(name)).st_ino:
                 return _posix.BUSY  # replaced since it was opened: read the new one
             found = self._load(fd, name)
             if found.settled:
@@ -352,8 +343,7 @@ class _Store:
             if isinstance(taken, Busy):
                 return taken
             record, dead = taken
-            content = _encode_slot(record, 1, acquired=True) + bytes(_SLOT_SIZE)
-            _posix.replace_atomically(path, (content,))
+            self._put(fd, name, found, record, acquired=True)
             return self._taken(key, record, dead)
         finally:
             _posix.unlock(guard)
@@ -384,7 +374,7 @@ class _Store:
         stale = stale_reason(found.record, lease)
         if stale is not None or found.record is None:
             raise LockLost(lease.key, owner=lease.owner, token=lease.token, reason=stale or "")
-        self._update(fd, found, replace(found.record, expires_at=expires_at))
+        self._put(fd, name, found, replace(found.record, expires_at=expires_at), acquired=False)
         return Lease(lease.key, lease.owner, lease.token, expires_at, lease.ttl)
 
     def release(self, fd: int, name: str, lease: Lease) -> str | None:
@@ -393,14 +383,14 @@ class _Store:
         if record is None or record.owner != lease.owner or record.token != lease.token:
             return stale_reason(record, lease)
         if not record.released:
-            self._update(fd, found, replace(record, released=True))
+            self._put(fd, name, found, replace(record, released=True), acquired=False)
         return None
 
     def abandon(self, fd: int, name: str, owner: str) -> None:
         found = self._load(fd, name)
         record = found.record
         if record is not None and record.owner == owner and not record.released:
-            self._update(fd, found, replace(record, released=True))
+            self._put(fd, name, found, replace(record, released=True), acquired=False)
 
 
 def _encode_slot(record: _Record, seq: int, *, acquired: bool) -> bytes:
