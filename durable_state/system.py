@@ -293,6 +293,14 @@ class _Lane:
 _DUE_MARGIN_S = 0.001
 
 
+def _by_key(entries: list[DueEntry]) -> dict[str, list[DueEntry]]:
+    """Index entries grouped by actor, in the order their actors first appear."""
+    by_key: dict[str, list[DueEntry]] = {}
+    for entry in entries:
+        by_key.setdefault(entry.key, []).append(entry)
+    return by_key
+
+
 def _check_waker(poll_interval: float, limit: int, concurrency: int) -> None:
     if not poll_interval > 0:
         raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
@@ -332,11 +340,8 @@ class _Waker:
         self.horizon = horizon
         system.stats.passes += 1
         self.full = len(entries) >= self.limit
-        by_key: dict[str, list[DueEntry]] = {}
-        for entry in entries:
-            by_key.setdefault(entry.key, []).append(entry)
         loop = asyncio.get_running_loop()
-        for key, found in by_key.items():
+        for key, found in _by_key(entries).items():
             if key in self.visits or len(self.visits) >= self.limit:
                 continue
             visit = loop.create_task(self._visit_when_due(key, found), name=f"wake {key}")
@@ -1013,9 +1018,7 @@ class ActorSystem:
         now = int(self.clock.now_ms())
         entries = await self.storage.list_due(now, limit=limit)
         self.stats.passes += 1
-        by_key: dict[str, list[DueEntry]] = {}
-        for entry in entries:
-            by_key.setdefault(entry.key, []).append(entry)
+        by_key = _by_key(entries)
         limiter = asyncio.Semaphore(concurrency)
         stepped = 0
 
