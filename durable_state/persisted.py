@@ -33,6 +33,7 @@ from ._shield import BodyCanceller
 from .actor import Actor, Listener, Message, Subscription
 from .errors import (
     ActorNotFound,
+    DurableStateError,
     LockLost,
     SnapshotCorrupt,
     SnapshotIncompatible,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from .locks._hold import HeldLease
     from .locks._lease import Lease
     from .locks._protocol import LockManager
-    from .storage._protocol import Storage, Stored
+    from .storage._protocol import DueEntry, Storage, Stored
 
 __all__ = (
     "Locking",
@@ -208,6 +209,9 @@ class PersistedActor:
         self._awaiting_spawn = False
         # The due time the stored snapshot is indexed under (epoch ms).
         self._stored_due: int | None = None
+        # Index entries of this actor to remove at the end (see retire_due).
+        self._retiring: list[DueEntry] = []
+        self._retired = 0
         # Emitted events wait here for the save that commits their step.
         self._emitted: list[Mapping[str, Any]] = []
         self._listeners: dict[str, list[Listener]] = {}
@@ -941,6 +945,53 @@ class PersistedActor:
         """
         return self._stored_due
 
+    def retire_due(self, entries: list[DueEntry]) -> None:
+        """Remove these due-index entries of this actor when the session ends well.
+
+        Entries that a waker found for this actor and that no longer match
+        its next due time cost a load each time they are read; the session
+        removes them after its last save (or after finding nothing to save),
+        keeping one that matches the due time it leaves stored. In
+        ``read-write`` mode this happens while the lease is still held, so
+        that no other writer can index the same due time in between and
+        lose it to the removal (with a lease kept in the snapshot's item,
+        the last write then leaves the lease to a release of its own). A
+        lease found lost by then leaves the entries for a later visit. A
+        failed removal is logged; the entry stays.
+
+        Args:
+            entries: entries of the due index whose key is this actor's id.
+        """
+        self._retiring.extend(e for e in entries if e.key == self.actor_id)
+
+    @property
+    def retired_due(self) -> int:
+        """How many index entries :meth:`retire_due` removed."""
+        return self._retired
+
+    async def _retire_due(self) -> None:
+        entries, self._retiring = self._retiring, []
+        if not entries:
+            return
+        held = self._held
+        if held is not None:
+            try:
+                held.check("before removing stale index entries")
+            except LockLost:
+                return  # no longer ours to clean up: a later visit removes them
+        keep = self._stored_due
+        for entry in dict.fromkeys(entries):
+            if entry.due_ms == keep:
+                continue
+            try:
+                await self.storage.remove_due(entry)
+            except DurableStateError as exc:
+                logger.warning(
+                    "actor %s: could not remove index entry %s: %s", self.actor_id, entry, exc
+                )
+            else:
+                self._retired += 1
+
     @property
     def lease_lost(self) -> bool:
         """Whether the lease held by this session was found lost."""
@@ -1098,12 +1149,18 @@ class _Session:
             return False  # the body's exception propagates
         try:
             # Still inside the body's cancel scope: a loss found while the
-            # write is in flight cancels it.
-            version = await pa._save(release=True)
+            # write is in flight cancels it. Index entries to retire need
+            # the lease after the write: then the write does not release it.
+            version = await pa._save(release=not pa._retiring)
         except BaseException as error:
             await _ended_badly(pa, error, body_done=True)
             raise
         pa._exit_scope(None, None, None)
+        try:
+            await pa._retire_due()
+        except BaseException:
+            await pa._finish(None, report_loss=False)
+            raise
         try:
             await pa._finish(None)
         except LockLost as lost:

@@ -157,6 +157,8 @@ class _Request:
     hops: int = 1
     # messages: the in-order chain (one sender to one receiver) it belongs to
     chain: _Chain | None = None
+    # visits: the index entries that led to it (removed if stale, see retire_due)
+    entries: tuple[DueEntry, ...] = ()
 
 
 class _Chain:
@@ -701,6 +703,9 @@ class ActorSystem:
                 options=self.options.merged(**overrides),
                 parent=_spawned_by(creator),
             )
+            for request in batch:
+                if request.entries:
+                    pa.retire_due(list(request.entries))
             answers: list[tuple[Outcome, Snapshot] | Exception] = []
             stepped = False
             try:
@@ -733,6 +738,8 @@ class ActorSystem:
                 if not isinstance(exc, Exception):
                     raise
                 return
+            finally:
+                self.stats.stale += pa.retired_due
             break
         self._committed(pa, delivered)
         version = pa.version
@@ -1041,13 +1048,19 @@ class ActorSystem:
     _last_pass_full = False
 
     async def _visit(self, key: str, entries: list[DueEntry]) -> _Tick | None:
-        """Step one due actor; what the visit found, or ``None`` if it failed."""
-        request = _Request("tick", asyncio.get_running_loop().create_future())
+        """Step one due actor; what the visit found, or ``None`` if it failed.
+
+        The session removes those of ``entries`` that no longer match the
+        actor's next due time (see :meth:`PersistedActor.retire_due`).
+        """
+        request = _Request(
+            "tick", asyncio.get_running_loop().create_future(), entries=tuple(entries)
+        )
         self._lane(key).submit(request)
         try:
             tick: _Tick = await request.future
         except ActorNotFound:
-            await self._remove_stale(entries, keep=None)  # deleted since: nothing to wake
+            await self._remove_orphans(entries)
             return None
         except LockTimeout:
             self.stats.busy += 1
@@ -1069,15 +1082,13 @@ class ActorSystem:
             self.stats.failed += 1
             logger.exception("waker: stepping actor %s failed; it is tried again later", key)
             return None
-        await self._remove_stale(entries, keep=tick.due)
         if tick.stepped:
             self.stats.stepped += 1
         return tick
 
-    async def _remove_stale(self, entries: list[DueEntry], *, keep: int | None) -> None:
+    async def _remove_orphans(self, entries: list[DueEntry]) -> None:
+        """Remove the entries of an actor that does not exist (deleted since): nothing to wake."""
         for entry in entries:
-            if entry.due_ms == keep:
-                continue
             try:
                 await self.storage.remove_due(entry)
             except DurableStateError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from durable_state import ActorSystem, Machine, ManualClock, assign
+from durable_state import ActorSystem, Machine, ManualClock, PersistedActor, assign
 from durable_state.storage import DueEntry, MemoryStorage
 
 from ._machines import counter_machine, timer_machine
@@ -113,6 +113,99 @@ async def test_stale_and_orphaned_entries_are_removed() -> None:
     assert await system.fire_due() == 0
     assert await storage.list_due(START + 10_000) == [DueEntry(START + 1000, "a")]
     assert system.stats.stale == 2
+
+
+def deadline_machine() -> Machine:
+    """``waiting`` runs late after the delay the last SET gave (1000 ms at first)."""
+    return Machine(
+        {
+            "id": "deadline",
+            "initial": "waiting",
+            "states": {
+                "waiting": {
+                    "after": {"given": "late"},
+                    "on": {"SET": {"target": "waiting", "reenter": True}},
+                },
+                "late": {},
+            },
+        },
+        delays={"given": lambda c, e: e.get("delay", 1000)},
+    )
+
+
+async def test_a_due_time_indexed_again_while_a_visit_retires_it_is_kept(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visit removes a stale entry before it gives the lease back.
+
+    Another process that sets the same due time again meanwhile (its index
+    entry has the same name) waits for the lease, and the entry it makes is
+    not taken away by the removal.
+    """
+    clock = ManualClock(start_ms=START)
+    storage = backend.storage
+    system = ActorSystem([deadline_machine()], storage=storage, lock=backend.lock, clock=clock)
+    await system.send("d", {"type": "SET", "delay": 1000}, machine="deadline")
+    await system.send("d", {"type": "SET", "delay": 2000})  # START + 1000 is stale now
+    stale = DueEntry(START + 1000, "d")
+    removing, go_on = asyncio.Event(), asyncio.Event()
+    remove = storage.remove_due
+
+    async def paused_remove(entry: DueEntry) -> None:
+        removing.set()
+        await go_on.wait()
+        await remove(entry)
+
+    monkeypatch.setattr(storage, "remove_due", paused_remove)
+    visit = asyncio.create_task(system._visit("d", [stale]))
+    await removing.wait()
+    other = ActorSystem(
+        [deadline_machine()], storage=storage, lock=backend.make_lock(), clock=clock, lock_wait=30
+    )
+    setting = asyncio.create_task(other.send("d", {"type": "SET", "delay": 1000}))
+    await asyncio.sleep(0.5)  # as far as it gets: to the lease (or, unfenced, to the end)
+    go_on.set()
+    tick = await visit
+    assert tick is not None
+    assert not tick.stepped
+    assert tick.due == START + 2000
+    await setting
+    assert system.stats.stale == 1
+    assert stale in await storage.list_due(START + 10_000)
+    await clock.set(START + 1000)
+    assert await system.fire_due() == 1
+    assert (await _value(system, "d"))["value"] == "late"
+
+
+async def test_a_visit_cancelled_while_it_retires_entries_releases_the_lease(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock(start_ms=START)
+    storage = backend.storage
+    system = ActorSystem([deadline_machine()], storage=storage, lock=backend.lock, clock=clock)
+    await system.send("d", {"type": "SET", "delay": 1000}, machine="deadline")
+    await system.send("d", {"type": "SET", "delay": 2000})
+    removing = asyncio.Event()
+
+    async def stuck_remove(entry: DueEntry) -> None:
+        removing.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(storage, "remove_due", stuck_remove)
+    actor = PersistedActor("d", None, storage=storage, lock=backend.lock, machines=system.machines)
+    actor.retire_due([DueEntry(START + 1000, "d")])
+
+    async def session() -> None:
+        async with actor.session():
+            pass
+
+    task = asyncio.create_task(session())
+    await removing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    lease = await backend.make_lock().acquire("d", ttl=5)  # free at once
+    assert lease.key == "d"
 
 
 async def test_foreign_and_corrupt_snapshots_are_reported_and_kept(
