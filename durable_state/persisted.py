@@ -187,9 +187,12 @@ class PersistedActor:
         self._actor: Actor | None = None
         self._version: str | None = None
         self._saved: Snapshot | None = None
-        # Recently applied event ids, oldest first: a dict is an ordered set
-        # with O(1) membership.
-        self._processed: dict[str, None] = {}
+        # Recently applied event ids, oldest first: the list as loaded, made
+        # into a dict (an ordered set with O(1) membership) only when an
+        # event id is looked up or added. A step without event ids (most
+        # steps) neither hashes nor copies thousands of ids.
+        self._loaded_ids: list[str] = []
+        self._processed: dict[str, None] | None = None
         self._processed_changes = 0
         self._saved_processed_changes = 0
         # Outbox, inbox and dead letters (see durable_state._mailbox).
@@ -294,7 +297,8 @@ class PersistedActor:
         """
         data = self._live().persisted_snapshot()
         meta = data[DURABLE_KEY]
-        meta["processed"] = list(self._processed)
+        ids = self._processed
+        meta["processed"] = list(ids) if ids is not None else list(self._loaded_ids)
         self.mailbox.dump(meta)
         return data
 
@@ -403,7 +407,7 @@ class PersistedActor:
             if not isinstance(processed, list) or not _strings(processed):
                 raise SnapshotCorrupt(self.actor_id, "$durable.processed is not a list of strings")
             if self._processed_limit:
-                self._processed = dict.fromkeys(processed[-self._processed_limit :])
+                self._loaded_ids = processed[-self._processed_limit :]
             self.mailbox = Mailbox.load(data[DURABLE_KEY], self.actor_id)
             self._saved_mailbox_changes = self.mailbox.changes
             self._version = stored.version
@@ -512,7 +516,7 @@ class PersistedActor:
         if event_id is not None:
             if not isinstance(event_id, str) or not event_id:
                 raise ValueError("event_id must be a non-empty string")
-            if event_id in self._processed:
+            if event_id in self._event_ids():
                 logger.info("actor %s: skipped redelivered event %s", self.actor_id, event_id)
                 return Outcome.DUPLICATE
         if self.mailbox.stopped:
@@ -702,12 +706,21 @@ class PersistedActor:
                 logger.debug("actor %s: child %s is gone: dropped %s", self.actor_id, child, event)
         self._early.clear()
 
+    def _event_ids(self) -> dict[str, None]:
+        """The remembered event ids (made from the loaded list on first use)."""
+        ids = self._processed
+        if ids is None:
+            ids = self._processed = dict.fromkeys(self._loaded_ids)
+            self._loaded_ids = []
+        return ids
+
     def _remember(self, event_id: str) -> None:
         if not self._processed_limit:
             return
-        self._processed[event_id] = None
-        if len(self._processed) > self._processed_limit:
-            del self._processed[next(iter(self._processed))]
+        ids = self._event_ids()
+        ids[event_id] = None
+        if len(ids) > self._processed_limit:
+            del ids[next(iter(ids))]
         self._processed_changes += 1
 
     async def save(self) -> str | None:
@@ -1305,11 +1318,16 @@ def _due_of(snapshot: Snapshot, mailbox: Mailbox) -> int | None:
 
 
 def _strings(items: list[Any]) -> bool:
-    """Whether every item is a str (thousands of ids: their types compared in one set)."""
-    return set(map(type, items)) <= _STR or all(isinstance(i, str) for i in items)
+    """Whether every item is a str.
 
-
-_STR = frozenset({str})
+    ``str.join`` checks thousands of ids in C (a quarter of the time of
+    comparing their types in Python) and refuses any item that is not one.
+    """
+    try:
+        "".join(items)
+    except TypeError:
+        return False
+    return True
 
 
 def _decode(raw: bytes, key: str) -> dict[str, Any]:

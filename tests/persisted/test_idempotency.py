@@ -7,6 +7,7 @@ import json
 import pytest
 
 from durable_state import Outcome, PersistedActor, persisted_actor
+from durable_state.errors import SnapshotCorrupt
 from durable_state.storage import MemoryStorage
 
 from ._machines import counter_machine
@@ -142,3 +143,37 @@ async def test_a_step_taken_before_an_action_failed_is_remembered(
     ) as actor:
         assert await actor.send("INC_BOOM", event_id="ib-1") is Outcome.DUPLICATE
     assert (await stored_durable(backend, actor_id))["count"] == 1
+
+
+@pytest.mark.parametrize("processed", [[1, "m2"], ["m1", None], "m1", {"m1": 1}])
+async def test_remembered_ids_that_are_not_strings_are_corrupt(processed: object) -> None:
+    storage, machine = MemoryStorage(), counter_machine()
+    async with persisted_actor("a", machine, storage=storage) as actor:
+        await actor.send("INC")
+    stored = await storage.read("a")
+    assert stored is not None
+    data = json.loads(stored.data)
+    data["$durable"]["processed"] = processed
+    raw = json.dumps(data).encode()
+    await storage.write("a", raw)
+    with pytest.raises(SnapshotCorrupt, match="processed"):
+        async with persisted_actor("a", machine, storage=storage):
+            pass
+    after = await storage.read("a")
+    assert after is not None
+    assert after.data == raw  # untouched
+
+
+async def test_a_step_without_event_ids_saves_the_remembered_ids_as_they_were() -> None:
+    storage, machine = MemoryStorage(), counter_machine()
+    async with persisted_actor("a", machine, storage=storage) as actor:
+        for i in range(5):
+            await actor.send("INC", event_id=f"m{i}")
+    async with persisted_actor("a", machine, storage=storage) as actor:
+        await actor.send("INC")
+        shown = actor.persisted_snapshot()["$durable"]["processed"]
+        shown.append("changed by the caller")  # a copy: the actor's ids stay
+    async with persisted_actor("a", machine, storage=storage) as actor:
+        assert actor.persisted_snapshot()["$durable"]["processed"] == [f"m{i}" for i in range(5)]
+        assert await actor.send("INC", event_id="m0") is Outcome.DUPLICATE
+        assert await actor.send("INC", event_id="m5") is Outcome.APPLIED
