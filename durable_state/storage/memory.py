@@ -5,9 +5,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import secrets
+from asyncio import sleep
 from collections.abc import AsyncIterator
-
-import anyio.lowlevel
 
 from ..errors import VersionConflict
 from ._base import BaseStorage
@@ -52,13 +51,17 @@ class MemoryStorage(BaseStorage):
     def __repr__(self) -> str:
         return f"MemoryStorage(<{len(self._items)} keys>)"
 
+    # Every operation takes a turn of the event loop (sleep(0)), as a
+    # request to a real backend would: other tasks run, and a pending
+    # cancellation lands there.
+
     async def _read(self, key: str) -> Stored | None:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         item = self._items.get(key)
         return item[0] if item is not None else None
 
     async def _write(self, key: str, data: bytes, if_version: IfVersion, write_id: str) -> str:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         # No await between the check and the change: on one event loop the
         # pair is atomic.
         self._check(key, if_version)
@@ -67,18 +70,18 @@ class MemoryStorage(BaseStorage):
         return version
 
     async def _delete(self, key: str, if_version: str | None) -> None:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         if if_version is not None:
             self._check(key, if_version)
         self._items.pop(key, None)
 
     async def _exists(self, key: str) -> bool:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         return key in self._items
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
         for key in sorted(k for k in self._items if k.startswith(prefix)):
-            await anyio.lowlevel.checkpoint()
+            await sleep(0)
             yield key
 
     async def _landed(self, key: str, write_id: str) -> str | None:
@@ -86,14 +89,14 @@ class MemoryStorage(BaseStorage):
         return item[0].version if item is not None and item[1] == write_id else None
 
     async def _add_due(self, key: str, due_ms: int) -> None:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         entry = (due_ms, key)
         at = bisect.bisect_left(self._due, entry)
         if at == len(self._due) or self._due[at] != entry:
             self._due.insert(at, entry)
 
     async def _list_due(self, now_ms: int, limit: int | None) -> list[DueEntry]:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         entries: list[DueEntry] = []
         for due_ms, key in self._due:
             if due_ms > now_ms or (limit is not None and len(entries) >= limit):
@@ -102,7 +105,7 @@ class MemoryStorage(BaseStorage):
         return entries
 
     async def _remove_due(self, entry: DueEntry) -> None:
-        await anyio.lowlevel.checkpoint()
+        await sleep(0)
         pair = (entry.due_ms, entry.key)
         at = bisect.bisect_left(self._due, pair)
         if at < len(self._due) and self._due[at] == pair:
