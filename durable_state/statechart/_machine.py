@@ -46,6 +46,7 @@ from ._builtins import (
     StopChildEffect,
     StopInvokeEffect,
     Timer,
+    restored_timer,
 )
 from ._nodes import (
     COMPOUND,
@@ -647,12 +648,12 @@ class Machine:
                     and type(tid) is str
                     and (type(due) is float or type(due) is int)
                 ):
-                    timer = Timer(tid, cast("dict[str, Any]", ev), float(due), i)
-                    if from_json:
-                        # Its persisted entry, as read: saved again as it is.
-                        set_attr(timer, "_persisted", t)
-                        set_attr(timer, "_checked", True)
-                    timers.append(timer)
+                    # With its persisted entry, as read: saved again as it is.
+                    timers.append(
+                        restored_timer(
+                            tid, cast("dict[str, Any]", ev), float(due), i, t if from_json else None
+                        )
+                    )
                     continue
             if (
                 not isinstance(t, Mapping)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -177,6 +178,23 @@ def test_timers_read_from_json_are_not_checked_again(checked_paths: list[str]) -
     with pytest.raises(NotSerializable) as caught:
         m.persisted_snapshot(given)
     assert caught.value.path == "$durable.timers[0].event.when"
+
+
+@pytest.mark.parametrize("from_json", [True, False])
+def test_restored_timers_are_the_timers_that_were_saved(from_json: bool) -> None:
+    m = timer_machine()
+    s = m.initial_snapshot()
+    for i in range(3):
+        s, _ = m.transition(s, "ADD", now_ms=float(i))
+    raw = json.loads(json.dumps(m.persisted_snapshot(s)))
+    restored = m.restore_snapshot(raw, from_json=from_json)
+    assert list(restored.timers) == list(s.timers)
+    fields = [(t.id, t.event, t.due_ms, t.send) for t in restored.timers]
+    assert fields == [(t.id, t.event, t.due_ms, t.send) for t in s.timers]
+    assert [t.seq for t in restored.timers] == [0, 1, 2]  # their order in the document
+    assert restored.timers.first is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        restored.timers.first.id = "changed"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
