@@ -67,6 +67,11 @@ class BaseLockManager(abc.ABC):
     #: The backend's primitives never suspend (an in-process table): no
     #: cancellation can cut one off, so none needs a task of its own.
     _never_suspends: bool = False
+    #: A cancelled acquisition attempt has finished, or never started, by the
+    #: time the cancellation reaches its caller (the backend waits for a
+    #: request in flight itself): it needs no task of its own either, and
+    #: its time is bounded by the backend.
+    _attempts_settle: bool = False
     backoff_initial: float = 0.01
     backoff_max: float = 1.0
     operation_timeout: float = 30.0
@@ -301,7 +306,8 @@ class BaseLockManager(abc.ABC):
 
         The attempt runs in a task of its own, bounded by
         :attr:`operation_timeout` (in the caller's task when the backend never
-        suspends: nothing can cut it off then). If the caller is cancelled
+        suspends, or settles a cancelled attempt itself: nothing can cut a
+        request off then). If the caller is cancelled
         (anyio's cancellation or a native ``Task.cancel()``), or the attempt
         fails in a way that may have taken the lease anyway (a response lost
         after the backend applied the write), whatever this owner holds on the
@@ -310,7 +316,7 @@ class BaseLockManager(abc.ABC):
         lease its caller will release, or leaves none behind.
         """
         try:
-            if self._never_suspends:
+            if self._never_suspends or self._attempts_settle:
                 result = await self._try_acquire(key, owner, ttl, now)
                 # Still a checkpoint: a cancellation already pending is
                 # delivered here, while the lease can be given back.

@@ -525,6 +525,12 @@ class FileLockManager(BaseLockManager):
         contention_timeout: see above.
     """
 
+    # An attempt is a critical section run by _posix.run_locked, which
+    # returns only once a started step has finished (or before it starts):
+    # a cancelled acquisition leaves nothing in flight for its clean-up to
+    # race, and needs no task of its own (one fewer per session).
+    _attempts_settle = True
+
     def __init__(
         self,
         root: str | os.PathLike[str],
