@@ -59,13 +59,13 @@ async def shielded(work: Coroutine[Any, Any, T], *, within: float) -> T:
                 task.cancel()
                 break
             try:
-                await asyncio.wait((task,), timeout=remaining)
+                await _done_or_timeout(task, remaining)
             except asyncio.CancelledError as exc:
                 interrupted = exc
         if not task.done():
             # Cancelled for running out of time: give it a moment to unwind.
             try:
-                await asyncio.wait((task,), timeout=1.0)
+                await _done_or_timeout(task, 1.0)
             except asyncio.CancelledError as exc:
                 interrupted = exc
     if interrupted is not None:
@@ -75,6 +75,29 @@ async def shielded(work: Coroutine[Any, Any, T], *, within: float) -> T:
     if not task.done() or task.cancelled():
         raise TimeoutError(f"gave up after {within:g} s")
     return task.result()
+
+
+async def _done_or_timeout(task: asyncio.Task[Any], seconds: float) -> None:
+    """Return once ``task`` is done or ``seconds`` have passed.
+
+    ``asyncio.wait((task,), timeout=seconds)`` for one task, without its
+    sets and its second future (it is on the path of every release): a
+    cancellation of the caller propagates, and ``task`` goes on.
+    """
+    loop = task.get_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(seconds, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
 
 
 class BodyCanceller:
