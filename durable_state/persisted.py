@@ -789,7 +789,7 @@ class PersistedActor:
                     # the holder can see for itself into LockLost without a
                     # round trip.
                     held_now.check("before saving")
-                if release and held_now is not None and self._fused:
+                if release and held_now is not None and self._fused and not self._stale(due):
                     version = await self._write_and_release(payload, held_now)
                 else:
                     version = await self._write(payload, held_now.token if held_now else None)
@@ -982,10 +982,12 @@ class PersistedActor:
         """How many index entries :meth:`retire_due` removed."""
         return self._retired
 
+    def _stale(self, due: int | None) -> bool:
+        """Whether an entry to retire does not match ``due``: it is removed under the lease."""
+        return any(entry.due_ms != due for entry in self._retiring)
+
     async def _retire_due(self) -> None:
         entries, self._retiring = self._retiring, []
-        if not entries:
-            return
         held = self._held
         if held is not None:
             try:
@@ -1162,18 +1164,19 @@ class _Session:
             return False  # the body's exception propagates
         try:
             # Still inside the body's cancel scope: a loss found while the
-            # write is in flight cancels it. Index entries to retire need
-            # the lease after the write: then the write does not release it.
-            version = await pa._save(release=not pa._retiring)
+            # write is in flight cancels it. (Stale index entries to retire
+            # need the lease after the write: then the write keeps it.)
+            version = await pa._save(release=True)
         except BaseException as error:
             await _ended_badly(pa, error, body_done=True)
             raise
         pa._exit_scope(None, None, None)
-        try:
-            await pa._retire_due()
-        except BaseException:
-            await pa._finish(None, report_loss=False)
-            raise
+        if pa._retiring:
+            try:
+                await pa._retire_due()
+            except BaseException:
+                await pa._finish(None, report_loss=False)
+                raise
         try:
             await pa._finish(None)
         except LockLost as lost:

@@ -5,7 +5,9 @@
   UpdateItem takes the lease and returns the snapshot; one saves, checks the
   token and the version, and releases);
 * optimistic with the version cache, after this process saved: 1 (the
-  conditional write); without the cache: 2.
+  conditional write); without the cache: 2;
+* a waker's visit on the DynamoDB pair that removes the entry that fired:
+  the save keeps the lease, which is released after the removal.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from durable_state import persisted_actor
+from durable_state import ActorSystem, ManualClock, persisted_actor
 from durable_state.locks import DynamoDBLockManager
-from durable_state.storage import DynamoDBStorage, S3Storage
+from durable_state.storage import DueEntry, DynamoDBStorage, S3Storage
 from durable_state.testing import FaultProxy, Request
 
-from ._machines import counter_machine
+from ._machines import counter_machine, timer_machine
 
 
 @pytest.fixture
@@ -69,6 +71,35 @@ async def test_a_locked_step_on_dynamodb_for_both_is_two_requests(
         item = (await held.get_item(TableName=unique_name, Key=storage.item_key("o-1")))["Item"]
         assert item["leaseReleased"] == {"BOOL": True}  # released by the save itself
         assert "expireAt" not in item  # TTL never reads a snapshot item
+
+
+async def test_a_waker_visit_on_dynamodb_for_both_removes_its_entry_under_the_lease(
+    proxy: FaultProxy, moto_server: Any, unique_name: str
+) -> None:
+    """The fired entry is removed before the lease is given back, so the save keeps the lease."""
+    kwargs = {"endpoint_url": proxy.url, "region_name": moto_server.region}
+    start = 1_800_000_000_000
+    clock = ManualClock(start_ms=start)
+    async with (
+        DynamoDBStorage(unique_name, **kwargs) as storage,
+        DynamoDBLockManager(unique_name, **kwargs) as lock,
+    ):
+        await storage.create_table()
+        system = ActorSystem([timer_machine()], storage=storage, lock=lock, clock=clock)
+        await system.send("t-1", "LOOK", machine="timers")  # "waiting": due in 1 s
+        await clock.advance(60_000)
+        proxy.reset_counts()
+        assert await system.fire_due() == 1  # now "ringing", due 1 s from now
+        ops = [_operation(r) for r in proxy.requests]
+        assert ops == [
+            "Query",  # what is due
+            "UpdateItem",  # take the lease and read
+            "UpdateItem",  # index the next due time
+            "UpdateItem",  # save, keeping the lease
+            "DeleteItem",  # remove the entry that fired
+            "UpdateItem",  # release
+        ]
+        assert await storage.list_due(start + 120_000) == [DueEntry(start + 61_000, "t-1")]
 
 
 async def test_a_locked_step_on_s3_with_a_dynamodb_lock_is_four_requests(
