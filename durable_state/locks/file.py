@@ -311,6 +311,20 @@ class _Store:
         found = self._load(fd, name)
         if not found.settled:
             return self._first_acquire(fd, name, key, owner, ttl, now, session)
+        return self._acquire_from(fd, name, found, key, owner, ttl, now, session)
+
+    def _acquire_from(
+        self,
+        fd: int,
+        name: str,
+        found: _Slots,
+        key: str,
+        owner: str,
+        ttl: float,
+        now: float,
+        session: str,
+    ) -> Lease | Busy:
+        """Take ``key`` over the record ``found`` in the file, if it is free."""
         taken = self._take(found.record, key, owner, ttl, now, session)
         if isinstance(taken, Busy):
             return taken
@@ -339,12 +353,7 @@ class _Store:
             found = self._load(fd, name)
             if found.settled:
                 return _posix.BUSY  # converted meanwhile: take the common path
-            taken = self._take(found.record, key, owner, ttl, now, session)
-            if isinstance(taken, Busy):
-                return taken
-            record, dead = taken
-            self._put(fd, name, found, record, acquired=True)
-            return self._taken(key, record, dead)
+            return self._acquire_from(fd, name, found, key, owner, ttl, now, session)
         finally:
             _posix.unlock(guard)
 
